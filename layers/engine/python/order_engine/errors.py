@@ -1,0 +1,122 @@
+"""The one exception hierarchy of the engine.
+
+Every failure the engine raises is an `OrderEngineError`, and its class says how the
+caller must react, so nobody has to guess from message text:
+
+- `RequestError` and subclasses: the caller sent something wrong; answer 4xx, write nothing.
+- `TransientError`: the step may succeed later (venue timeout); retry with backoff,
+  bounded by the attempt limit.
+- `BusinessError`: the order cannot succeed (slippage exceeded, no route); fail it now.
+- `InfrastructureError`: our own dependency is down (database); leave the order as it
+  is and let the message return to its queue (and, in the end, the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+
+class OrderEngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code = "internal_error"
+
+
+# --- the caller's fault --------------------------------------------------------------
+
+
+class RequestError(OrderEngineError):
+    """The request is wrong; answered with a 4xx and a JSON body."""
+
+    code = "bad_request"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        body = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class MalformedRequest(RequestError):
+    """The body is not JSON, or not a JSON object."""
+
+    code = "malformed_request"
+    http_status = 400
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class ValidationError(RequestError):
+    """A field has the wrong type or value; `field` names it (dotted path)."""
+
+    code = "validation_error"
+    http_status = 422
+
+
+class NotFound(RequestError):
+    code = "not_found"
+    http_status = 404
+
+
+class IdempotencyConflict(RequestError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    code = "idempotency_conflict"
+    http_status = 409
+
+
+# --- the order's fate ------------------------------------------------------------------
+
+
+class StepError(OrderEngineError):
+    """A step of the order's pipeline failed; `reason` is what users are shown."""
+
+    code = "step_failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(StepError):
+    """Worth retrying: the venue timed out or answered with an error."""
+
+    code = "transient"
+
+
+class VenueTimeout(TransientError):
+    code = "venue_timeout"
+
+
+class VenueUnavailable(TransientError):
+    code = "venue_unavailable"
+
+
+class BusinessError(StepError):
+    """The order cannot succeed; it fails at once, without retries."""
+
+    code = "business"
+
+
+class SlippageExceeded(BusinessError):
+    code = "slippage_exceeded"
+
+
+class NoRoute(BusinessError):
+    code = "no_route"
+
+
+# --- our own dependencies ------------------------------------------------------------
+
+
+class InfrastructureError(OrderEngineError):
+    """PostgreSQL or SQS is unavailable; the message goes back to its queue."""
+
+    code = "infrastructure_unavailable"

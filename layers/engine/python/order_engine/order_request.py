@@ -1,0 +1,157 @@
+"""Validation of a market-order request: the one place that says what a valid order is.
+
+Schema (JSON object, no other fields allowed):
+
+    type         "market"                      required
+    tokenIn      symbol or mint address        required, a known token
+    tokenOut     symbol or mint address        required, a known token, not tokenIn
+    amount       decimal string or number      required, > 0, at most tokenIn's decimals,
+                                               at most tokenIn's max_amount
+    slippageBps  integer, basis points         optional, 1..1000 (0.01 % .. 10 %), default 100
+
+Every rejection is a `ValidationError` naming the field. Amounts are `Decimal`
+end to end: parse request bodies with `parse_json` so numbers never pass through float.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from order_engine.errors import MalformedRequest, ValidationError
+from order_engine.tokens import Token, find_token
+
+ORDER_TYPES = frozenset({"market"})
+FIELDS = frozenset({"type", "tokenIn", "tokenOut", "amount", "slippageBps"})
+DEFAULT_SLIPPAGE_BPS = 100
+MIN_SLIPPAGE_BPS = 1
+MAX_SLIPPAGE_BPS = 1000
+# Longer strings are never a sensible amount or token; refusing them early keeps
+# error messages short and Decimal parsing cheap.
+MAX_SCALAR_CHARS = 64
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    token_in: Token
+    token_out: Token
+    amount: Decimal
+    slippage_bps: int = DEFAULT_SLIPPAGE_BPS
+    type: str = "market"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON form: symbols, amount as a plain decimal string."""
+        return {
+            "type": self.type,
+            "tokenIn": self.token_in.symbol,
+            "tokenOut": self.token_out.symbol,
+            "amount": format(self.amount, "f"),
+            "slippageBps": self.slippage_bps,
+        }
+
+    def fingerprint(self) -> str:
+        """A digest of the canonical form, to tell an idempotent retry from a new request."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Parse a request body: numbers as Decimal, NaN and Infinity refused."""
+
+    def refuse_constant(name: str) -> Any:
+        raise MalformedRequest(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from None
+
+
+def validate_order_request(data: Any) -> OrderRequest:
+    """Check `data` (a parsed JSON value) against the schema; raise on the first problem."""
+    if not isinstance(data, dict):
+        raise MalformedRequest("the order must be a JSON object")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0])
+
+    order_type = _required(data, "type")
+    if order_type not in ORDER_TYPES:
+        raise ValidationError("type must be \"market\"", field="type")
+
+    token_in = _token(data, "tokenIn")
+    token_out = _token(data, "tokenOut")
+    if token_in == token_out:
+        raise ValidationError("tokenOut must differ from tokenIn", field="tokenOut")
+
+    return OrderRequest(
+        token_in=token_in,
+        token_out=token_out,
+        amount=_amount(_required(data, "amount"), token_in),
+        slippage_bps=_slippage(data.get("slippageBps", DEFAULT_SLIPPAGE_BPS)),
+    )
+
+
+def _required(data: dict[str, Any], field: str) -> Any:
+    if field not in data or data[field] is None:
+        raise ValidationError(f"{field} is required", field=field)
+    return data[field]
+
+
+def _token(data: dict[str, Any], field: str) -> Token:
+    value = _required(data, field)
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a token symbol or mint address", field=field)
+    if len(value) > MAX_SCALAR_CHARS or "\x00" in value:
+        raise ValidationError(f"{field} is not a known token", field=field)
+    token = find_token(value)
+    if token is None:
+        raise ValidationError(f"{field} {value!r} is not a known token", field=field)
+    return token
+
+
+def _amount(value: Any, token: Token) -> Decimal:
+    # bool is an int in Python; `true` is never an amount.
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, float)):
+        raise ValidationError("amount must be a decimal string or a number", field="amount")
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not text or len(text) > MAX_SCALAR_CHARS:
+        raise ValidationError("amount must be a decimal string or a number", field="amount")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValidationError(f"amount {text!r} is not a number", field="amount") from None
+    if not amount.is_finite():
+        raise ValidationError("amount must be a finite number", field="amount")
+    if amount <= 0:
+        raise ValidationError("amount must be greater than zero", field="amount")
+    if amount > token.max_amount:
+        raise ValidationError(
+            f"amount exceeds the largest order of {token.max_amount} {token.symbol}",
+            field="amount",
+        )
+    exponent = amount.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # finite numbers have an integer exponent
+    if -exponent > token.decimals:
+        raise ValidationError(
+            f"amount has more than {token.decimals} decimals, the precision of {token.symbol}",
+            field="amount",
+        )
+    return amount.normalize()
+
+
+def _slippage(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise ValidationError("slippageBps must be an integer", field="slippageBps")
+    if isinstance(value, Decimal) and value != value.to_integral_value():
+        raise ValidationError("slippageBps must be an integer", field="slippageBps")
+    bps = int(value)
+    if not MIN_SLIPPAGE_BPS <= bps <= MAX_SLIPPAGE_BPS:
+        raise ValidationError(
+            f"slippageBps must be between {MIN_SLIPPAGE_BPS} and {MAX_SLIPPAGE_BPS}",
+            field="slippageBps",
+        )
+    return bps

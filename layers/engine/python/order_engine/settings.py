@@ -1,0 +1,88 @@
+"""The one configuration object, read from the environment once per process.
+
+Standard names where they exist (DATABASE_URL, AWS_REGION, AWS_ENDPOINT_URL[_SQS]);
+everything else is prefixed by what it configures. template.yaml sets these on AWS,
+the local runtime sets them from the same template.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from order_engine.orders import Step
+
+
+@dataclass(frozen=True)
+class DexSettings:
+    # Multiplies every simulated delay: 1.0 is realistic, 0 is instant (fast tests).
+    latency_scale: float = 1.0
+    # Seed of the simulation's RNG; None draws one, so runs differ.
+    seed: int | None = None
+    # Probability that one venue call fails with a transient error / times out.
+    failure_rate: float = 0.0
+    timeout_rate: float = 0.0
+    # How long the router waits for a quote before using the other venue (seconds).
+    quote_timeout: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    aws_region: str = "us-east-1"
+    sqs_endpoint_url: str | None = None
+    # SQS queue URL per pipeline step, plus the notifier's.
+    step_queue_urls: Mapping[Step, str] = field(default_factory=dict)
+    notify_queue_url: str | None = None
+    # What clients connect to (wss://…), and where the notifier posts (https://…/stage).
+    websocket_url: str | None = None
+    websocket_management_url: str | None = None
+    dex: DexSettings = field(default_factory=DexSettings)
+    # Transient step failures are retried this many times in all, with exponential
+    # backoff starting at retry_base_seconds (1 s, 2 s, 4 s…).
+    max_attempts: int = 3
+    retry_base_seconds: float = 1.0
+    # The sweeper re-drives orders that made no progress for this long.
+    stuck_after_seconds: float = 120.0
+    # …and publishes outbox rows left unsent for this long.
+    outbox_grace_seconds: float = 10.0
+    db_pool_max: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        step_urls = {
+            step: url for step in Step if (url := env.get(f"{step.name}_QUEUE_URL"))
+        }
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
+            step_queue_urls=step_urls,
+            notify_queue_url=env.get("NOTIFY_QUEUE_URL") or None,
+            websocket_url=env.get("WEBSOCKET_URL") or None,
+            websocket_management_url=env.get("WEBSOCKET_MANAGEMENT_URL") or None,
+            dex=DexSettings(
+                latency_scale=_float(env, "DEX_LATENCY_SCALE", 1.0),
+                seed=int(env["DEX_SEED"]) if env.get("DEX_SEED") else None,
+                failure_rate=_float(env, "DEX_FAILURE_RATE", 0.0),
+                timeout_rate=_float(env, "DEX_TIMEOUT_RATE", 0.0),
+                quote_timeout=_float(env, "DEX_QUOTE_TIMEOUT", 1.0),
+            ),
+            max_attempts=int(env.get("ORDER_MAX_ATTEMPTS", "3")),
+            retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
+            stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
+            outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
+            db_pool_max=int(env.get("DB_POOL_MAX", "4")),
+        )
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None

@@ -1,0 +1,42 @@
+"""Shared fixtures: a real PostgreSQL database for the whole test session.
+
+With DATABASE_URL set, the tests create (and drop) a database of their own on that
+server; without it, they start the embedded server under .data/. Either way each
+session gets a fresh, migrated database, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from local_runtime.postgres import open_database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, empty database (not yet migrated) for this test session."""
+    database = open_database(ROOT / ".data" / "postgres-test", os.environ.get("DATABASE_URL"))
+    name = f"order_engine_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database.url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_dbname(database.url, name)
+    finally:
+        with psycopg.connect(database.url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        database.stop()
