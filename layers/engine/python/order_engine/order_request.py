@@ -80,7 +80,7 @@ def validate_order_request(data: Any) -> OrderRequest:
 
     order_type = _required(data, "type")
     if order_type not in ORDER_TYPES:
-        raise ValidationError("type must be \"market\"", field="type")
+        raise ValidationError('type must be "market"', field="type")
 
     token_in = _token(data, "tokenIn")
     token_out = _token(data, "tokenOut")

@@ -52,9 +52,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        step_urls = {
-            step: url for step in Step if (url := env.get(f"{step.name}_QUEUE_URL"))
-        }
+        step_urls = {step: url for step in Step if (url := env.get(f"{step.name}_QUEUE_URL"))}
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
