@@ -1,0 +1,134 @@
+"""The store's foundation: one connection pool per process, and the rules every query follows.
+
+- A pool is opened once and reused: a Lambda container keeps it across invocations.
+  Each checkout runs a check, so connections killed by a database restart (or by
+  RDS Proxy) are replaced instead of failing the next query.
+- Connections are in autocommit mode; every unit of work that writes runs in an explicit
+  `transaction()` block, so what commits together is visible in the code.
+- Any psycopg.OperationalError (refused, reset, restarting, pool timeout) becomes an
+  InfrastructureError: the caller leaves the order alone and lets its message retry.
+- JSON is written with Decimals as strings, so amounts never pass through a float.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from order_engine.errors import InfrastructureError
+
+DictCursor = psycopg.Cursor[DictRow]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# NaN is not JSON: refuse it here rather than let PostgreSQL reject the text.
+_dumps = functools.partial(
+    json.dumps, default=_json_default, allow_nan=False, separators=(",", ":")
+)
+
+
+def jsonb(value: Any) -> Jsonb:
+    """A jsonb parameter; Decimal -> "1.5", datetime -> ISO 8601, anything else odd raises."""
+    return Jsonb(value, dumps=_dumps)
+
+
+def is_uuid(value: str) -> bool:
+    """Ids come from URLs and queue messages; a malformed one is simply not found."""
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+class StoreBase:
+    """The pool and the transaction/error rules; Store adds the queries."""
+
+    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
+        """`timeout`: how long a call waits for a connection before it raises
+        InfrastructureError. Keep it well under the Lambda timeout."""
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, max_size),
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            name="order-engine",
+            open=False,
+        )
+        # Without waiting: a database that is down at cold start must not crash the
+        # container; the first call will raise InfrastructureError instead.
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise InfrastructureError unless the database answers."""
+        with self._connection() as conn:
+            conn.execute("SELECT 1")
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise InfrastructureError(f"database unavailable: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[DictCursor]:
+        """One transaction: commits when the block ends, rolls back if it raises."""
+        with (
+            self._connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            yield cur
+
+    @contextmanager
+    def _reading(self) -> Iterator[DictCursor]:
+        """A cursor for single-statement reads (autocommit: no transaction needed)."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            yield cur
+
+
+def fetch_one(cur: DictCursor) -> dict[str, Any]:
+    """The row a statement must return (e.g. INSERT … RETURNING without ON CONFLICT)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row

@@ -1,0 +1,140 @@
+"""The transactional outbox, and the sweeper's queries.
+
+A message is written in the transaction whose commit makes it necessary (see
+`write_outbox`), published right after commit, then marked sent. A relay drains what
+was left behind (`claim_unsent`), and `find_stuck` names orders that stopped moving
+with nothing in the outbox to move them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
+from order_engine.orders import TERMINAL
+from order_engine.records import Order, OutboxMessage, OutboxRow
+
+# find_stuck spells the terminal statuses out; this keeps it honest.
+assert {status.value for status in TERMINAL} == {"confirmed", "failed"}
+
+
+def write_outbox(
+    cur: DictCursor, order_id: str, messages: Iterable[OutboxMessage]
+) -> list[OutboxRow]:
+    """Insert `messages` in the caller's transaction; return the rows actually written
+    (a message whose dedupe_key exists already is skipped: it was written before)."""
+    written: list[OutboxRow] = []
+    for message in messages:
+        cur.execute(
+            "INSERT INTO outbox (order_id, topic, payload, dedupe_key) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
+            (order_id, message.topic, jsonb(message.payload), message.dedupe_key),
+        )
+        row = cur.fetchone()
+        if row is not None:
+            written.append(OutboxRow.from_row(row))
+    return written
+
+
+class OutboxClaim(list[OutboxRow]):
+    """The rows a relay claimed: a list, plus `mark_sent` in the claim's transaction."""
+
+    def __init__(self, cur: DictCursor, rows: Iterable[OutboxRow]) -> None:
+        super().__init__(rows)
+        self._cur = cur
+
+    def mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        if outbox_ids:
+            self._cur.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
+                (list(outbox_ids),),
+            )
+
+
+class OutboxStore(StoreBase):
+    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
+        super().__init__(url, max_size=max_size, timeout=timeout)
+        # The claim open in each thread, if any: see mark_sent.
+        self._claims = threading.local()
+
+    def enqueue(self, order_id: str, messages: Sequence[OutboxMessage]) -> list[OutboxRow]:
+        """Write outbox rows on their own (no transition), e.g. to re-drive an order."""
+        with self._transaction() as cur:
+            return write_outbox(cur, order_id, messages)
+
+    @contextmanager
+    def claim_unsent(self, *, older_than_seconds: float, limit: int = 100) -> Iterator[OutboxClaim]:
+        """Lock up to `limit` unsent rows older than the grace period, oldest first.
+
+        Rows another relay holds are skipped (FOR UPDATE SKIP LOCKED), so concurrent
+        relays never publish the same row twice. Each claimed row's `attempts` is
+        incremented (a row that keeps failing shows it). Rows are NOT marked sent on
+        exit: mark the ones the queue accepted, with `claim.mark_sent(ids)` or
+        `store.mark_sent(ids)` (the latter joins the claim, see mark_sent). The rest
+        stay unsent for the next relay. If the block raises, the claim rolls back.
+        """
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id IN ("
+                " SELECT id FROM outbox"
+                " WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => %s)"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+                ") RETURNING *",
+                (older_than_seconds, limit),
+            )
+            claim = OutboxClaim(cur, sorted(map(OutboxRow.from_row, cur.fetchall()), key=_id))
+            outer = getattr(self._claims, "current", None)
+            self._claims.current = claim
+            try:
+                yield claim
+            finally:
+                self._claims.current = outer
+
+    def mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        """Mark rows published (the fast path after commit, or a relay's claim).
+
+        Called inside a `claim_unsent` block of the same thread, it runs in the claim's
+        transaction: on another connection it would wait for the claim's own row locks,
+        which is to say forever.
+        """
+        if not outbox_ids:
+            return
+        claim: OutboxClaim | None = getattr(self._claims, "current", None)
+        if claim is not None:
+            claim.mark_sent(outbox_ids)
+            return
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
+                (list(outbox_ids),),
+            )
+
+    def get_outbox(self, order_id: str) -> list[OutboxRow]:
+        """Every outbox row of an order, oldest first (for operators and tests)."""
+        if not is_uuid(order_id):
+            return []
+        with self._reading() as cur:
+            cur.execute("SELECT * FROM outbox WHERE order_id = %s ORDER BY id", (order_id,))
+            return [OutboxRow.from_row(row) for row in cur.fetchall()]
+
+    def find_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
+        """Live orders untouched for longer than the deadline with no unsent outbox row:
+        nothing will move them unless someone re-drives them. Oldest first."""
+        with self._reading() as cur:
+            cur.execute(
+                "SELECT * FROM orders o"
+                # Spelled like the partial index's predicate, so the planner uses it.
+                " WHERE o.status NOT IN ('confirmed', 'failed')"
+                " AND o.updated_at < now() - make_interval(secs => %s)"
+                " AND NOT EXISTS (SELECT 1 FROM outbox b"
+                "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)"
+                " ORDER BY o.updated_at LIMIT %s",
+                (older_than_seconds, limit),
+            )
+            return [Order.from_row(row) for row in cur.fetchall()]
+
+
+def _id(row: OutboxRow) -> int:
+    return row.id

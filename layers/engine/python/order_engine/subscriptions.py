@@ -1,0 +1,155 @@
+"""WebSocket connections, their subscriptions, and delivery cursors.
+
+Each subscription remembers `last_seq`, the highest event already delivered to that
+connection. The notifier locks an order's subscriptions (`deliveries`), sends each one
+the events past its cursor, and advances the cursor in the same transaction. Two
+notifier invocations for one order therefore serialize, and every connection receives
+that order's events in `seq` order; a crash before commit only causes resends with the
+same `seq`, which clients drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
+from order_engine.records import Order, OrderEvent
+
+
+class Delivery(NamedTuple):
+    connection_id: str
+    last_seq: int
+    events: list[OrderEvent]  # seq > last_seq, ascending; may be empty
+
+
+class DeliveryBatch:
+    """One notifier pass over one order, inside the transaction holding its
+    subscriptions locked. Cursor moves commit when the `deliveries` block ends."""
+
+    def __init__(
+        self,
+        cur: DictCursor | None,
+        order_id: str,
+        order: Order | None,
+        pending: Sequence[Delivery],
+    ) -> None:
+        self._cur = cur
+        self._order_id = order_id
+        self.order = order  # the order as of this pass (None if it does not exist)
+        self.pending: list[Delivery] = list(pending)
+        self.dropped: list[str] = []
+
+    def advance(self, connection_id: str, seq: int) -> None:
+        """Record that `connection_id` has everything up to `seq`. Never moves back."""
+        if self._cur is not None:
+            self._cur.execute(
+                "UPDATE subscriptions SET last_seq = greatest(last_seq, %s)"
+                " WHERE connection_id = %s AND order_id = %s",
+                (seq, connection_id, self._order_id),
+            )
+
+    def drop(self, connection_id: str) -> None:
+        """The connection is gone (GoneException): forget it.
+
+        Its subscription to this order goes now; the connection row (and so its other
+        subscriptions) goes right after commit, in a transaction of its own, so this
+        one never waits on locks held by notifiers of other orders.
+        """
+        if self._cur is not None:
+            self._cur.execute(
+                "DELETE FROM subscriptions WHERE connection_id = %s AND order_id = %s",
+                (connection_id, self._order_id),
+            )
+        self.dropped.append(connection_id)
+
+
+class SubscriptionStore(StoreBase):
+    def add_connection(self, connection_id: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Remember a WebSocket connection; again for the same id only refreshes it."""
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO connections (connection_id, metadata) VALUES (%s, %s)"
+                " ON CONFLICT (connection_id) DO UPDATE"
+                " SET last_seen_at = now(), metadata = EXCLUDED.metadata",
+                (connection_id, jsonb(dict(metadata or {}))),
+            )
+
+    def remove_connection(self, connection_id: str) -> None:
+        """Forget a connection and its subscriptions; unknown ids are fine."""
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
+
+    def subscribe(self, connection_id: str, order_id: str) -> bool:
+        """Follow `order_id` from `connection_id` (created if missing); False when the
+        order does not exist. Subscribing twice changes nothing (the cursor stays)."""
+        if not is_uuid(order_id):
+            return False
+        with self._transaction() as cur:
+            cur.execute("SELECT 1 FROM orders WHERE id = %s", (order_id,))
+            if cur.fetchone() is None:
+                return False
+            # DO UPDATE rather than DO NOTHING: it locks the connection row, so a
+            # concurrent $disconnect cannot delete it between these two statements.
+            cur.execute(
+                "INSERT INTO connections (connection_id) VALUES (%s)"
+                " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now()",
+                (connection_id,),
+            )
+            cur.execute(
+                "INSERT INTO subscriptions (connection_id, order_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (connection_id, order_id),
+            )
+            return True
+
+    def subscribers(self, order_id: str) -> list[tuple[str, int]]:
+        """(connection_id, last_seq) of every subscriber of the order."""
+        if not is_uuid(order_id):
+            return []
+        with self._reading() as cur:
+            cur.execute(
+                "SELECT connection_id, last_seq FROM subscriptions"
+                " WHERE order_id = %s ORDER BY connection_id",
+                (order_id,),
+            )
+            return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
+
+    @contextmanager
+    def deliveries(self, order_id: str) -> Iterator[DeliveryBatch]:
+        """Lock the order's subscriptions and yield what each subscriber is missing."""
+        if not is_uuid(order_id):
+            yield DeliveryBatch(None, order_id, None, [])
+            return
+        with self._transaction() as cur:
+            # Locked in a fixed order, so concurrent passes queue up instead of deadlocking.
+            cur.execute(
+                "SELECT connection_id, last_seq FROM subscriptions"
+                " WHERE order_id = %s ORDER BY connection_id FOR UPDATE",
+                (order_id,),
+            )
+            cursors = [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
+            events: list[OrderEvent] = []
+            order: Order | None = None
+            if cursors:
+                cur.execute(
+                    "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
+                    (order_id, min(last_seq for _, last_seq in cursors)),
+                )
+                events = [OrderEvent.from_row(row) for row in cur.fetchall()]
+                cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+                row = cur.fetchone()
+                order = None if row is None else Order.from_row(row)
+            batch = DeliveryBatch(
+                cur,
+                order_id,
+                order,
+                [
+                    Delivery(connection_id, last_seq, [e for e in events if e.seq > last_seq])
+                    for connection_id, last_seq in cursors
+                ],
+            )
+            yield batch
+        for connection_id in batch.dropped:
+            self.remove_connection(connection_id)

@@ -1,0 +1,139 @@
+"""Integration fixtures: the session's database, migrated once, and stores on it.
+
+Tests never truncate: each one creates its own orders (fresh uuids) and looks only at
+those, so tests stay independent of each other and of their order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from order_engine.migrate import migrate
+from order_engine.order_request import OrderRequest, validate_order_request
+from order_engine.orders import Status
+from order_engine.records import Order, OutboxMessage
+from order_engine.store import Store
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_url: str) -> str:
+    """The session database with every migration applied."""
+    migrate(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def _session_store(migrated_url: str) -> Iterator[Store]:
+    # One pool for the session, as a Lambda container keeps one across invocations.
+    with Store(migrated_url, max_size=8) as store:
+        yield store
+
+
+@pytest.fixture
+def store(_session_store: Store) -> Store:
+    return _session_store
+
+
+@pytest.fixture
+def make_store(migrated_url: str) -> Iterator[Callable[..., Store]]:
+    """Extra stores with pools of their own (separate connections), closed afterwards."""
+    opened: list[Store] = []
+
+    def factory(url: str | None = None, **kwargs: Any) -> Store:
+        new = Store(url or migrated_url, **kwargs)
+        opened.append(new)
+        return new
+
+    yield factory
+    for each in opened:
+        each.close()
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A plain autocommit connection, to arrange situations (age a row) and to look
+    at tables directly."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str) -> Iterator[str]:
+    """A brand-new, empty database on the session's server."""
+    name = f"order_engine_fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _order_request(amount: str = "1.5", pair: tuple[str, str] = ("SOL", "USDC")) -> OrderRequest:
+    return validate_order_request(
+        {"type": "market", "tokenIn": pair[0], "tokenOut": pair[1], "amount": amount}
+    )
+
+
+def _step_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
+    # What a real transition writes: a notification, and the next step's message.
+    return [
+        OutboxMessage("notify", {"orderId": order_id}, f"{order_id}:notify:{to_status}"),
+        OutboxMessage(
+            "step", {"orderId": order_id, "to": to_status}, f"{order_id}:step:{to_status}"
+        ),
+    ]
+
+
+@pytest.fixture
+def make_request() -> Callable[..., OrderRequest]:
+    """A valid market-order request (SOL -> USDC unless told otherwise)."""
+    return _order_request
+
+
+@pytest.fixture
+def messages_for() -> Callable[[str, Status], list[OutboxMessage]]:
+    """The outbox messages of a transition into a status: notify + next step."""
+    return _step_messages
+
+
+@pytest.fixture
+def new_order(store: Store) -> Callable[..., Order]:
+    """Place a fresh pending order, born with its two outbox rows."""
+
+    def factory(amount: str = "1.5") -> Order:
+        created = store.create_order(
+            _order_request(amount),
+            outbox=lambda order_id: _step_messages(order_id, Status.PENDING),
+        )
+        return created.order
+
+    return factory
+
+
+@pytest.fixture
+def advance(store: Store) -> Callable[[str, Sequence[Status]], None]:
+    """Walk an order along `path` (starting at its current status); each step must apply."""
+
+    def walk(order_id: str, path: Sequence[Status]) -> None:
+        for from_status, to_status in itertools.pairwise(path):
+            result = store.transition(
+                order_id,
+                from_status,
+                to_status,
+                changes={"failure_reason": "test"} if to_status is Status.FAILED else None,
+                outbox=_step_messages(order_id, to_status),
+            )
+            assert result.applied, (from_status, to_status, result.outcome)
+
+    return walk

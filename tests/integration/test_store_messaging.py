@@ -1,0 +1,218 @@
+"""The store's side of messaging, against a real PostgreSQL: the outbox relay, the
+sweeper's stuck-order query, WebSocket subscriptions and deliveries, and the
+simulated chain's ledger."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from order_engine.dex.venue import SubmissionLedger
+from order_engine.ledger import SecondSwapError
+from order_engine.orders import Status
+from order_engine.store import PostgresLedger
+
+
+def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -> None:
+    """Pretend rows of these orders were written an hour ago."""
+    key = "id" if table == "orders" else "order_id"
+    query = sql.SQL("UPDATE {t} SET {c} = {c} - interval '1 hour' WHERE {k} = ANY(%s::uuid[])")
+    db.execute(
+        query.format(t=sql.Identifier(table), c=sql.Identifier(column), k=sql.Identifier(key)),
+        (order_ids,),
+    )
+
+
+# --- outbox ---------------------------------------------------------------------------
+
+
+def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
+    order_ids = [new_order().id for _ in range(4)]  # two outbox rows each
+    age(db, "outbox", "created_at", order_ids)
+    relays = [make_store(), make_store()]
+    barrier = threading.Barrier(2, timeout=10)
+    claimed: dict[int, list[int]] = {}
+
+    def relay(index: int) -> None:
+        with relays[index].claim_unsent(older_than_seconds=1800, limit=3) as rows:
+            claimed[index] = [row.id for row in rows]
+            # Both claims are open at once: without SKIP LOCKED the second relay would
+            # block on the first one's rows and never reach this barrier.
+            barrier.wait()
+
+    threads = [threading.Thread(target=relay, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(claimed[0]) == len(claimed[1]) == 3
+    assert not set(claimed[0]) & set(claimed[1])
+
+
+def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(store, new_order, db):
+    order = new_order()
+    age(db, "outbox", "created_at", [order.id])
+    published, refused = store.get_outbox(order.id)
+
+    with store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
+        mine = {row.id: row for row in rows if row.order_id == order.id}
+        assert set(mine) == {published.id, refused.id}
+        assert mine[published.id].payload == {"orderId": order.id}
+        # Marking through the store (as the sweeper does) joins the claim's transaction.
+        store.mark_sent([published.id])
+
+    after = {row.id: row for row in store.get_outbox(order.id)}
+    assert after[published.id].sent_at is not None
+    assert (after[refused.id].sent_at, after[refused.id].attempts) == (None, 1)
+
+
+def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
+    order = new_order()
+
+    with store.claim_unsent(older_than_seconds=3600, limit=10_000) as rows:
+        assert order.id not in {row.order_id for row in rows}
+
+
+def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for):
+    created = store.create_order(make_request(), outbox=lambda i: messages_for(i, Status.PENDING))
+
+    store.mark_sent([row.id for row in created.outbox])
+
+    assert all(row.sent_at is not None for row in store.get_outbox(created.order.id))
+
+
+def test_find_stuck_names_old_live_orders_with_nothing_in_the_outbox(store, new_order, advance, db):
+    stuck, terminal, queued, recent = (new_order() for _ in range(4))
+    advance(terminal.id, [Status.PENDING, Status.FAILED])
+    for order in (stuck, terminal, recent):
+        store.mark_sent([row.id for row in store.get_outbox(order.id)])
+    age(db, "orders", "updated_at", [stuck.id, terminal.id, queued.id])
+
+    found = {order.id for order in store.find_stuck(older_than_seconds=1800, limit=10_000)}
+
+    assert stuck.id in found
+    assert not {terminal.id, queued.id, recent.id} & found
+
+
+# --- connections, subscriptions, deliveries -----------------------------------------------
+
+
+def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order):
+    order = new_order()
+    connection = f"conn-{uuid.uuid4()}"
+
+    assert store.subscribe(connection, order.id)
+    assert store.subscribe(connection, order.id)
+    assert not store.subscribe(connection, str(uuid.uuid4()))
+    assert not store.subscribe(connection, "not-an-id")
+    assert store.subscribers(order.id) == [(connection, 0)]
+
+
+def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, advance):
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING])
+    ahead, behind = sorted(f"conn-{uuid.uuid4()}" for _ in range(2))
+    store.subscribe(ahead, order.id)
+    store.subscribe(behind, order.id)
+
+    with store.deliveries(order.id) as batch:
+        assert [(p.connection_id, [e.seq for e in p.events]) for p in batch.pending] == [
+            (ahead, [1, 2, 3]),
+            (behind, [1, 2, 3]),
+        ]
+        assert batch.order is not None and batch.order.status is Status.BUILDING
+        batch.advance(ahead, 3)
+
+    advance(order.id, [Status.BUILDING, Status.SUBMITTED])
+    with store.deliveries(order.id) as batch:
+        pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in batch.pending}
+        assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
+        batch.advance(ahead, 2)  # a cursor never moves back
+
+    assert dict(store.subscribers(order.id))[ahead] == 3
+
+
+def test_dropping_a_gone_connection_removes_only_that_connection(store, new_order):
+    order, other_order = new_order(), new_order()
+    gone, alive = f"conn-{uuid.uuid4()}", f"conn-{uuid.uuid4()}"
+    for connection in (gone, alive):
+        store.subscribe(connection, order.id)
+        store.subscribe(connection, other_order.id)
+
+    with store.deliveries(order.id) as batch:
+        batch.drop(gone)
+
+    assert store.subscribers(order.id) == [(alive, 0)]
+    assert store.subscribers(other_order.id) == [(alive, 0)]  # the connection is gone
+
+
+def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(store, new_order):
+    order = new_order()
+    connection = f"conn-{uuid.uuid4()}"
+    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    store.subscribe(connection, order.id)
+
+    store.remove_connection(connection)
+    store.remove_connection(connection)
+
+    assert store.subscribers(order.id) == []
+
+
+def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, new_order):
+    order = new_order()
+    connection = f"conn-{uuid.uuid4()}"
+    first_store, second_store = make_store(), make_store()
+    first_store.subscribe(connection, order.id)
+    first_in = threading.Event()
+    seen: dict[str, object] = {}
+
+    def first_pass() -> None:
+        with first_store.deliveries(order.id) as batch:
+            first_in.set()
+            time.sleep(0.3)  # "posting to the connection"
+            batch.advance(connection, 1)
+        seen["first_done"] = time.monotonic()
+
+    thread = threading.Thread(target=first_pass)
+    thread.start()
+    first_in.wait(5)
+    with second_store.deliveries(order.id) as batch:
+        seen["second_in"] = time.monotonic()
+        seen["second_pending"] = [(p.last_seq, len(p.events)) for p in batch.pending]
+    thread.join()
+
+    assert seen["second_in"] >= seen["first_done"]  # type: ignore[operator]
+    assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
+
+
+# --- the simulated chain's ledger ---------------------------------------------------------
+
+
+def test_the_ledger_remembers_a_signature_once(store):
+    ledger: SubmissionLedger = PostgresLedger(store)
+    signature, order_id = f"sig-{uuid.uuid4().hex}", str(uuid.uuid4())
+
+    first = ledger.record(signature, "raydium", order_id, {"amount_in": "1.5"})
+    again = ledger.record(signature, "raydium", order_id, {"amount_in": "9"})
+
+    assert (first.first, again.first) == (True, False)
+    assert again.submitted_at == first.submitted_at
+    assert again.payload == {"amount_in": "1.5"}  # the original transaction
+    assert ledger.get(signature) == again
+    assert ledger.get("unknown") is None
+
+
+def test_the_ledger_refuses_a_second_transaction_for_one_order(store):
+    ledger = PostgresLedger(store)
+    order_id = str(uuid.uuid4())
+    ledger.record(f"sig-{uuid.uuid4().hex}", "meteora", order_id, {})
+
+    with pytest.raises(SecondSwapError):
+        ledger.record(f"sig-{uuid.uuid4().hex}", "meteora", order_id, {})
