@@ -120,3 +120,13 @@ class InfrastructureError(OrderEngineError):
     """PostgreSQL or SQS is unavailable; the message goes back to its queue."""
 
     code = "infrastructure_unavailable"
+
+
+class PoisonMessage(OrderEngineError):
+    """A queue message that can never be processed (not JSON, unknown step, NUL bytes).
+
+    Its record fails, so after maxReceiveCount SQS parks it in the dead-letter queue,
+    where `order-engine dlq show` lets an operator read it.
+    """
+
+    code = "poison_message"

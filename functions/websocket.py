@@ -1,0 +1,85 @@
+"""The WebSocket API: subscribe to an order's statuses, or place an order over the socket.
+
+$connect ?orderId=…  subscribes (the handshake is refused for an unknown order);
+$default             {"action": "subscribe", "orderId": …} | {"action": "execute", "order": {…}}
+                     | {"action": "ping"}; anything else gets an error message, and the
+                     connection stays open;
+$disconnect          forgets the connection and its subscriptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice, Response, WebsocketEvent
+
+from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
+from order_engine.order_request import parse_json
+from order_engine.wiring import engine
+
+app = Chalice(app_name="order-engine-websocket")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+
+@app.on_ws_connect()
+def connect(event: WebsocketEvent) -> Response | None:
+    query = event.to_dict().get("queryStringParameters") or {}
+    orders = engine().orders
+    try:
+        orders.connect(event.connection_id, {"sourceIp": _source_ip(event)})
+        if "orderId" in query:
+            orders.subscribe_on_connect(event.connection_id, query["orderId"])
+    except RequestError as exc:
+        orders.disconnect(event.connection_id)
+        return Response(body={"error": exc.to_dict()}, status_code=exc.http_status)
+    return None
+
+
+@app.on_ws_message()
+def message(event: WebsocketEvent) -> None:
+    try:
+        reply = _dispatch(event.connection_id, event.body)
+    except RequestError as exc:
+        reply = {"type": "error", "error": exc.to_dict()}
+    except OrderEngineError as exc:
+        reply = {"type": "error", "error": {"code": exc.code, "message": str(exc)}}
+    if reply is not None:
+        engine().sender.send(event.connection_id, reply)
+
+
+@app.on_ws_disconnect()
+def disconnect(event: WebsocketEvent) -> None:
+    engine().orders.disconnect(event.connection_id)
+
+
+def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
+    if len(body.encode()) > 16 * 1024:
+        raise RequestError("message too large", field="body")
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise MalformedRequest("a message must be a JSON object with an action")
+    action = data.get("action")
+    orders = engine().orders
+    if action == "ping":
+        return {"type": "pong"}
+    if action == "subscribe":
+        orders.subscribe(connection_id, _string(data, "orderId"))
+        return None  # the snapshot is the answer
+    if action == "execute":
+        placed = orders.place_order(data.get("order"), idempotency_key=None)
+        engine().sender.send(connection_id, {"type": "accepted", "orderId": placed.order.id})
+        orders.subscribe(connection_id, placed.order.id)
+        return None
+    raise RequestError(f"unknown action {action!r}; use subscribe, execute or ping", field="action")
+
+
+def _string(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise RequestError(f"{field} must be a string", field=field)
+    return value
+
+
+def _source_ip(event: WebsocketEvent) -> str | None:
+    identity = event.to_dict().get("requestContext", {}).get("identity", {})
+    return identity.get("sourceIp")

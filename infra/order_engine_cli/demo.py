@@ -1,0 +1,117 @@
+"""`order-engine demo`: several orders at once, each one's progress live, one line each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from order_engine_cli.client import TERMINAL, OrderClient, follow
+
+DEMO_ORDERS = [
+    {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"},
+    {"type": "market", "tokenIn": "USDC", "tokenOut": "SOL", "amount": "250"},
+    {"type": "market", "tokenIn": "SOL", "tokenOut": "BONK", "amount": "0.4"},
+    {"type": "market", "tokenIn": "JUP", "tokenOut": "USDC", "amount": "120"},
+    {"type": "market", "tokenIn": "USDT", "tokenOut": "USDC", "amount": "500"},
+]
+STATUS_STYLE = {"confirmed": "bold green", "failed": "bold red"}
+
+
+@dataclass
+class Row:
+    order: dict[str, Any]
+    order_id: str = "…"
+    status: str = "sending"
+    started: float = field(default_factory=time.monotonic)
+    timeline: list[str] = field(default_factory=list)
+    venue: str = ""
+    outcome: str = ""
+
+    def record(self, event: dict[str, Any]) -> None:
+        self.status = event["status"]
+        self.timeline.append(f"{self.status} {time.monotonic() - self.started:.1f}s")
+        data = event.get("data") or {}
+        if self.status == "routing":
+            self.venue = f"{data.get('venue', '?')}"
+        elif self.status == "confirmed":
+            self.outcome = f"{data.get('amountOut')} @ {data.get('executedPrice')}"
+        elif self.status == "failed":
+            self.outcome = str(data.get("reason", ""))
+
+
+def render(rows: list[Row]) -> Table:
+    table = Table(title="order-engine demo", expand=True)
+    for column in ("order", "trade", "status", "venue", "timeline", "result"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        trade = f"{row.order['amount']} {row.order['tokenIn']} → {row.order['tokenOut']}"
+        table.add_row(
+            row.order_id[:8],
+            trade,
+            f"[{STATUS_STYLE.get(row.status, 'yellow')}]{row.status}[/]",
+            row.venue,
+            " → ".join(row.timeline),
+            row.outcome,
+        )
+    return table
+
+
+async def run_one(client: OrderClient, row: Row) -> None:
+    try:
+        placed = await asyncio.to_thread(client.place, row.order)
+        row.order_id = placed["orderId"]
+        async for event in follow(placed["wsUrl"]):
+            row.record(event)
+    except Exception as exc:
+        row.status, row.outcome = "error", str(exc)
+
+
+async def run_demo(api_url: str, count: int, timeout: float) -> list[Row]:
+    client = OrderClient(api_url)
+    rows = [Row(order=DEMO_ORDERS[i % len(DEMO_ORDERS)]) for i in range(count)]
+    console = Console()
+    with Live(render(rows), console=console, refresh_per_second=8) as live:
+        tasks = [asyncio.create_task(run_one(client, row)) for row in rows]
+        deadline = time.monotonic() + timeout
+        while not all(task.done() for task in tasks) and time.monotonic() < deadline:
+            live.update(render(rows))
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        live.update(render(rows))
+    return rows
+
+
+@click.command()
+@click.option(
+    "--api",
+    "api_url",
+    default="http://127.0.0.1:3000",
+    show_default=True,
+    help="Base URL of the HTTP API (a running `order-engine up`, or AWS).",
+)
+@click.option(
+    "--count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="How many orders to place at once.",
+)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for all.")
+def demo(api_url: str, count: int, timeout: float) -> None:
+    """Place several orders at once and watch each move through its states."""
+    rows = asyncio.run(run_demo(api_url, count, timeout))
+    done = sum(row.status in TERMINAL for row in rows)
+    click.echo(
+        f"{done} of {len(rows)} orders finished "
+        f"({sum(row.status == 'confirmed' for row in rows)} confirmed)."
+    )
+    if done < len(rows):
+        raise SystemExit(1)

@@ -1,0 +1,140 @@
+"""Queue messages: their envelopes, and the one publisher that puts them on SQS.
+
+Two kinds of message travel, both tiny, because PostgreSQL holds the truth:
+
+- a *step* message, on that step's queue: "do step S for order O";
+- a *notify* message, on the notifier's queue: "order O has new events".
+
+Messages are written to the outbox in the transaction that makes them necessary and
+published right after commit (see pipeline.py); the sweeper publishes any left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from order_engine.errors import PoisonMessage
+from order_engine.orders import Step
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TOPIC = "notify"
+ENVELOPE_VERSION = 1
+SQS_BATCH_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class StepMessage:
+    order_id: str
+    step: Step
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"v": ENVELOPE_VERSION, "orderId": self.order_id, "step": self.step.value}
+
+
+@dataclass(frozen=True)
+class NotifyMessage:
+    order_id: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"v": ENVELOPE_VERSION, "orderId": self.order_id}
+
+
+def decode_step_message(body: str) -> StepMessage:
+    data = _decode(body)
+    step = data.get("step")
+    if not isinstance(step, str) or step not in Step.__members__.values():
+        raise PoisonMessage(f"unknown step {step!r}")
+    return StepMessage(order_id=_order_id(data), step=Step(step))
+
+
+def decode_notify_message(body: str) -> NotifyMessage:
+    return NotifyMessage(order_id=_order_id(_decode(body)))
+
+
+def _decode(body: str) -> dict[str, Any]:
+    if "\x00" in body:
+        raise PoisonMessage("message body contains a NUL character")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise PoisonMessage("message body is not JSON") from None
+    if not isinstance(data, dict) or data.get("v") != ENVELOPE_VERSION:
+        raise PoisonMessage(f"message is not a version-{ENVELOPE_VERSION} envelope")
+    return data
+
+
+def _order_id(data: Mapping[str, Any]) -> str:
+    order_id = data.get("orderId")
+    if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
+        raise PoisonMessage("message has no valid orderId")
+    return order_id
+
+
+class Outgoing(Protocol):
+    """An outbox row, as far as publishing cares."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+class Publisher:
+    """Sends messages to the queue of their topic, ten to a request.
+
+    One instance per process: its boto3 client (and its connection pool) is reused
+    by every invocation of a Lambda container.
+    """
+
+    def __init__(self, sqs_client: Any, queue_urls: Mapping[str, str]) -> None:
+        self._sqs = sqs_client
+        self._queue_urls = dict(queue_urls)
+
+    def queue_url(self, topic: str) -> str:
+        try:
+            return self._queue_urls[topic]
+        except KeyError:
+            raise LookupError(f"no queue is configured for {topic!r}") from None
+
+    def check(self) -> None:
+        """Raise unless every configured queue answers."""
+        if not self._queue_urls:
+            raise LookupError("no queues are configured")
+        for url in self._queue_urls.values():
+            self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+
+    def send(self, topic: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
+        """Send one message now (no outbox): for hints whose loss costs nothing durable."""
+        self._sqs.send_message(
+            QueueUrl=self.queue_url(topic),
+            MessageBody=json.dumps(payload),
+            DelaySeconds=delay_seconds,
+        )
+
+    def publish(self, rows: Sequence[Outgoing]) -> list[int]:
+        """Send outbox rows; return the ids SQS accepted (the rest stay for the sweeper)."""
+        sent: list[int] = []
+        by_topic: dict[str, list[Outgoing]] = {}
+        for row in rows:
+            by_topic.setdefault(row.topic, []).append(row)
+        for topic, topic_rows in by_topic.items():
+            url = self.queue_url(topic)
+            for start in range(0, len(topic_rows), SQS_BATCH_LIMIT):
+                chunk = topic_rows[start : start + SQS_BATCH_LIMIT]
+                response = self._sqs.send_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(row.id), "MessageBody": json.dumps(row.payload)} for row in chunk
+                    ],
+                )
+                sent.extend(int(entry["Id"]) for entry in response.get("Successful", []))
+                for failure in response.get("Failed", []):
+                    log.warning("SQS refused outbox row %s: %s", failure["Id"], failure)
+        return sent

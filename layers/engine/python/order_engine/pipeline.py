@@ -1,0 +1,254 @@
+"""The work of each step, and how its outcome moves the order.
+
+A step message says "do step S for order O". The pipeline reads O, does S's work
+against the venues, and advances O by exactly one state with one conditional
+transition that also writes the event, the next step's message and a notify message.
+After the commit it publishes those messages (the outbox fast path).
+
+What a failure does depends on its class (errors.py):
+- TransientError: count the attempt; retry after 1 s, 2 s, 4 s… (`RetryLater`); after
+  `max_attempts` the order fails with the reason.
+- BusinessError: the order fails at once.
+- InfrastructureError (and anything unexpected): propagate, so the record fails, the
+  message returns after its visibility timeout, and in the end lands in the DLQ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from order_engine.dex.router import RouteDecision, Router
+from order_engine.dex.venue import SignedTransaction
+from order_engine.errors import BusinessError, SlippageExceeded, TransientError
+from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
+from order_engine.orders import Status, Step, progress
+from order_engine.records import Order
+from order_engine.store import OutboxMessage, Outcome, Store, TransitionResult
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """The step failed transiently; try the message again after `delay_seconds`."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(f"{reason} (retry in {delay_seconds} s)")
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+class StepResult(StrEnum):
+    ADVANCED = "advanced"  # the order moved on by one state
+    FAILED = "failed"  # the order is now failed (business error or attempts exhausted)
+    SKIPPED = "skipped"  # duplicate or stale message: nothing to do
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What a step's work produced: the transition's event data and column changes."""
+
+    data: Mapping[str, Any]
+    changes: Mapping[str, Any]
+
+
+def next_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
+    """The outbox rows an applied transition into `to_status` writes."""
+    messages = [
+        OutboxMessage(
+            topic=NOTIFY_TOPIC,
+            payload=NotifyMessage(order_id).to_payload(),
+            dedupe_key=f"{order_id}:{NOTIFY_TOPIC}:{to_status}",
+        )
+    ]
+    following = next((step for step in Step if step.from_status == to_status), None)
+    if following is not None:
+        messages.append(
+            OutboxMessage(
+                topic=following.value,
+                payload=StepMessage(order_id, following).to_payload(),
+                dedupe_key=f"{order_id}:{following.value}",
+            )
+        )
+    return messages
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        publisher: Publisher,
+        *,
+        max_attempts: int = 3,
+        retry_base_seconds: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._publisher = publisher
+        self._max_attempts = max_attempts
+        self._retry_base_seconds = retry_base_seconds
+        self._work: dict[Step, Callable[[Order], _Work]] = {
+            Step.ROUTE: self._route,
+            Step.BUILD: self._build,
+            Step.SUBMIT: self._submit,
+            Step.CONFIRM: self._confirm,
+        }
+
+    def handle(self, message: StepMessage) -> StepResult:
+        """Run one step message. Raises RetryLater, or an infrastructure error."""
+        step = message.step
+        order = self._store.get_order(message.order_id)
+        if order is None:
+            log.warning("step %s for unknown order %s: dropped", step, message.order_id)
+            return StepResult.SKIPPED
+        if order.status != step.from_status:
+            return self._not_ready(order, step)
+        try:
+            work = self._work[step](order)
+        except BusinessError as exc:
+            return self._fail(order, step, exc.reason, attempts=order.attempts + 1)
+        except TransientError as exc:
+            return self._retry_or_fail(order, step, exc)
+        result = self._store.transition(
+            order.id,
+            step.from_status,
+            step.to_status,
+            data={**work.data, "attempts": order.attempts + 1},
+            changes=work.changes,
+            outbox=next_messages(order.id, step.to_status),
+        )
+        return self._after_transition(result)
+
+    # --- the work of each step ------------------------------------------------------
+
+    def _route(self, order: Order) -> _Work:
+        decision = self._router.route(
+            order.token_in, order.token_out, order.amount, order.slippage_bps
+        )
+        return _Work(data=decision.to_dict(), changes={"route": decision.to_dict()})
+
+    def _build(self, order: Order) -> _Work:
+        decision = _decision(order)
+        tx = self._router.venue(decision.venue).build(
+            order.id,
+            decision.quote,
+            decision.min_amount_out,
+            wrap_sol=decision.wrap_sol,
+            unwrap_sol=decision.unwrap_sol,
+        )
+        return _Work(
+            data={
+                "venue": tx.venue,
+                "instructions": list(tx.instructions),
+                "minAmountOut": str(tx.min_amount_out),
+            },
+            changes={"transaction": tx.to_dict(), "tx_signature": tx.signature},
+        )
+
+    def _submit(self, order: Order) -> _Work:
+        # The signed transaction was fixed at build time: a redelivered submit sends the
+        # very same signature again, and the venue dedupes it, so a swap never doubles.
+        tx = _transaction(order)
+        submission = self._router.venue(tx.venue).submit(tx)
+        return _Work(
+            data={
+                "txSignature": submission.signature,
+                "venue": submission.venue,
+                "firstSubmission": submission.first_submission,
+            },
+            changes={},
+        )
+
+    def _confirm(self, order: Order) -> _Work:
+        tx = _transaction(order)
+        confirmation = self._router.venue(tx.venue).confirm(tx.signature)
+        if not confirmation.success:
+            raise SlippageExceeded(confirmation.reason or "the swap failed on chain")
+        quoted_price = _decision(order).quote.price
+        return _Work(
+            data={
+                "txSignature": tx.signature,
+                "executedPrice": str(confirmation.executed_price),
+                "amountOut": str(confirmation.amount_out),
+                "quotedPrice": str(quoted_price),
+            },
+            changes={
+                "amount_out": confirmation.amount_out,
+                "executed_price": confirmation.executed_price,
+            },
+        )
+
+    # --- outcomes -----------------------------------------------------------------
+
+    def _not_ready(self, order: Order, step: Step) -> StepResult:
+        if progress(order.status) < progress(step.from_status):
+            # The message overtook the commit it depends on: try again shortly.
+            raise RetryLater(f"order is {order.status}, not yet {step.from_status}", 1)
+        log.info("step %s for order %s (now %s): duplicate, acked", step, order.id, order.status)
+        return StepResult.SKIPPED
+
+    def _retry_or_fail(self, order: Order, step: Step, exc: TransientError) -> StepResult:
+        attempts = self._store.record_failed_attempt(order.id, order.status, exc.reason)
+        if attempts is None:  # the order moved on meanwhile: this message is stale
+            return StepResult.SKIPPED
+        if attempts >= self._max_attempts:
+            return self._fail(
+                order, step, f"{exc.reason} (gave up after {attempts} attempts)", attempts=attempts
+            )
+        delay = round(self._retry_base_seconds * 2 ** (attempts - 1))
+        raise RetryLater(exc.reason, delay)
+
+    def _fail(self, order: Order, step: Step, reason: str, *, attempts: int) -> StepResult:
+        result = self._store.transition(
+            order.id,
+            order.status,
+            Status.FAILED,
+            data={"reason": reason, "step": step.value, "attempts": attempts},
+            changes={"failure_reason": reason},
+            outbox=next_messages(order.id, Status.FAILED),
+        )
+        self._after_transition(result)
+        return StepResult.FAILED if result.outcome is Outcome.APPLIED else StepResult.SKIPPED
+
+    def _after_transition(self, result: TransitionResult) -> StepResult:
+        if result.outcome is Outcome.APPLIED:
+            publish_outbox(self._store, self._publisher, result.outbox)
+            return StepResult.ADVANCED
+        if result.outcome is Outcome.OUT_OF_ORDER:
+            raise RetryLater("order changed underneath this step", 1)
+        # DUPLICATE: another delivery of this message won the race. ILLEGAL and
+        # NOT_FOUND cannot come from a well-formed step; acking them ends the loop.
+        log.info("transition %s: %s", result.outcome, result.order.id if result.order else "?")
+        return StepResult.SKIPPED
+
+
+def _decision(order: Order) -> RouteDecision:
+    # A status past `routing` implies a stored route: the transition wrote them together.
+    if order.route is None:
+        raise RuntimeError(f"order {order.id} is {order.status} but has no route")
+    return RouteDecision.from_dict(order.route)
+
+
+def _transaction(order: Order) -> SignedTransaction:
+    if order.transaction is None:
+        raise RuntimeError(f"order {order.id} is {order.status} but has no transaction")
+    return SignedTransaction.from_dict(order.transaction)
+
+
+def publish_outbox(store: Store, publisher: Publisher, rows: Any) -> None:
+    """Publish committed outbox rows and mark them sent; leave failures to the sweeper."""
+    if not rows:
+        return
+    try:
+        sent = publisher.publish(rows)
+    except Exception:
+        log.warning(
+            "publishing %d outbox rows failed; the sweeper will retry", len(rows), exc_info=True
+        )
+        return
+    if sent:
+        store.mark_sent(sent)

@@ -1,0 +1,145 @@
+"""What the APIs offer: place an order, read it, subscribe to it, check health.
+
+Free of HTTP and WebSocket framing: functions/ turns requests into these calls and
+their results (or errors.RequestError subclasses) into responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
+from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
+from order_engine.notify import Notifier
+from order_engine.order_request import parse_json, validate_order_request
+from order_engine.orders import Step
+from order_engine.pipeline import publish_outbox
+from order_engine.records import Order
+from order_engine.store import OutboxMessage, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+# A snapshot posted while API Gateway still runs $connect is refused (410), so the
+# notify hint sent on connect waits this long before the notifier acts on it.
+CONNECT_SNAPSHOT_DELAY_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: Order
+    created: bool  # False when an Idempotency-Key returned an existing order
+
+
+def first_messages(order_id: str) -> list[OutboxMessage]:
+    """The outbox rows a new order is born with: its first step, and its first event."""
+    return [
+        OutboxMessage(
+            topic=Step.ROUTE.value,
+            payload=StepMessage(order_id, Step.ROUTE).to_payload(),
+            dedupe_key=f"{order_id}:{Step.ROUTE.value}",
+        ),
+        OutboxMessage(
+            topic=NOTIFY_TOPIC,
+            payload=NotifyMessage(order_id).to_payload(),
+            dedupe_key=f"{order_id}:{NOTIFY_TOPIC}:pending",
+        ),
+    ]
+
+
+def parse_order_id(raw: str, field: str = "orderId") -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationError(f"{field} is not a valid order id", field=field) from None
+
+
+class OrderService:
+    def __init__(self, store: Store, publisher: Publisher, notifier: Notifier) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._notifier = notifier
+
+    def place_order_json(self, body: str | bytes, *, idempotency_key: str | None) -> PlacedOrder:
+        """Place an order from a raw request body (size-checked before parsing)."""
+        size = len(body.encode() if isinstance(body, str) else body)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"body of {size} bytes exceeds the limit of {MAX_BODY_BYTES}")
+        return self.place_order(parse_json(body), idempotency_key=idempotency_key)
+
+    def place_order(self, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
+        request = validate_order_request(data)
+        if idempotency_key is not None and (
+            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
+            or "\x00" in idempotency_key
+        ):
+            raise ValidationError(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
+                field="Idempotency-Key",
+            )
+        created = self._store.create_order(
+            request, outbox=first_messages, idempotency_key=idempotency_key
+        )
+        if created.created:
+            publish_outbox(self._store, self._publisher, created.outbox)
+            log.info("order %s placed: %s", created.order.id, request.to_dict())
+        return PlacedOrder(order=created.order, created=created.created)
+
+    def get_order(self, raw_order_id: str) -> dict[str, Any]:
+        """The order with its route decision and full event timeline."""
+        order_id = parse_order_id(raw_order_id, field="id")
+        order = self._store.get_order(order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found", field="id")
+        events = self._store.get_events(order_id)
+        return {**order.to_dict(), "events": [event.to_dict() for event in events]}
+
+    # --- WebSocket subscriptions -------------------------------------------------------
+
+    def subscribe_on_connect(self, connection_id: str, raw_order_id: str) -> None:
+        """Subscribe during $connect: the snapshot follows once the socket is open."""
+        order_id = self._subscribe(connection_id, raw_order_id)
+        self._publisher.send(
+            NOTIFY_TOPIC,
+            NotifyMessage(order_id).to_payload(),
+            delay_seconds=CONNECT_SNAPSHOT_DELAY_SECONDS,
+        )
+
+    def subscribe(self, connection_id: str, raw_order_id: str) -> None:
+        """Subscribe an open connection and send its snapshot now."""
+        self._notifier.deliver(self._subscribe(connection_id, raw_order_id))
+
+    def _subscribe(self, connection_id: str, raw_order_id: str) -> str:
+        order_id = parse_order_id(raw_order_id)
+        # The subscription row comes first, the snapshot after: an event committed in
+        # between is then past the cursor and delivered, never skipped.
+        if not self._store.subscribe(connection_id, order_id):
+            raise NotFound(f"order {order_id} not found", field="orderId")
+        return order_id
+
+    def connect(self, connection_id: str, metadata: dict[str, Any]) -> None:
+        self._store.add_connection(connection_id, metadata)
+
+    def disconnect(self, connection_id: str) -> None:
+        self._store.remove_connection(connection_id)
+
+    # --- health -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        """'ok' or what is wrong, per dependency."""
+        checks: dict[str, str] = {}
+        try:
+            self._store.ping()
+            checks["postgres"] = "ok"
+        except InfrastructureError as exc:
+            checks["postgres"] = f"down: {exc}"
+        try:
+            self._publisher.check()
+            checks["sqs"] = "ok"
+        except Exception as exc:
+            checks["sqs"] = f"down: {type(exc).__name__}: {exc}"
+        return checks

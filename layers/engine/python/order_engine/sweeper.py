@@ -1,0 +1,81 @@
+"""The scheduled safety net: publish what was left behind, re-drive what got stuck.
+
+Two things can strand an order, and both are caught here:
+- a crash (or an SQS outage) between a commit and its publish leaves outbox rows
+  unsent: they are published, each claimed with SKIP LOCKED so two sweepers never
+  send the same row twice at once;
+- a message lost for good (parked in a DLQ nobody replays, purged queue) leaves a
+  non-terminal order with nothing in flight: its current step is sent again.
+Re-sending is always safe: a duplicate step message changes nothing (pipeline.py),
+so running the sweeper twice, or concurrently, changes nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from order_engine.messaging import Publisher, StepMessage
+from order_engine.orders import step_for
+from order_engine.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    published: int
+    redriven: int
+
+
+class Sweeper:
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        *,
+        outbox_grace_seconds: float,
+        stuck_after_seconds: float,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._outbox_grace_seconds = outbox_grace_seconds
+        self._stuck_after_seconds = stuck_after_seconds
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport(published=self.relay_outbox(), redriven=self.redrive_stuck())
+        if report.published or report.redriven:
+            log.info(
+                "sweep: published %d outbox rows, re-drove %d stuck orders",
+                report.published,
+                report.redriven,
+            )
+        return report
+
+    def relay_outbox(self) -> int:
+        published = 0
+        while True:
+            with self._store.claim_unsent(older_than_seconds=self._outbox_grace_seconds) as rows:
+                if not rows:
+                    return published
+                sent = self._publisher.publish(rows)
+                self._store.mark_sent(sent)
+                published += len(sent)
+                if len(sent) < len(rows):  # SQS refused some: try again next sweep
+                    return published
+
+    def redrive_stuck(self) -> int:
+        stuck = self._store.find_stuck(older_than_seconds=self._stuck_after_seconds)
+        for order in stuck:
+            step = step_for(order.status)
+            if step is None:
+                continue
+            log.warning(
+                "order %s stuck in %s since %s: re-sending %s",
+                order.id,
+                order.status,
+                order.updated_at,
+                step,
+            )
+            self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
+        return len(stuck)
