@@ -1,0 +1,186 @@
+"""SQS event source mappings: what Lambda's pollers do, on a thread per mapping.
+
+One receive loop per mapping long-polls the queue and hands each batch to the function
+on a thread of its own, holding one of `MaximumConcurrency` slots until the batch is
+settled, so at most that many invocations of the mapping run at once. After the
+invocation only the messages that succeeded are deleted (DeleteMessageBatch); failed
+ones are left alone and reappear when their visibility timeout ends, which is also how
+SQS counts receives toward the queue's own redrive to its dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from local_runtime.batch_results import BatchVerdict, judge_batch
+from local_runtime.functions import InvocationResult, LambdaFunction
+from local_runtime.specs import QueueSpec, SqsEventSpec
+from local_runtime.sqs_records import sqs_event
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 20  # SQS's ceiling for long polling
+
+
+class SqsPoller:
+    def __init__(
+        self,
+        function: LambdaFunction,
+        mapping: SqsEventSpec,
+        queue: QueueSpec,
+        client_factory: Callable[[], Any],
+        *,
+        region: str,
+        wait_seconds: int = MAX_WAIT_SECONDS,
+    ) -> None:
+        self.function = function
+        self.mapping = mapping
+        self.queue = queue
+        self.region = region
+        self._client = client_factory()
+        self._wait_seconds = max(0, min(MAX_WAIT_SECONDS, wait_seconds))
+        self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
+        self._stopping = threading.Event()
+        self._batches: set[threading.Thread] = set()
+        self._batches_lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"esm-{function.name}-{mapping.name}", daemon=True
+        )
+        self.max_running_seen = 0  # observed concurrency, for tests and diagnostics
+
+    @property
+    def name(self) -> str:
+        return f"{self.function.name}/{self.mapping.name} <- {self.queue.name}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_polling(self) -> None:
+        """No more receives; the receive in flight (if any) releases what it gets."""
+        self._stopping.set()
+
+    def join(self, timeout: float) -> None:
+        """Wait (bounded) for running batches to be settled and the loop to end."""
+        deadline = time.monotonic() + timeout
+        with self._batches_lock:
+            running = list(self._batches)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue  # every slot busy: MaximumConcurrency reached
+            try:
+                messages = self._gather()
+            except Exception as error:
+                self._slots.release()
+                if not self._stopping.is_set():
+                    log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
+                    self._stopping.wait(1.0)
+                continue
+            if self._stopping.is_set():
+                self._release(messages)
+                self._slots.release()
+                break
+            if not messages:
+                self._slots.release()
+                continue
+            self._dispatch(messages)
+
+    def _gather(self) -> list[dict[str, Any]]:
+        """One batch: a single receive, or several within the batching window."""
+        wanted = self.mapping.batch_size
+        window = self.mapping.batching_window
+        messages = self._receive(min(10, wanted), self._wait_seconds)
+        if not messages or window <= 0:
+            return messages
+        deadline = time.monotonic() + window
+        while len(messages) < wanted and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            messages += self._receive(min(10, wanted - len(messages)), min(int(left), 20))
+        return messages
+
+    def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
+        response = self._client.receive_message(
+            QueueUrl=self.queue.url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages") or [])
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        # Received while shutting down: make them visible again at once rather than
+        # after a visibility timeout nobody will use.
+        for message in messages:
+            try:
+                self._client.change_message_visibility(
+                    QueueUrl=self.queue.url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            except Exception as error:
+                log.debug("%s: could not release a message: %s", self.name, error)
+
+    # -- invoking --------------------------------------------------------------------
+
+    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+        thread = threading.Thread(
+            target=self._run_batch,
+            args=(messages,),
+            name=f"batch-{self.function.name}",
+            daemon=True,
+        )
+        with self._batches_lock:
+            self._batches.add(thread)
+            self.max_running_seen = max(self.max_running_seen, len(self._batches))
+        thread.start()
+
+    def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            event = sqs_event(messages, queue_arn=self.queue.arn, region=self.region)
+            ids = [m["MessageId"] for m in messages]
+            verdicts: list[BatchVerdict] = []
+
+            def describe(result: InvocationResult) -> str:
+                verdict = judge_batch(
+                    ids,
+                    invocation_ok=result.succeeded,
+                    value=result.value,
+                    report_batch_item_failures=self.mapping.report_batch_item_failures,
+                    error=result.outcome,
+                )
+                verdicts.append(verdict)
+                return verdict.describe() if result.succeeded else result.outcome
+
+            self.function.invoke(event, describe)
+            self._delete([m for m in messages if m["MessageId"] in verdicts[0].succeeded])
+        except Exception:
+            log.exception("%s: batch handling failed", self.name)
+        finally:
+            with self._batches_lock:
+                self._batches.discard(threading.current_thread())
+            self._slots.release()
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            response = self._client.delete_message_batch(
+                QueueUrl=self.queue.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                ],
+            )
+            for failure in response.get("Failed") or []:
+                log.warning("%s: delete failed: %s", self.name, failure)

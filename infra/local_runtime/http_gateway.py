@@ -1,0 +1,108 @@
+"""The local REST API: HTTP request -> REST v1 proxy event -> function -> HTTP response.
+
+Behaves like API Gateway where it shows: an unknown route or method is 403
+{"message":"Missing Authentication Token"}; a function that raises, times out or
+returns a malformed proxy result is 502 {"message": "Internal server error"} (the
+traceback is in the runtime's log, as it would be in CloudWatch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from local_runtime.functions import LambdaFunction
+from local_runtime.rest_events import (
+    ApiContext,
+    HttpRequest,
+    HttpResponse,
+    json_error,
+    proxy_response,
+    rest_event,
+)
+from local_runtime.routes import RouteTable
+
+log = logging.getLogger(__name__)
+
+
+class HttpGateway:
+    """An ASGI app serving every REST API route of the template on one port."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        functions: Mapping[str, LambdaFunction],
+        apis: Mapping[str, ApiContext],
+    ) -> None:
+        self.routes = routes
+        self.functions = functions
+        self.apis = apis
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = HttpRequest(
+            method=scope["method"],
+            path=scope["path"],
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            query=_query_pairs(scope.get("query_string", b"")),
+            body=body,
+            source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
+        )
+        response = await self.handle(request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        match = self.routes.match(request.method, request.path)
+        if match is None:
+            return json_error(
+                403, "Missing Authentication Token", "MissingAuthenticationTokenException"
+            )
+        function = self.functions[match.route.function]
+        event = rest_event(request, match, self.apis[match.route.rest_api])
+        result = await function.invoke_async(event)
+        if not result.succeeded:
+            return json_error(502, "Internal server error")
+        response = proxy_response(result.value)
+        if response.status == 502 and not isinstance(result.value, dict):
+            log.warning("%s returned %r, not a proxy response", function.name, result.value)
+        request_id = event["requestContext"]["requestId"]
+        response.headers.append(("x-amzn-RequestId", request_id))
+        return response
+
+
+def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message: Any = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,42 @@
+"""Everything a caller can choose about a local run, with the defaults `up` wants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from local_runtime.runtime import LocalRuntime
+
+Hook = Callable[["LocalRuntime"], None]
+
+
+@dataclass
+class RuntimeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 3000  # 0: any free port
+    ws_port: int = 3001  # first WebSocket API; the next ones take the following ports
+    sqs: str = "moto"  # moto | localstack | aws | http(s)://endpoint
+    region: str = "us-east-1"
+    stack_name: str = "local"
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    # Variables for every function, applied after the template's (they win, no conflict):
+    # how the caller passes DATABASE_URL and the like.
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # Called with the runtime once SQS and the queues exist and the environment is
+    # applied, before any function runs (migrations, seeding...); and after shutdown.
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+    # JSON keys whose values are logged as the invocation's correlation id.
+    correlation_keys: tuple[str, ...] = ()
+    reload: bool = False  # re-import a function's code when its files change
+    preload: bool = True  # import every handler at start, so import errors show at once
+    schedule_speed: float = 1.0  # 60: rate(1 minute) fires every second
+    schedules: bool = True
+    pollers: bool = True
+    idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
+    poll_wait_seconds: int = 20  # SQS long polling
+    shutdown_timeout: float = 10.0  # how long running invocations may take to finish
+    data_dir: Path = field(default_factory=lambda: Path(".data"))  # logs, LocalStack venv

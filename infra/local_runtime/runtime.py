@@ -1,0 +1,414 @@
+"""LocalRuntime: a SAM template running on this machine, start to stop.
+
+    with LocalRuntime("template.yaml", RuntimeOptions(sqs="moto")) as runtime:
+        print(runtime.http_url, runtime.ws_url, runtime.queue_url("OrdersQueue"))
+        runtime.run_forever()  # until SIGINT/SIGTERM
+
+Start: SQS (and the template's queues, dead-letter queues first) -> environment ->
+on_start hooks -> functions -> HTTP/WebSocket servers -> SQS pollers -> schedules.
+Stop runs the other way: no more polling or firing, WebSocket clients closed with 1001
+(their $disconnect runs), running invocations may finish (bounded), servers and the
+SQS we started stopped. A message whose invocation did not finish is not lost: it was
+never deleted, so it comes back after its visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from local_runtime.chalice_support import point_websocket_api_at
+from local_runtime.environment import (
+    AppliedEnvironment,
+    LocalEndpoint,
+    merge_environments,
+    rewrite_endpoints,
+)
+from local_runtime.event_source_mapping import SqsPoller
+from local_runtime.function_code import FunctionCode
+from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.gateways import build_gateways
+from local_runtime.options import RuntimeOptions
+from local_runtime.processes import free_port
+from local_runtime.reloader import Reloader
+from local_runtime.resources import TemplatePlanner
+from local_runtime.schedules import Schedule, VirtualClock
+from local_runtime.servers import AsgiServers
+from local_runtime.specs import FunctionSpec, QueueSpec, RestApiSpec, WebSocketApiSpec
+from local_runtime.sqs_backends import DUMMY_CREDENTIALS, SqsBackend, SqsTarget
+from local_runtime.template import SamTemplate, TemplateError
+from local_runtime.websocket_gateway import WebSocketGateway
+
+log = logging.getLogger("local_runtime")
+
+
+class LocalRuntime:
+    def __init__(self, template_path: str | Path, options: RuntimeOptions | None = None) -> None:
+        self.template_path = Path(template_path)
+        self.options = options or RuntimeOptions()
+        self.sqs: SqsTarget | None = None
+        self.queues: dict[str, QueueSpec] = {}
+        self.function_specs: dict[str, FunctionSpec] = {}
+        self.functions: dict[str, LambdaFunction] = {}
+        self.websocket_apis: list[WebSocketApiSpec] = []
+        self.rest_apis: list[RestApiSpec] = []
+        self.environment: dict[str, str] = {}
+        self.http_port = self.options.http_port
+        self.ws_ports: dict[str, int] = {}
+        self.pollers: list[SqsPoller] = []
+        self.schedules: list[Schedule] = []
+        self.websocket_gateways: list[WebSocketGateway] = []
+        self.in_flight = InFlight()
+        self._backend: SqsBackend | None = None
+        self._servers: AsgiServers | None = None
+        self._applied_env: AppliedEnvironment | None = None
+        self._reloader: Reloader | None = None
+        self._started = False
+        self._stop_requested = threading.Event()
+
+    # -- what callers need ---------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.options.host}:{self.http_port}"
+
+    def ws_url(self, api: str | None = None) -> str:
+        """ws://host:port/stage of a WebSocket API (the first one by default)."""
+        spec = self._ws_api(api)
+        return f"ws://{self.options.host}:{self.ws_ports[spec.logical_id]}/{spec.stage}"
+
+    def management_url(self, api: str | None = None) -> str:
+        """The @connections endpoint (endpoint_url for boto3's apigatewaymanagementapi)."""
+        spec = self._ws_api(api)
+        return f"http://{self.options.host}:{self.ws_ports[spec.logical_id]}/{spec.stage}"
+
+    @property
+    def sqs_endpoint(self) -> str | None:
+        return self.sqs.endpoint_url if self.sqs else None
+
+    def queue_url(self, logical_id: str) -> str:
+        return self._queue(logical_id).url
+
+    def queue_arn(self, logical_id: str) -> str:
+        return self._queue(logical_id).arn
+
+    def sqs_client(self) -> Any:
+        if self.sqs is None:
+            raise RuntimeError("the runtime is not started")
+        return self.sqs.client(self.options.region)
+
+    def _queue(self, logical_id: str) -> QueueSpec:
+        if logical_id not in self.queues:
+            raise KeyError(f"no queue {logical_id!r}; queues: {sorted(self.queues)}")
+        return self.queues[logical_id]
+
+    def _ws_api(self, logical_id: str | None) -> WebSocketApiSpec:
+        for spec in self.websocket_apis:
+            if logical_id in (None, spec.logical_id):
+                return spec
+        raise KeyError(f"no WebSocket API {logical_id or ''!r} in the template")
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        if self._started:
+            return self
+        self._started = True
+        self._stop_requested.clear()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        options = self.options
+        template = SamTemplate(self.template_path, options.parameters)
+        self._backend = SqsBackend(
+            options.sqs, data_dir=options.data_dir.absolute(), region=options.region
+        )
+        self.sqs = self._backend.start()
+        log.warning("SQS: %s", self.sqs.description)
+        planner = TemplatePlanner(
+            template,
+            region=options.region,
+            account_id=self.sqs.account_id,
+            stack_name=options.stack_name,
+        )
+        client = self.sqs_client()
+        self.queues = planner.create_queues(lambda name, attrs: _create_queue(client, name, attrs))
+        self.function_specs = planner.functions()
+        self.websocket_apis = planner.websocket_apis(self.function_specs)
+        self.rest_apis = planner.rest_apis()
+        self._choose_ports()
+        self._apply_environment()
+        self._make_functions()
+        for hook in options.on_start:
+            hook(self)
+        if options.preload:
+            for function in self.functions.values():
+                function.code.handler()
+        self._start_servers()
+        if options.pollers:
+            self._start_pollers(client)
+        if options.schedules:
+            self._start_schedules()
+        if options.reload:
+            self._reloader = Reloader(f.code for f in self.functions.values())
+            self._reloader.start()
+        log.warning("%s", self.describe())
+
+    def _choose_ports(self) -> None:
+        if self.http_port == 0:
+            self.http_port = free_port(self.options.host)
+        for index, spec in enumerate(self.websocket_apis):
+            port = self.options.ws_port + index if self.options.ws_port else 0
+            self.ws_ports[spec.logical_id] = port or free_port(self.options.host)
+
+    def _local_endpoints(self) -> list[LocalEndpoint]:
+        host = self.options.host
+        endpoints = [
+            LocalEndpoint(
+                spec.api_id,
+                f"http://{host}:{self.ws_ports[spec.logical_id]}",
+                f"ws://{host}:{self.ws_ports[spec.logical_id]}",
+            )
+            for spec in self.websocket_apis
+        ]
+        endpoints += [
+            LocalEndpoint(spec.api_id, self.http_url, None, keeps_stage=False)
+            for spec in self.rest_apis
+        ]
+        return endpoints
+
+    def _apply_environment(self) -> None:
+        assert self.sqs is not None
+        endpoints = self._local_endpoints()
+        region = self.options.region
+        for logical_id, spec in list(self.function_specs.items()):
+            rewritten = {
+                k: rewrite_endpoints(v, endpoints, region) for k, v in spec.environment.items()
+            }
+            self.function_specs[logical_id] = _replace_env(spec, rewritten)
+        base = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **self.sqs.environment()}
+        if self.sqs.emulated:
+            import os
+
+            base.update({k: v for k, v in DUMMY_CREDENTIALS.items() if k not in os.environ})
+        if len(self.websocket_apis) == 1:
+            # For boto3 clients created without endpoint_url (an explicit one wins).
+            base["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.management_url()
+        self.environment = merge_environments(
+            {k: s.environment for k, s in self.function_specs.items()},
+            overrides={**base, **self.options.extra_env},
+        )
+        self._applied_env = AppliedEnvironment(self.environment)
+        self._applied_env.apply()
+
+    def _make_functions(self) -> None:
+        endpoint = self.management_url() if self.websocket_apis else None
+        for logical_id, spec in self.function_specs.items():
+            on_load = (
+                (lambda handler, url=endpoint: point_websocket_api_at(handler, url))
+                if endpoint
+                else None
+            )
+            code = FunctionCode(spec, on_load=on_load)
+            self.functions[logical_id] = LambdaFunction(
+                spec, code, self.in_flight, self.options.correlation_keys
+            )
+
+    def _start_servers(self) -> None:
+        http_gateway, ws_gateways = build_gateways(
+            self.rest_apis,
+            self.websocket_apis,
+            self.function_specs,
+            self.functions,
+            account_id=self.sqs.account_id if self.sqs else "",
+            host=self.options.host,
+            http_port=self.http_port,
+            ws_ports=self.ws_ports,
+            idle_timeout=self.options.idle_timeout,
+        )
+        self.websocket_gateways = ws_gateways
+        if http_gateway is None and not ws_gateways:
+            return
+        self._servers = AsgiServers()
+        if http_gateway is not None:
+            self._servers.add(
+                "the HTTP API",
+                http_gateway,
+                self.options.host,
+                self.http_port,
+                ws_max_size=1024 * 1024,
+            )
+        for gateway in ws_gateways:
+            port = self.ws_ports[gateway.spec.logical_id]
+            # uvicorn refuses (1009) anything far above the limit before buffering it;
+            # the gateway enforces the exact 128 KB limit itself.
+            self._servers.add(
+                f"the WebSocket API {gateway.spec.logical_id}",
+                gateway,
+                self.options.host,
+                port,
+                ws_max_size=256 * 1024,
+            )
+        self._servers.start()
+
+    def _start_pollers(self, client: Any) -> None:
+        assert self.sqs is not None
+        by_arn = {q.arn: q for q in self.queues.values()}
+        sqs, region = self.sqs, self.options.region
+
+        def client_factory() -> Any:
+            return sqs.client(region)  # one client per poller thread
+
+        for logical_id, function in self.functions.items():
+            for mapping in function.spec.sqs_events:
+                if not mapping.enabled:
+                    continue
+                queue = by_arn.get(mapping.queue_arn)
+                if queue is None:
+                    raise TemplateError(
+                        f"{logical_id}: event {mapping.name} polls {mapping.queue_arn}, "
+                        "which is not a queue of this template"
+                    )
+                poller = SqsPoller(
+                    function,
+                    mapping,
+                    queue,
+                    client_factory,
+                    region=self.options.region,
+                    wait_seconds=self.options.poll_wait_seconds,
+                )
+                poller.start()
+                self.pollers.append(poller)
+
+    def _start_schedules(self) -> None:
+        assert self.sqs is not None
+        clock = VirtualClock(self.options.schedule_speed)
+        for function in self.functions.values():
+            for spec in function.spec.schedule_events:
+                if spec.enabled:
+                    schedule = Schedule(
+                        function,
+                        spec,
+                        clock=clock,
+                        account_id=self.sqs.account_id,
+                        region=self.options.region,
+                    )
+                    schedule.start()
+                    self.schedules.append(schedule)
+
+    def describe(self) -> str:
+        lines = [f"local runtime for {self.template_path} ({len(self.functions)} functions)"]
+        if any(f.spec.api_events for f in self.functions.values()):
+            lines.append(f"  HTTP API        {self.http_url}")
+        for spec in self.websocket_apis:
+            lines.append(
+                f"  WebSocket API   {self.ws_url(spec.logical_id)}  "
+                f"(@connections at {self.management_url(spec.logical_id)})"
+            )
+        if self.sqs is not None:
+            lines.append(f"  SQS             {self.sqs.description}")
+        for poller in self.pollers:
+            lines.append(f"  poller          {poller.name}")
+        for schedule in self.schedules:
+            lines.append(f"  schedule        {schedule.function.name}: {schedule.spec.expression}")
+        return "\n".join(lines)
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        timeout = self.options.shutdown_timeout
+        for poller in self.pollers:
+            poller.stop_polling()
+        for schedule in self.schedules:
+            schedule.stop()
+        if self._reloader is not None:
+            self._reloader.stop()
+        if self._servers is not None:
+            for gateway in self.websocket_gateways:
+                try:
+                    self._servers.call(gateway.shutdown(timeout), timeout + 1)
+                except Exception as error:
+                    log.warning("closing WebSocket connections: %s", error)
+        if not self.in_flight.wait_idle(timeout):
+            log.warning(
+                "%d invocation(s) still running after %.0f s; leaving them",
+                self.in_flight.count,
+                timeout,
+            )
+        for poller in self.pollers:
+            poller.join(timeout=2)
+        if self._servers is not None:
+            self._servers.stop()
+        for hook in self.options.on_stop:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("on_stop hook failed")
+        if self._backend is not None:
+            self._backend.stop()
+        if self._applied_env is not None:
+            self._applied_env.restore()
+        self._stop_requested.set()
+
+    def run_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM (or stop() from another thread), then stop."""
+        self.start()
+        previous = {}
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            log.warning("stopping (signal %d)", signum)
+            self._stop_requested.set()
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, request_stop)
+        try:
+            while not self._stop_requested.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _create_queue(client: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    try:
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except client.exceptions.QueueNameExists:
+        # A long-lived SQS (docker-compose LocalStack, AWS) keeps queues between runs:
+        # bring the existing one in line with the template.
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+        settable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+        if settable:
+            client.set_queue_attributes(QueueUrl=url, Attributes=settable)
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return url, arn["Attributes"]["QueueArn"]
+
+
+def _replace_env(spec: FunctionSpec, environment: dict[str, str]) -> FunctionSpec:
+    from dataclasses import replace
+
+    return replace(spec, environment=environment)

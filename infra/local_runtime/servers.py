@@ -1,0 +1,108 @@
+"""uvicorn servers on one asyncio event loop, in one background thread.
+
+The loop only moves bytes and awaits futures; every handler runs on its own thread
+(functions.py), so a slow function never blocks the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.types import ASGIApp
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ServerStartError(RuntimeError):
+    """A port could not be served (most often: already in use)."""
+
+
+class AsgiServers:
+    def __init__(self) -> None:
+        self._configs: list[tuple[str, uvicorn.Config]] = []
+        self._servers: list[uvicorn.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, name: str, app: ASGIApp, host: str, port: int, *, ws_max_size: int) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            ws_max_size=ws_max_size,
+            ws_ping_interval=None,
+            timeout_graceful_shutdown=2,
+        )
+        self._configs.append((name, config))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("servers are not running")
+        return self._loop
+
+    def start(self, timeout: float = 10.0) -> None:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="gateway-loop", daemon=True
+        )
+        self._thread.start()
+        ready.wait(timeout)
+        failed = [
+            name
+            for (name, _), server in zip(self._configs, self._servers, strict=True)
+            if not server.started
+        ]
+        if failed:
+            self.stop()
+            raise ServerStartError(
+                f"could not serve {', '.join(failed)}: is the port already in use?"
+            )
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        self._servers = [uvicorn.Server(config) for _, config in self._configs]
+
+        async def main() -> None:
+            self._tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+            while not all(
+                s.started or t.done() for s, t in zip(self._servers, self._tasks, strict=True)
+            ):
+                await asyncio.sleep(0.02)
+            ready.set()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException as error:  # uvicorn exits via SystemExit when it cannot bind
+            log.debug("server loop ended: %r", error)
+        finally:
+            ready.set()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run a coroutine on the servers' loop from another thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                for server in self._servers:
+                    server.force_exit = True
+                self._thread.join(2)
+        if self._loop is not None and not self._loop.is_running():
+            self._loop.close()
+        self._thread = None

@@ -1,0 +1,145 @@
+"""Where SQS comes from: a moto server we start, LocalStack we start, or an endpoint.
+
+The option is one string:
+- "moto" (default): `python -m moto.server` on a free port, stopped with the runtime;
+- "localstack": LocalStack on the host, in its own venv (see localstack_host.py);
+- "aws": the real SQS of the configured account and region;
+- any "http(s)://..." URL: an SQS already running there (docker-compose's LocalStack...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local_runtime.processes import ManagedProcess, free_port
+
+log = logging.getLogger(__name__)
+
+# Emulators accept any credentials; these are what their docs use.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+MOTO_ACCOUNT = "123456789012"
+LOCALSTACK_ACCOUNT = "000000000000"
+
+
+@dataclass(frozen=True)
+class SqsTarget:
+    """The SQS the runtime and its functions talk to."""
+
+    endpoint_url: str | None  # None: AWS's own endpoint
+    description: str
+    account_id: str
+    emulated: bool  # True: dummy credentials are fine
+    kind: str
+
+    def client(self, region: str) -> Any:
+        kwargs: dict[str, Any] = {"region_name": region}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.emulated:
+            kwargs["aws_access_key_id"] = DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+            kwargs["aws_secret_access_key"] = DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        if self.kind == "localstack" and self.endpoint_url:
+            # localstack-client keeps LocalStack's endpoint and test credentials in one place.
+            from localstack_client.session import Session
+
+            host = self.endpoint_url.split("://", 1)[1]
+            return Session(region_name=region, localstack_host=host).client("sqs")
+        return boto3.session.Session().client("sqs", **kwargs)
+
+    def environment(self) -> dict[str, str]:
+        """What functions need to reach this SQS with boto3's standard variables."""
+        env: dict[str, str] = {}
+        if self.endpoint_url:
+            env["AWS_ENDPOINT_URL_SQS"] = self.endpoint_url
+        return env
+
+
+class SqsBackend:
+    """Starts (or just names) an SQS; `stop()` stops what `start()` started."""
+
+    def __init__(self, option: str, *, data_dir: Path, region: str) -> None:
+        self.option = option
+        self.data_dir = data_dir
+        self.region = region
+        self._process: ManagedProcess | None = None
+
+    def start(self) -> SqsTarget:
+        option = self.option.strip()
+        if option == "moto":
+            return self._start_moto()
+        if option == "localstack":
+            return self._start_localstack()
+        if option == "aws":
+            return SqsTarget(
+                None,
+                f"AWS SQS ({self.region})",
+                _aws_account(self.region),
+                emulated=False,
+                kind="aws",
+            )
+        if option.startswith(("http://", "https://")):
+            emulated = "amazonaws.com" not in option
+            account = LOCALSTACK_ACCOUNT if emulated else _aws_account(self.region)
+            return SqsTarget(
+                option.rstrip("/"),
+                f"SQS at {option}",
+                account,
+                emulated,
+                kind="localstack" if emulated else "endpoint",
+            )
+        raise ValueError(
+            f"unknown SQS backend {option!r}: use moto, localstack, aws or an http(s):// URL"
+        )
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def _start_moto(self) -> SqsTarget:
+        port = free_port()
+        self._process = ManagedProcess(
+            "moto server",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **DUMMY_CREDENTIALS},
+            log_path=self.data_dir / "logs" / f"moto-{port}.log",
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        self._process.wait_http(f"{endpoint}/moto-api/", timeout=30)
+        return SqsTarget(
+            endpoint,
+            f"moto server at {endpoint} (pid {self._process.pid})",
+            MOTO_ACCOUNT,
+            emulated=True,
+            kind="moto",
+        )
+
+    def _start_localstack(self) -> SqsTarget:
+        from local_runtime.localstack_host import start_localstack
+
+        self._process, endpoint = start_localstack(
+            self.data_dir / "localstack-venv", (self.data_dir / "localstack").absolute()
+        )
+        return SqsTarget(
+            endpoint,
+            f"LocalStack on the host at {endpoint} (pid {self._process.pid})",
+            LOCALSTACK_ACCOUNT,
+            emulated=True,
+            kind="localstack",
+        )
+
+
+def _aws_account(region: str) -> str:
+    try:
+        identity = boto3.session.Session().client("sts", region_name=region).get_caller_identity()
+        return str(identity["Account"])
+    except Exception as error:  # no credentials yet: ARNs are only cosmetic locally
+        log.warning("could not read the AWS account id (%s); using 000000000000", error)
+        return LOCALSTACK_ACCOUNT
