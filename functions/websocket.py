@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response, WebsocketEvent
+from chalice import Chalice, Response
+from chalice.app import WebsocketEvent
 
 from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
 from order_engine.order_request import parse_json

@@ -1,0 +1,205 @@
+"""The step workers and the notifier, invoked as Lambda invokes them, over real
+PostgreSQL and real SQS (moto server)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from chalice.test import Client
+
+from order_engine.dex.router import Router
+from order_engine.dex.simulation import Fault, Script, simulated_venues
+from order_engine.orders import Status, Step
+from order_engine.store import PostgresLedger
+from order_engine.wiring import engine
+from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
+
+
+def place(stack: Stack, order: dict[str, Any] | None = None) -> str:
+    with Client(stack.api.app) as client:
+        response = client.http.post(
+            "/api/orders/execute",
+            headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+            body=json.dumps(order or ORDER),
+        )
+    assert response.status_code == 202, response.body
+    return str(json.loads(response.body)["orderId"])
+
+
+def use_faults(**faults: Fault) -> None:
+    """Replace the process's venues by ones with these faults (as a flaky network would)."""
+    eng = engine()
+    eng.__dict__.pop("pipeline", None)
+    venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
+    eng.router = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)  # type: ignore[misc]
+
+
+def statuses(stack: Stack, order_id: str) -> list[str]:
+    return [event.to_status.value for event in stack.engine.store.get_events(order_id)]
+
+
+def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh: Stack) -> None:
+    order_id = place(fresh)
+    order = fresh.run(order_id)
+
+    assert order.status is Status.CONFIRMED
+    events = fresh.engine.store.get_events(order_id)
+    assert [e.to_status for e in events] == HAPPY
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    with Client(fresh.api.app) as client:
+        body = json.loads(client.http.get(f"/api/orders/{order_id}").body)
+    assert [e["status"] for e in body["events"]] == [s.value for s in HAPPY]
+    assert body["txSignature"] == events[3].data["txSignature"]
+    assert body["executedPrice"] == events[4].data["executedPrice"]
+    routing = events[1].data
+    assert {q["venue"] for q in routing["quotes"]} == {"raydium", "meteora"}
+    assert routing["venue"] in {"raydium", "meteora"} and routing["reason"]
+    assert body["route"]["venue"] == routing["venue"]
+
+
+def test_a_duplicate_step_message_changes_nothing(fresh: Stack) -> None:
+    order_id = place(fresh)
+    fresh.deliver("route")  # pending -> routing
+    before = fresh.engine.store.get_order(order_id)
+    duplicate = {"v": 1, "orderId": order_id, "step": "route"}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls["route"], MessageBody=json.dumps(duplicate))
+
+    answer = fresh.deliver("route")
+
+    assert answer["batchItemFailures"] == []  # acked, not retried
+    after = fresh.engine.store.get_order(order_id)
+    assert after == before
+    assert statuses(fresh, order_id) == ["pending", "routing"]
+
+
+def test_an_out_of_order_message_is_retried_and_changes_nothing(fresh: Stack) -> None:
+    order_id = place(fresh)
+    early = {"v": 1, "orderId": order_id, "step": "confirm"}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls["confirm"], MessageBody=json.dumps(early))
+
+    answer = fresh.deliver("confirm")
+
+    assert len(answer["batchItemFailures"]) == 1  # comes back later
+    assert statuses(fresh, order_id) == ["pending"]
+    assert fresh.run(order_id).status is Status.CONFIRMED
+    assert statuses(fresh, order_id) == [s.value for s in HAPPY]
+
+
+def test_a_stale_message_for_a_finished_order_changes_nothing(fresh: Stack) -> None:
+    order_id = place(fresh)
+    fresh.run(order_id)
+    for step in Step:
+        body = {"v": 1, "orderId": order_id, "step": step.value}
+        fresh.sqs.send_message(QueueUrl=fresh.queue_urls[step.value], MessageBody=json.dumps(body))
+        assert fresh.deliver(step.value)["batchItemFailures"] == []
+    assert statuses(fresh, order_id) == [s.value for s in HAPPY]
+
+
+def test_two_transient_failures_then_success_confirms_with_the_attempts_recorded(
+    fresh: Stack,
+) -> None:
+    use_faults(
+        raydium=Fault(confirm=Script.first(2, "unavailable")),
+        meteora=Fault(confirm=Script.first(2, "unavailable")),
+    )
+    order_id = place(fresh)
+
+    started = time.monotonic()
+    order = fresh.run(order_id)
+
+    assert order.status is Status.CONFIRMED
+    confirmed = fresh.engine.store.get_events(order_id)[-1]
+    assert confirmed.data["attempts"] == 3
+    assert order.last_error  # the reason of the retries stays visible
+    assert time.monotonic() - started >= 3  # backoff: 1 s, then 2 s
+
+
+def test_three_transient_failures_fail_the_order_with_the_reason(fresh: Stack) -> None:
+    use_faults(raydium=Fault.down(), meteora=Fault.down())
+    order_id = place(fresh)
+
+    order = fresh.run(order_id)
+
+    assert order.status is Status.FAILED
+    assert order.failure_reason and "3 attempts" in order.failure_reason
+    failed = fresh.engine.store.get_events(order_id)[-1]
+    assert failed.data["attempts"] == 3 and failed.data["step"] == "route"
+    assert statuses(fresh, order_id) == ["pending", "failed"]
+
+
+def test_slippage_beyond_the_tolerance_fails_at_once(fresh: Stack) -> None:
+    # A price impact above 1 bp is certain for this size: refused at quote time.
+    order_id = place(fresh, {**ORDER, "amount": "5000", "slippageBps": 1})
+
+    order = fresh.run(order_id)
+
+    assert order.status is Status.FAILED
+    assert "slippage" in (order.failure_reason or "").lower()
+    assert fresh.engine.store.get_events(order_id)[-1].data["attempts"] == 1
+
+
+def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stack) -> None:
+    good = [place(fresh) for _ in range(3)]
+    for body in ("not json", json.dumps({"v": 1, "orderId": "x", "step": "teleport"}), "\u0000"):
+        fresh.sqs.send_message(QueueUrl=fresh.queue_urls["route"], MessageBody=body)
+    messages: list[dict[str, Any]] = []
+    while len(messages) < 6:
+        messages += fresh.receive("route")
+    poison = {
+        m["MessageId"] for m in messages if "orderId" not in m["Body"] or "teleport" in m["Body"]
+    }
+
+    answer = fresh.deliver("route", messages)
+
+    assert {item["itemIdentifier"] for item in answer["batchItemFailures"]} == poison
+    for order_id in good:
+        assert statuses(fresh, order_id) == ["pending", "routing"]
+
+
+def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
+    order_id = place(fresh)
+    connection = f"c-{uuid.uuid4().hex[:8]}"
+    fresh.websocket.message(
+        {
+            "requestContext": {
+                "connectionId": connection,
+                "domainName": "x",
+                "stage": "v1",
+                "apiId": "abc",
+                "routeKey": "$default",
+                "messageId": "m1",
+            },
+            "body": json.dumps({"action": "subscribe", "orderId": order_id}),
+        },
+        None,
+    )
+
+    fresh.run(order_id)
+
+    received = fresh.management.messages(connection)
+    assert received[0]["type"] == "snapshot" and received[0]["status"] == "pending"
+    seqs = [e["seq"] for e in received[0]["events"]] + [m["seq"] for m in received[1:]]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert [m["status"] for m in received[1:]] == ["routing", "building", "submitted", "confirmed"]
+    assert received[-1]["data"]["executedPrice"]
+
+
+def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
+    fresh: Stack,
+) -> None:
+    order_id = place(fresh)
+    connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for connection in connections:
+        assert fresh.engine.store.subscribe(connection, order_id)
+    fresh.management.gone.add(connections[1])
+
+    answer = fresh.deliver("notify")
+
+    assert answer["batchItemFailures"] == []  # a gone client is not a failure
+    subscribers = {c for c, _ in fresh.engine.store.subscribers(order_id)}
+    assert subscribers == {connections[0], connections[2]}
+    assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
+    assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
