@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ DEMO_ORDERS = [
     {"type": "market", "tokenIn": "JUP", "tokenOut": "USDC", "amount": "120"},
     {"type": "market", "tokenIn": "USDT", "tokenOut": "USDC", "amount": "500"},
 ]
+STATES = ("pending", "routing", "building", "submitted", "confirmed")
 STATUS_STYLE = {"confirmed": "bold green", "failed": "bold red"}
 
 
@@ -36,28 +38,39 @@ class Row:
 
     def record(self, event: dict[str, Any]) -> None:
         self.status = event["status"]
-        self.timeline.append(f"{self.status} {time.monotonic() - self.started:.1f}s")
+        self.timeline.append(f"{time.monotonic() - self.started:.1f}")
         data = event.get("data") or {}
         if self.status == "routing":
             self.venue = f"{data.get('venue', '?')}"
         elif self.status == "confirmed":
-            self.outcome = f"{data.get('amountOut')} @ {data.get('executedPrice')}"
+            amount_out = Decimal(data.get("amountOut") or 0)
+            price = Decimal(data.get("executedPrice") or 0)
+            self.outcome = f"{amount_out:.6g} {self.order['tokenOut']} @ {price:.6g}"
         elif self.status == "failed":
             self.outcome = str(data.get("reason", ""))
 
+    def progress(self) -> str:
+        """One box per state reached: ■■■□□ is submitted."""
+        reached = len(self.timeline)
+        if self.status == "failed":
+            return "[red]" + "■" * (reached - 1) + "✗[/]"
+        return "[green]" + "■" * reached + "[/]" + "□" * (len(STATES) - reached)
+
 
 def render(rows: list[Row]) -> Table:
-    table = Table(title="order-engine demo", expand=True)
-    for column in ("order", "trade", "status", "venue", "timeline", "result"):
+    table = Table(title="order-engine demo  (seconds: when each state arrived)", expand=True)
+    for column in ("order", "trade", "progress", "status", "venue", "seconds", "result"):
         table.add_column(column, overflow="fold")
     for row in rows:
         trade = f"{row.order['amount']} {row.order['tokenIn']} → {row.order['tokenOut']}"
+        style = STATUS_STYLE.get(row.status, "yellow")
         table.add_row(
             row.order_id[:8],
             trade,
-            f"[{STATUS_STYLE.get(row.status, 'yellow')}]{row.status}[/]",
+            row.progress(),
+            f"[{style}]{row.status}[/]",
             row.venue,
-            " → ".join(row.timeline),
+            " ".join(row.timeline),
             row.outcome,
         )
     return table

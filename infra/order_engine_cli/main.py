@@ -1,0 +1,39 @@
+"""The `order-engine` command."""
+
+from __future__ import annotations
+
+import click
+
+from order_engine_cli.demo import demo
+from order_engine_cli.up import up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="order-engine")
+def cli() -> None:
+    """order-engine: market orders for Solana DEXs, as serverless functions.
+
+    \b
+    Start here:
+      order-engine up      run everything on this machine (HTTP :3000, WebSocket :3001)
+      order-engine demo    place five orders at once and watch them move
+    """
+
+
+@cli.command()
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL [env: DATABASE_URL]; unset: the embedded server in .data/.",
+)
+def migrate(database_url: str | None) -> None:
+    """Apply the database migrations (safe to run twice, or concurrently)."""
+    from order_engine_cli.database import migrated_database
+
+    with migrated_database(database_url) as database:
+        click.echo(f"migrations applied to {database.describe()}")
+
+
+cli.add_command(up)
+cli.add_command(demo)

@@ -1,0 +1,126 @@
+"""`order-engine up`: the whole system on this machine, from template.yaml."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+
+from local_runtime.options import RuntimeOptions
+from local_runtime.runtime import LocalRuntime
+from order_engine_cli.database import migrated_database
+from order_engine_cli.project import DATA_DIR, TEMPLATE
+
+EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
+
+
+def banner(runtime: LocalRuntime, database: str) -> Panel:
+    http, ws = runtime.http_url, runtime.ws_url()
+    text = (
+        f"[bold]HTTP API[/]       {http}   (GET /health, POST /api/orders/execute, "
+        "GET /api/orders/{{id}})\n"
+        f"[bold]WebSocket API[/]  {ws}   (@connections at {runtime.management_url()})\n"
+        f"[bold]SQS[/]            {runtime.sqs.description if runtime.sqs else '?'}\n"
+        f"[bold]PostgreSQL[/]     {database}\n\n"
+        "[bold]Place an order:[/]\n"
+        f"  curl -s -X POST {http}/api/orders/execute -H 'Content-Type: application/json' \\\n"
+        f"       -d '{EXAMPLE_ORDER}'\n"
+        "[bold]Watch it[/] (use the orderId from the answer):\n"
+        f"  .venv/bin/python -m websockets '{ws}?orderId=ORDER_ID'\n"
+        "[bold]Or watch five at once:[/]\n"
+        f"  .venv/bin/order-engine demo --api {http}\n\n"
+        "Ctrl-C stops everything; orders in flight stay on their queues."
+    )
+    return Panel(text.replace("{{id}}", "{id}"), title="order-engine is up", expand=False)
+
+
+@click.command()
+@click.option(
+    "--sqs",
+    default="moto",
+    show_default=True,
+    help="SQS backend: moto (a local moto server), localstack (LocalStack on this "
+    "host, installed on first use), aws, or an endpoint URL.",
+)
+@click.option("--http-port", default=3000, show_default=True, help="HTTP API port (0: any).")
+@click.option("--ws-port", default=3001, show_default=True, help="WebSocket API port (0: any).")
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL [env: DATABASE_URL]; unset: an embedded server in .data/.",
+)
+@click.option(
+    "--latency-scale",
+    default="1",
+    show_default=True,
+    help="Scale of the simulated DEX delays: 1 realistic, 0 instant.",
+)
+@click.option(
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(2, 1000),
+    help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency).",
+)
+@click.option(
+    "--schedule-speed",
+    default=1.0,
+    show_default=True,
+    help="Run schedules faster: 60 fires rate(1 minute) every second.",
+)
+@click.option("--reload", is_flag=True, help="Run changed code on the next invocation.")
+@click.option(
+    "--template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=TEMPLATE,
+    show_default=True,
+    help="The SAM template to run.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every invocation's details.")
+def up(
+    sqs: str,
+    http_port: int,
+    ws_port: int,
+    database_url: str | None,
+    latency_scale: str,
+    concurrency: int,
+    schedule_speed: float,
+    reload: bool,
+    template: Path,
+    verbose: bool,
+) -> None:
+    """Run the whole system on this machine: both APIs, the queues' pollers and the
+    schedules, from template.yaml, with no Docker."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    console = Console()
+    with ExitStack() as stack:
+        with console.status("starting PostgreSQL and applying migrations…"):
+            database = stack.enter_context(migrated_database(database_url))
+        options = RuntimeOptions(
+            sqs=sqs,
+            http_port=http_port,
+            ws_port=ws_port,
+            parameters={
+                "DatabaseUrl": database.url,
+                "DexLatencyScale": latency_scale,
+                "MaximumConcurrency": str(concurrency),
+            },
+            correlation_keys=("orderId",),
+            reload=reload,
+            schedule_speed=schedule_speed,
+            data_dir=DATA_DIR,
+        )
+        runtime = LocalRuntime(template, options)
+        with console.status(f"starting SQS ({sqs}) and the functions…"):
+            runtime.start()
+        console.print(banner(runtime, database.describe()))
+        runtime.run_forever()  # until Ctrl-C; then the database stops too
+    console.print("stopped.")
