@@ -9,6 +9,8 @@ runtime then return to the queue while deleting the rest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -19,7 +21,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from order_engine.errors import PoisonMessage
-from order_engine.messaging import decode_notify_message, decode_step_message
+from order_engine.messaging import NOTIFY_TOPIC, decode_notify_message, decode_step_message
 from order_engine.observability import order_context
 from order_engine.orders import Step
 from order_engine.pipeline import RetryLater
@@ -36,14 +38,15 @@ def _processor() -> BatchProcessor:
 
 def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict[str, Any]:
     def record_handler(record: SQSRecord) -> None:
-        message = decode_step_message(record.body)
-        if message.step is not step:
-            raise PoisonMessage(f"a {message.step} message arrived on the {step} queue")
+        with _poison_goes_to_the_dlq(engine, step.value, record):
+            message = decode_step_message(record.body)
+            if message.step is not step:
+                raise PoisonMessage(f"a {message.step} message arrived on the {step} queue")
         with order_context(message.order_id):
             try:
                 result = engine.pipeline.handle(message)
             except RetryLater as retry:
-                _delay_redelivery(engine, step, record, retry.delay_seconds)
+                _set_visibility(engine, step.value, record, retry.delay_seconds)
                 log.info("step %s: %s", step, retry)
                 raise
             log.info("step %s: %s", step, result)
@@ -53,22 +56,35 @@ def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict
 
 def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
     def record_handler(record: SQSRecord) -> None:
-        message = decode_notify_message(record.body)
+        with _poison_goes_to_the_dlq(engine, NOTIFY_TOPIC, record):
+            message = decode_notify_message(record.body)
         with order_context(message.order_id):
             engine.notifier.deliver(message.order_id)
 
     return dict(process_partial_response(event, record_handler, _processor()))
 
 
-def _delay_redelivery(engine: Engine, step: Step, record: SQSRecord, seconds: int) -> None:
-    """Exponential backoff: the failed message reappears after `seconds`, not the
-    queue's whole visibility timeout."""
-    queue_url = engine.settings.step_queue_urls.get(step)
-    if queue_url is None:
-        return
+@contextmanager
+def _poison_goes_to_the_dlq(engine: Engine, topic: str, record: SQSRecord) -> Iterator[None]:
+    """A message that can never succeed is made visible again at once, so its receive
+    count reaches maxReceiveCount in seconds and SQS parks it in the dead-letter queue,
+    instead of waiting out the visibility timeout five times."""
+    try:
+        yield
+    except PoisonMessage as exc:
+        log.error("poison message %s on %s: %s", record.message_id, topic, exc)
+        _set_visibility(engine, topic, record, 0)
+        raise
+
+
+def _set_visibility(engine: Engine, topic: str, record: SQSRecord, seconds: int) -> None:
+    """Make the failed message reappear after `seconds` (exponential backoff), not after
+    the queue's whole visibility timeout."""
     try:
         engine.sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=seconds
+            QueueUrl=engine.publisher.queue_url(topic),
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=seconds,
         )
     except Exception:  # the queue's own visibility timeout still brings it back
-        log.warning("could not shorten the visibility of %s", record.message_id, exc_info=True)
+        log.warning("could not change the visibility of %s", record.message_id, exc_info=True)

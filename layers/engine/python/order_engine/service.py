@@ -74,8 +74,7 @@ class OrderService:
     def place_order(self, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
         request = validate_order_request(data)
         if idempotency_key is not None and (
-            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
-            or "\x00" in idempotency_key
+            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or "\x00" in idempotency_key
         ):
             raise ValidationError(
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
