@@ -69,4 +69,4 @@ class Reloader:
         for code in stale.values():
             code.mark_stale()
         if stale:
-            log.warning("code changed; reloading %s on next call", ", ".join(sorted(stale)))
+            log.info("code changed; reloading %s on next call", ", ".join(sorted(stale)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -96,6 +97,12 @@ class LocalRuntime:
     def queue_arn(self, logical_id: str) -> str:
         return self._queue(logical_id).arn
 
+    @property
+    def started_pids(self) -> list[int]:
+        """Processes this runtime started (and will stop): the SQS server, if any."""
+        pid = self._backend.pid if self._backend is not None else None
+        return [pid] if pid is not None else []
+
     def sqs_client(self) -> Any:
         if self.sqs is None:
             raise RuntimeError("the runtime is not started")
@@ -133,7 +140,7 @@ class LocalRuntime:
             options.sqs, data_dir=options.data_dir.absolute(), region=options.region
         )
         self.sqs = self._backend.start()
-        log.warning("SQS: %s", self.sqs.description)
+        self._announce(f"SQS: {self.sqs.description}")
         planner = TemplatePlanner(
             template,
             region=options.region,
@@ -161,7 +168,7 @@ class LocalRuntime:
         if options.reload:
             self._reloader = Reloader(f.code for f in self.functions.values())
             self._reloader.start()
-        log.warning("%s", self.describe())
+        self._announce(self.describe())
 
     def _choose_ports(self) -> None:
         if self.http_port == 0:
@@ -305,6 +312,11 @@ class LocalRuntime:
                     schedule.start()
                     self.schedules.append(schedule)
 
+    def _announce(self, text: str) -> None:
+        log.info("%s", text)
+        if self.options.announce:
+            print(text, file=sys.stderr, flush=True)
+
     def describe(self) -> str:
         lines = [f"local runtime for {self.template_path} ({len(self.functions)} functions)"]
         if any(f.spec.api_events for f in self.functions.values()):
@@ -358,6 +370,12 @@ class LocalRuntime:
                 log.exception("on_stop hook failed")
         if self._backend is not None:
             self._backend.stop()
+        # A receive loop still inside a long poll ends as soon as its SQS is gone.
+        for poller in self.pollers:
+            poller.join(timeout=2)
+        for schedule in self.schedules:
+            schedule.join(timeout=1)
+        self.pollers, self.schedules = [], []
         if self._applied_env is not None:
             self._applied_env.restore()
         self._stop_requested.set()

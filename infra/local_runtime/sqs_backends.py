@@ -98,6 +98,11 @@ class SqsBackend:
             f"unknown SQS backend {option!r}: use moto, localstack, aws or an http(s):// URL"
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the SQS server we started (None: we started none)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()

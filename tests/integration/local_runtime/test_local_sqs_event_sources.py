@@ -1,0 +1,119 @@
+"""SQS event source mappings against a real moto server: records, partial batches, DLQs."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from toy_runtime import Records
+
+from local_runtime import LocalRuntime
+
+
+def batches_with(records: Records, marker: str) -> list[dict[str, Any]]:
+    return [r for r in records.all("batch") if any(marker in body for body in r["bodies"])]
+
+
+def test_a_message_reaches_the_function_as_a_lambda_sqs_record_and_is_deleted(
+    runtime: LocalRuntime,
+    records: Records,
+    marker: str,
+) -> None:
+    sqs = runtime.sqs_client()
+    queue_url = runtime.queue_url("WorkQueue")
+    sent = sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=json.dumps({"marker": marker}),
+        MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}},
+    )
+    (batch,) = records.wait_for("batch", lambda r: any(marker in b for b in r["bodies"]))
+    record = batch["first"]
+    assert record["messageId"] == sent["MessageId"]
+    assert record["receiptHandle"] and record["md5OfBody"] == sent["MD5OfMessageBody"]
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == runtime.queue_arn("WorkQueue")
+    assert record["awsRegion"] == "us-east-1"
+    attributes = record["attributes"]
+    assert attributes["ApproximateReceiveCount"] == "1"
+    assert {"SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(attributes)
+    assert all(isinstance(v, str) for v in attributes.values())
+    assert record["messageAttributes"]["kind"]["stringValue"] == "test"
+    assert record["messageAttributes"]["kind"]["dataType"] == "String"
+    time.sleep(0.5)  # the delete follows the invocation
+    counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "0"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_a_partial_batch_response_returns_only_the_failed_messages_to_the_queue(
+    runtime: LocalRuntime,
+    records: Records,
+    marker: str,
+) -> None:
+    sqs = runtime.sqs_client()
+    entries = [
+        {"Id": str(i), "MessageBody": json.dumps({"marker": marker, "n": i, "fail": i in (1, 3)})}
+        for i in range(4)
+    ]
+    sent = sqs.send_message_batch(QueueUrl=runtime.queue_url("WorkQueue"), Entries=entries)
+    ids = {entry["Id"]: entry["MessageId"] for entry in sent["Successful"]}
+    failing = {ids["1"], ids["3"]}
+    # Failed messages come back after the queue's 2 s visibility timeout, with count 2.
+    deadline = time.monotonic() + 12
+    retried: set[str] = set()
+    while time.monotonic() < deadline and retried != failing:
+        retried = {
+            message_id
+            for batch in batches_with(records, marker)
+            for message_id, count in zip(batch["ids"], batch["counts"], strict=True)
+            if count == "2"
+        }
+        time.sleep(0.1)
+    assert retried == failing
+    first_round = {
+        message_id
+        for batch in batches_with(records, marker)
+        for message_id, count in zip(batch["ids"], batch["counts"], strict=True)
+        if count == "1"
+    }
+    assert first_round == set(ids.values())
+
+
+def test_a_message_that_always_fails_lands_in_its_dead_letter_queue(
+    runtime: LocalRuntime,
+    records: Records,
+    marker: str,
+) -> None:
+    sqs = runtime.sqs_client()
+    sent = sqs.send_message(QueueUrl=runtime.queue_url("PoisonQueue"), MessageBody=marker)
+    dlq = runtime.queue_url("PoisonDLQ")
+    deadline = time.monotonic() + 15
+    arrived: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not arrived:
+        response = sqs.receive_message(
+            QueueUrl=dlq, WaitTimeSeconds=1, MessageSystemAttributeNames=["All"]
+        )
+        arrived = [m for m in response.get("Messages", []) if m["Body"] == marker]
+    assert [m["MessageId"] for m in arrived] == [sent["MessageId"]]
+    attempts = [r for r in records.all("poison") if sent["MessageId"] in r["ids"]]
+    assert len(attempts) == 2  # the queue's maxReceiveCount
+
+
+def test_the_batching_window_gathers_messages_sent_apart_into_one_batch(
+    runtime: LocalRuntime,
+    records: Records,
+    marker: str,
+) -> None:
+    sqs = runtime.sqs_client()
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=runtime.queue_url("WorkQueue"),
+            MessageBody=json.dumps({"marker": marker, "n": n}),
+        )
+        time.sleep(0.2)
+    batches = records.wait_for("batch", lambda r: any(marker in b for b in r["bodies"]))
+    time.sleep(1.5)
+    batches = batches_with(records, marker)
+    assert sum(len(b["ids"]) for b in batches) == 3
+    assert len(batches) == 1  # within the 1 s MaximumBatchingWindowInSeconds

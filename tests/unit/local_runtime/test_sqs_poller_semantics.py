@@ -1,0 +1,126 @@
+"""The event source mapping's own rules, against an in-memory stand-in for SQS:
+MaximumConcurrency is enforced, only successes are deleted, BatchSize is honoured."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from local_runtime.event_source_mapping import SqsPoller
+from local_runtime.function_code import FunctionCode
+from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
+
+QUEUE = QueueSpec("Q", "q", "http://sqs/q", "arn:aws:sqs:us-east-1:1:q", {})
+
+
+class FakeSqs:
+    """Hands out `total` messages, records deletes. Not SQS: no visibility timeouts."""
+
+    def __init__(self, total: int) -> None:
+        self._ids = iter(f"m{i}" for i in range(total))
+        self._lock = threading.Lock()
+        self.deleted: list[str] = []
+        self.receive_sizes: list[int] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            batch = list(itertools.islice(self._ids, kwargs["MaxNumberOfMessages"]))
+            self.receive_sizes.append(kwargs["MaxNumberOfMessages"])
+        if not batch:
+            time.sleep(0.05)
+        return {
+            "Messages": [
+                {
+                    "MessageId": i,
+                    "ReceiptHandle": f"rh-{i}",
+                    "Body": i,
+                    "MD5OfBody": "",
+                    "Attributes": {"ApproximateReceiveCount": "1"},
+                }
+                for i in batch
+            ]
+        }
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        with self._lock:
+            self.deleted += [e["ReceiptHandle"].removeprefix("rh-") for e in Entries]
+        return {"Successful": Entries}
+
+
+def make_function(tmp_path: Path, body: str) -> LambdaFunction:
+    (tmp_path / "h.py").write_text(body)
+    spec = FunctionSpec("F", "f", "arn:aws:lambda:us-east-1:1:function:f", tmp_path, "h.h")
+    return LambdaFunction(spec, FunctionCode(spec), InFlight())
+
+
+def run_poller(
+    function: LambdaFunction, mapping: SqsEventSpec, sqs: FakeSqs, seconds: float
+) -> SqsPoller:
+    poller = SqsPoller(function, mapping, QUEUE, lambda: sqs, region="us-east-1", wait_seconds=0)
+    poller.start()
+    time.sleep(seconds)
+    poller.stop_polling()
+    poller.join(3)
+    return poller
+
+
+def test_maximum_concurrency_bounds_the_invocations_running_at_once(tmp_path: Path) -> None:
+    function = make_function(
+        tmp_path,
+        (
+            "import threading, time\n"
+            "lock = threading.Lock(); running = 0; peak = 0\n"
+            "def h(event, context):\n"
+            "    global running, peak\n"
+            "    with lock:\n"
+            "        running += 1; peak = max(peak, running)\n"
+            "    time.sleep(0.1)\n"
+            "    with lock:\n"
+            "        running -= 1\n"
+            "    return peak\n"
+        ),
+    )
+    sqs = FakeSqs(total=40)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=1, maximum_concurrency=3)
+    poller = run_poller(function, mapping, sqs, seconds=1.0)
+    assert poller.max_running_seen == 3  # reached, never exceeded
+    assert 10 <= len(sqs.deleted) <= 40
+
+
+def test_only_the_messages_that_succeeded_are_deleted(tmp_path: Path) -> None:
+    function = make_function(
+        tmp_path,
+        (
+            "def h(event, context):\n"
+            "    return {'batchItemFailures': [{'itemIdentifier': r['messageId']}\n"
+            "            for r in event['Records'] if r['messageId'] in ('m1', 'm3')]}\n"
+        ),
+    )
+    sqs = FakeSqs(total=5)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=5, report_batch_item_failures=True)
+    run_poller(function, mapping, sqs, seconds=0.5)
+    assert sorted(sqs.deleted) == ["m0", "m2", "m4"]
+
+
+def test_a_function_error_deletes_nothing(tmp_path: Path) -> None:
+    function = make_function(tmp_path, "def h(event, context):\n    raise ValueError('no')\n")
+    sqs = FakeSqs(total=3)
+    run_poller(function, SqsEventSpec("E", QUEUE.arn, batch_size=3), sqs, seconds=0.5)
+    assert sqs.deleted == []
+
+
+def test_batches_larger_than_ten_are_gathered_within_the_window(tmp_path: Path) -> None:
+    function = make_function(
+        tmp_path, ("sizes = []\ndef h(event, context):\n    sizes.append(len(event['Records']))\n")
+    )
+    sqs = FakeSqs(total=25)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=25, batching_window=0.3)
+    run_poller(function, mapping, sqs, seconds=0.8)
+    assert sqs.receive_sizes[:3] == [10, 10, 5]  # at most 10 per ReceiveMessage
+    assert sorted(sqs.deleted) == sorted(f"m{i}" for i in range(25))
+    handler = function.code.handler()
+    assert handler.__globals__["sizes"][0] == 25
