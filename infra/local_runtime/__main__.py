@@ -11,8 +11,28 @@ import logging
 import sys
 from pathlib import Path
 
+from local_runtime.cfn_yaml import TemplateSyntaxError
+from local_runtime.environment import EnvironmentConflict
+from local_runtime.function_code import HandlerImportError
+from local_runtime.intrinsics import IntrinsicError
+from local_runtime.localstack_host import LocalStackUnavailable
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
+from local_runtime.schedule_expressions import ScheduleExpressionError
+from local_runtime.servers import ServerStartError
+from local_runtime.template import TemplateError
+
+USER_ERRORS = (
+    TemplateError,
+    TemplateSyntaxError,
+    IntrinsicError,
+    EnvironmentConflict,
+    HandlerImportError,
+    ScheduleExpressionError,
+    ServerStartError,
+    LocalStackUnavailable,
+    FileNotFoundError,
+)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -90,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         announce=False,  # logging prints the same lines here
     )
-    LocalRuntime(args.template, options).run_forever()
+    try:
+        LocalRuntime(args.template, options).run_forever()
+    except USER_ERRORS as error:  # a clear sentence beats a traceback for these
+        print(f"local_runtime: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

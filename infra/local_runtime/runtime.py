@@ -347,7 +347,7 @@ class LocalRuntime:
             schedule.stop()
         if self._reloader is not None:
             self._reloader.stop()
-        if self._servers is not None:
+        if self._servers is not None and self._servers.running:
             for gateway in self.websocket_gateways:
                 try:
                     self._servers.call(gateway.shutdown(timeout), timeout + 1)

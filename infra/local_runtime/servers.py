@@ -30,6 +30,7 @@ class AsgiServers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._failed: list[str] = []
 
     def add(self, name: str, app: ASGIApp, host: str, port: int, *, ws_max_size: int) -> None:
         config = uvicorn.Config(
@@ -58,35 +59,52 @@ class AsgiServers:
         )
         self._thread.start()
         ready.wait(timeout)
-        failed = [
+        failed = self._failed or [
             name
             for (name, _), server in zip(self._configs, self._servers, strict=True)
             if not server.started
         ]
         if failed:
             self.stop()
-            raise ServerStartError(
-                f"could not serve {', '.join(failed)}: is the port already in use?"
+            ports = ", ".join(
+                f"{name} (port {config.port})" for name, config in self._configs if name in failed
             )
+            raise ServerStartError(f"could not serve {ports}: is the port already in use?")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self, ready: threading.Event) -> None:
         loop = self.loop
         asyncio.set_event_loop(loop)
         self._servers = [uvicorn.Server(config) for _, config in self._configs]
 
+        async def serve(name: str, server: uvicorn.Server) -> None:
+            try:
+                await server.serve()
+            except (SystemExit, OSError):  # uvicorn exits when it cannot bind its port
+                self._failed.append(name)
+
         async def main() -> None:
-            self._tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+            self._tasks = [
+                asyncio.create_task(serve(name, server))
+                for (name, _), server in zip(self._configs, self._servers, strict=True)
+            ]
             while not all(
                 s.started or t.done() for s, t in zip(self._servers, self._tasks, strict=True)
             ):
                 await asyncio.sleep(0.02)
+            if self._failed:  # one port failed: stop the others, start() reports it
+                for server in self._servers:
+                    server.should_exit = True
             ready.set()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
         try:
             loop.run_until_complete(main())
-        except BaseException as error:  # uvicorn exits via SystemExit when it cannot bind
-            log.debug("server loop ended: %r", error)
+        except Exception as error:
+            log.warning("the server loop ended: %r", error)
         finally:
             ready.set()
 

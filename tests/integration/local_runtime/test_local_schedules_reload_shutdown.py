@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from local_runtime import LocalRuntime
+from local_runtime.servers import ServerStartError
 
 
 def get_json(url: str) -> dict[str, str]:
@@ -76,3 +78,16 @@ def test_shutdown_closes_sockets_with_1001_runs_disconnect_and_leaves_no_process
     assert leftovers == []  # servers, pollers and invocations all ended
     # The environment is restored (to what it was before, which may be another runtime's).
     assert os.environ.get("TOY_RECORD_FILE") != str(records.path)
+
+
+def test_a_port_in_use_is_a_readable_error_and_nothing_is_left_running(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = LocalRuntime(
+            copy_toy_app(tmp_path / "app"), toy_options(tmp_path / "r.jsonl", http_port=port)
+        )
+        with pytest.raises(ServerStartError, match=f"HTTP API \\(port {port}\\)"):
+            runtime.start()
+    assert runtime.started_pids == []  # the moto server it had started is stopped again
