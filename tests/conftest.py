@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from local_runtime.postgres import open_database
+from order_engine.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,3 +41,10 @@ def database_url() -> Iterator[str]:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
         database.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_url: str) -> str:
+    """The session database with every migration applied."""
+    migrate(database_url)
+    return database_url

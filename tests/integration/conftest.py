@@ -15,18 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from order_engine.migrate import migrate
 from order_engine.order_request import OrderRequest, validate_order_request
 from order_engine.orders import Status
 from order_engine.records import Order, OutboxMessage
 from order_engine.store import Store
-
-
-@pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    """The session database with every migration applied."""
-    migrate(database_url)
-    return database_url
 
 
 @pytest.fixture(scope="session")

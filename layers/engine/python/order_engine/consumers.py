@@ -59,6 +59,8 @@ def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]
         with _poison_goes_to_the_dlq(engine, NOTIFY_TOPIC, record):
             message = decode_notify_message(record.body)
         with order_context(message.order_id):
+            if message.subscribe_connection_id is not None:
+                engine.store.subscribe(message.subscribe_connection_id, message.order_id)
             engine.notifier.deliver(message.order_id)
 
     return dict(process_partial_response(event, record_handler, _processor()))

@@ -39,9 +39,15 @@ class StepMessage:
 @dataclass(frozen=True)
 class NotifyMessage:
     order_id: str
+    # Set when a connection asked for the order during $connect: the notifier
+    # subscribes it first (see service.OrderService.subscribe_on_connect).
+    subscribe_connection_id: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {"v": ENVELOPE_VERSION, "orderId": self.order_id}
+        payload: dict[str, Any] = {"v": ENVELOPE_VERSION, "orderId": self.order_id}
+        if self.subscribe_connection_id is not None:
+            payload["subscribe"] = self.subscribe_connection_id
+        return payload
 
 
 def decode_step_message(body: str) -> StepMessage:
@@ -53,7 +59,13 @@ def decode_step_message(body: str) -> StepMessage:
 
 
 def decode_notify_message(body: str) -> NotifyMessage:
-    return NotifyMessage(order_id=_order_id(_decode(body)))
+    data = _decode(body)
+    connection_id = data.get("subscribe")
+    if connection_id is not None and (
+        not isinstance(connection_id, str) or not 0 < len(connection_id) <= 128
+    ):
+        raise PoisonMessage("message has an invalid connection id")
+    return NotifyMessage(order_id=_order_id(data), subscribe_connection_id=connection_id)
 
 
 def _decode(body: str) -> dict[str, Any]:

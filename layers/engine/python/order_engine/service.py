@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
-# A snapshot posted while API Gateway still runs $connect is refused (410), so the
-# notify hint sent on connect waits this long before the notifier acts on it.
-CONNECT_SNAPSHOT_DELAY_SECONDS = 1
+# API Gateway refuses (410) posts to a connection whose $connect has not returned, so a
+# subscription asked for during $connect starts this long after it (see below).
+CONNECT_SUBSCRIBE_DELAY_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -100,25 +100,31 @@ class OrderService:
     # --- WebSocket subscriptions -------------------------------------------------------
 
     def subscribe_on_connect(self, connection_id: str, raw_order_id: str) -> None:
-        """Subscribe during $connect: the snapshot follows once the socket is open."""
-        order_id = self._subscribe(connection_id, raw_order_id)
+        """Accept a subscription asked for in $connect, and start it once the socket is open.
+
+        While $connect runs the connection cannot receive, so a subscription row written
+        now would make the notifier post to it, get GoneException and drop it. Instead
+        the order is checked now (an unknown one refuses the handshake) and a delayed
+        notify message carries the subscription: the notifier writes it, then sends the
+        snapshot, so nothing committed meanwhile is missed.
+        """
+        order_id = parse_order_id(raw_order_id)
+        if self._store.get_order(order_id) is None:
+            raise NotFound(f"order {order_id} not found", field="orderId")
         self._publisher.send(
             NOTIFY_TOPIC,
-            NotifyMessage(order_id).to_payload(),
-            delay_seconds=CONNECT_SNAPSHOT_DELAY_SECONDS,
+            NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload(),
+            delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS,
         )
 
     def subscribe(self, connection_id: str, raw_order_id: str) -> None:
         """Subscribe an open connection and send its snapshot now."""
-        self._notifier.deliver(self._subscribe(connection_id, raw_order_id))
-
-    def _subscribe(self, connection_id: str, raw_order_id: str) -> str:
         order_id = parse_order_id(raw_order_id)
         # The subscription row comes first, the snapshot after: an event committed in
         # between is then past the cursor and delivered, never skipped.
         if not self._store.subscribe(connection_id, order_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
-        return order_id
+        self._notifier.deliver(order_id)
 
     def connect(self, connection_id: str, metadata: dict[str, Any]) -> None:
         self._store.add_connection(connection_id, metadata)
