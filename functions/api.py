@@ -11,14 +11,12 @@ from order_engine.wiring import engine
 
 app = Chalice(app_name="order-engine-api")
 
-JSON = {"Content-Type": "application/json"}
-
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    return Response(body={"error": error}, status_code=status, headers=JSON)
+    return Response(body={"error": error}, status_code=status)
 
 
 def _answer(call: Any) -> Response:
@@ -46,7 +44,7 @@ def execute_order() -> Response:
             "status": placed.order.status,
             "wsUrl": f"{ws_url}?orderId={placed.order.id}" if ws_url else None,
         }
-        headers = dict(JSON)
+        headers: dict[str, str | list[str]] = {}
         if not placed.created:
             headers["Idempotent-Replayed"] = "true"
         return Response(body=body, status_code=202, headers=headers)
@@ -56,15 +54,17 @@ def execute_order() -> Response:
 
 @app.route("/api/orders/{order_id}", methods=["GET"])
 def get_order(order_id: str) -> Response:
-    return _answer(lambda: Response(body=engine().orders.get_order(order_id), headers=JSON))
+    return _answer(lambda: Response(body=engine().orders.get_order(order_id)))
 
 
 @app.route("/health", methods=["GET"])
 def health() -> Response:
-    checks = engine().orders.health()
+    try:
+        checks = engine().orders.health()
+    except InfrastructureError as exc:  # not even configured
+        checks = {"configuration": f"down: {exc}"}
     healthy = all(state == "ok" for state in checks.values())
     return Response(
         body={"status": "ok" if healthy else "degraded", "checks": checks},
         status_code=200 if healthy else 503,
-        headers=JSON,
     )

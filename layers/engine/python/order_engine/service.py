@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,9 @@ def parse_order_id(raw: str, field: str = "orderId") -> str:
 
 
 class OrderService:
-    def __init__(self, store: Store, publisher: Publisher, notifier: Notifier) -> None:
+    def __init__(
+        self, store: Store, publisher: Publisher, notifier: Callable[[], Notifier]
+    ) -> None:
         self._store = store
         self._publisher = publisher
         self._notifier = notifier
@@ -124,7 +127,7 @@ class OrderService:
         # between is then past the cursor and delivered, never skipped.
         if not self._store.subscribe(connection_id, order_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
-        self._notifier.deliver(order_id)
+        self._notifier().deliver(order_id)
 
     def connect(self, connection_id: str, metadata: dict[str, Any]) -> None:
         self._store.add_connection(connection_id, metadata)

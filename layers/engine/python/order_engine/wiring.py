@@ -16,6 +16,7 @@ from botocore.config import Config
 
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
+from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.pipeline import Pipeline
@@ -34,6 +35,8 @@ class Engine:
 
     @cached_property
     def store(self) -> Store:
+        if not self.settings.database_url:
+            raise InfrastructureError("DATABASE_URL is not set")
         return Store.from_settings(self.settings)
 
     @cached_property
@@ -75,7 +78,9 @@ class Engine:
 
     @cached_property
     def orders(self) -> OrderService:
-        return OrderService(self.store, self.publisher, self.notifier)
+        # The notifier is built on first use: the HTTP API never posts to connections,
+        # so it must not need WEBSOCKET_MANAGEMENT_URL.
+        return OrderService(self.store, self.publisher, lambda: self.notifier)
 
     @cached_property
     def pipeline(self) -> Pipeline:
