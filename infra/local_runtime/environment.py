@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from local_runtime.specs import FunctionSpec
 
 
 class EnvironmentConflict(ValueError):
@@ -26,6 +28,14 @@ class LocalEndpoint:
     https_url: str  # what https://{api_id}.execute-api.../{stage} becomes
     wss_url: str | None = None  # what wss://... becomes (WebSocket APIs only)
     keeps_stage: bool = True  # WebSocket: the stage stays in the path; REST: it goes
+
+    @classmethod
+    def websocket(cls, api_id: str, host: str, port: int) -> LocalEndpoint:
+        return cls(api_id, f"http://{host}:{port}", f"ws://{host}:{port}")
+
+    @classmethod
+    def rest(cls, api_id: str, http_url: str) -> LocalEndpoint:
+        return cls(api_id, http_url, None, keeps_stage=False)
 
 
 def rewrite_endpoints(value: str, endpoints: Iterable[LocalEndpoint], region: str) -> str:
@@ -72,6 +82,32 @@ def merge_environments(
         )
     merged.update(overrides)
     return merged
+
+
+def localize_environment(
+    specs: Mapping[str, FunctionSpec],
+    endpoints: Iterable[LocalEndpoint],
+    region: str,
+    *,
+    overrides: Mapping[str, str],
+) -> tuple[dict[str, FunctionSpec], dict[str, str]]:
+    """Each function's variables with local endpoints, and the process-wide union."""
+    endpoints = list(endpoints)
+    localized = {
+        logical_id: replace(
+            spec,
+            environment={
+                name: rewrite_endpoints(value, endpoints, region)
+                for name, value in spec.environment.items()
+            },
+        )
+        for logical_id, spec in specs.items()
+    }
+    union = merge_environments(
+        {logical_id: spec.environment for logical_id, spec in localized.items()},
+        overrides=overrides,
+    )
+    return localized, union
 
 
 class AppliedEnvironment:

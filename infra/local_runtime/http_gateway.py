@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
@@ -93,8 +94,6 @@ class HttpGateway:
 
 
 def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     return parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
 
 

@@ -17,22 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from local_runtime.function_events import IMPLICIT_REST_API, parse_events
 from local_runtime.intrinsics import IntrinsicError, ResourceValues
 from local_runtime.specs import (
-    ApiEventSpec,
     FunctionSpec,
     LayerSpec,
     QueueSpec,
     RestApiSpec,
-    ScheduleEventSpec,
-    SqsEventSpec,
     WebSocketApiSpec,
 )
 from local_runtime.template import Resource, SamTemplate, TemplateError
 
 log = logging.getLogger(__name__)
 
-IMPLICIT_REST_API = "ServerlessRestApi"
 _QUEUE_ATTRIBUTES = (
     "DelaySeconds",
     "MaximumMessageSize",
@@ -209,7 +206,10 @@ class TemplatePlanner:
                 raise TemplateError(f"{where}: layer {ref!r} is not a layer of this template")
             function_layers.append(layers[logical])
         env = (p.get("Environment") or {}).get("Variables") or {}
-        api, sqs, schedules = self._events(resource.logical_id, p.get("Events") or {})
+        rest_by_id = {str(self.values.refs[r]): r for r in self._rest_api_ids()}
+        api, sqs, schedules = parse_events(
+            resource.logical_id, p.get("Events") or {}, rest_by_id, self.stack_name
+        )
         return FunctionSpec(
             logical_id=resource.logical_id,
             function_name=str(self.values.refs[resource.logical_id]),
@@ -225,62 +225,6 @@ class TemplatePlanner:
             sqs_events=tuple(sqs),
             schedule_events=tuple(schedules),
         )
-
-    def _events(
-        self, function_id: str, events: dict[str, Any]
-    ) -> tuple[list[ApiEventSpec], list[SqsEventSpec], list[ScheduleEventSpec]]:
-        api: list[ApiEventSpec] = []
-        sqs: list[SqsEventSpec] = []
-        schedules: list[ScheduleEventSpec] = []
-        rest_by_id = {self.values.refs[r]: r for r in self._rest_api_ids()}
-        for name, event in events.items():
-            kind, props = event.get("Type"), event.get("Properties") or {}
-            if kind == "Api":
-                rest = props.get("RestApiId")
-                api.append(
-                    ApiEventSpec(
-                        name,
-                        str(props["Path"]),
-                        str(props["Method"]).upper(),
-                        rest_by_id.get(rest, IMPLICIT_REST_API) if rest else IMPLICIT_REST_API,
-                    )
-                )
-            elif kind == "SQS":
-                window = float(props.get("MaximumBatchingWindowInSeconds", 0))
-                scaling = props.get("ScalingConfig") or {}
-                sqs.append(
-                    SqsEventSpec(
-                        name=name,
-                        queue_arn=str(props["Queue"]),
-                        batch_size=int(props.get("BatchSize", 10)),
-                        batching_window=window,
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in (props.get("FunctionResponseTypes") or []),
-                        maximum_concurrency=int(scaling.get("MaximumConcurrency", 5)),
-                        enabled=_truthy(props.get("Enabled", True)),
-                    )
-                )
-            elif kind in ("Schedule", "ScheduleV2"):
-                expression = props.get("Schedule") or props.get("ScheduleExpression")
-                enabled = (
-                    _truthy(props.get("Enabled", True))
-                    and str(props.get("State", "ENABLED")).upper() == "ENABLED"
-                )
-                raw_input = props.get("Input")
-                schedules.append(
-                    ScheduleEventSpec(
-                        name,
-                        str(expression),
-                        enabled,
-                        json.loads(raw_input) if isinstance(raw_input, str) else raw_input,
-                        str(props.get("Name") or f"{self.stack_name}-{function_id}{name}"),
-                    )
-                )
-            else:
-                log.warning(
-                    "function %s: event %s of type %s is not run locally", function_id, name, kind
-                )
-        return api, sqs, schedules
 
     def _rest_api_ids(self) -> list[str]:
         return [IMPLICIT_REST_API] + [r.logical_id for r in self.of_type("AWS::Serverless::Api")]
@@ -349,10 +293,6 @@ class TemplatePlanner:
         if not path.is_dir():
             raise TemplateError(f"{relative!r} (from {self.template.path.name}) is not a folder")
         return path
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).lower() not in ("false", "0", "no", "disabled")
 
 
 def _references(value: Any) -> set[str]:

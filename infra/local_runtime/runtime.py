@@ -15,6 +15,7 @@ never deleted, so it comes back after its visibility timeout.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,13 +24,9 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from local_runtime.chalice_support import point_websocket_api_at
-from local_runtime.environment import (
-    AppliedEnvironment,
-    LocalEndpoint,
-    merge_environments,
-    rewrite_endpoints,
-)
+from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
 from local_runtime.event_source_mapping import SqsPoller
+from local_runtime.event_sources import start_pollers, start_schedules
 from local_runtime.function_code import FunctionCode
 from local_runtime.functions import InFlight, LambdaFunction
 from local_runtime.gateways import build_gateways
@@ -37,11 +34,16 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.processes import free_port
 from local_runtime.reloader import Reloader
 from local_runtime.resources import TemplatePlanner
-from local_runtime.schedules import Schedule, VirtualClock
+from local_runtime.schedules import Schedule
 from local_runtime.servers import AsgiServers
 from local_runtime.specs import FunctionSpec, QueueSpec, RestApiSpec, WebSocketApiSpec
-from local_runtime.sqs_backends import DUMMY_CREDENTIALS, SqsBackend, SqsTarget
-from local_runtime.template import SamTemplate, TemplateError
+from local_runtime.sqs_backends import (
+    DUMMY_CREDENTIALS,
+    SqsBackend,
+    SqsTarget,
+    create_or_update_queue,
+)
+from local_runtime.template import SamTemplate
 from local_runtime.websocket_gateway import WebSocketGateway
 
 log = logging.getLogger("local_runtime")
@@ -148,7 +150,9 @@ class LocalRuntime:
             stack_name=options.stack_name,
         )
         client = self.sqs_client()
-        self.queues = planner.create_queues(lambda name, attrs: _create_queue(client, name, attrs))
+        self.queues = planner.create_queues(
+            lambda name, attrs: create_or_update_queue(client, name, attrs)
+        )
         self.function_specs = planner.functions()
         self.websocket_apis = planner.websocket_apis(self.function_specs)
         self.rest_apis = planner.rest_apis()
@@ -162,9 +166,20 @@ class LocalRuntime:
                 function.code.handler()
         self._start_servers()
         if options.pollers:
-            self._start_pollers(client)
+            self.pollers = start_pollers(
+                self.functions,
+                self.queues,
+                self.sqs,
+                region=options.region,
+                wait_seconds=options.poll_wait_seconds,
+            )
         if options.schedules:
-            self._start_schedules()
+            self.schedules = start_schedules(
+                self.functions,
+                speed=options.schedule_speed,
+                account_id=self.sqs.account_id,
+                region=options.region,
+            )
         if options.reload:
             self._reloader = Reloader(f.code for f in self.functions.values())
             self._reloader.start()
@@ -177,42 +192,21 @@ class LocalRuntime:
             port = self.options.ws_port + index if self.options.ws_port else 0
             self.ws_ports[spec.logical_id] = port or free_port(self.options.host)
 
-    def _local_endpoints(self) -> list[LocalEndpoint]:
-        host = self.options.host
-        endpoints = [
-            LocalEndpoint(
-                spec.api_id,
-                f"http://{host}:{self.ws_ports[spec.logical_id]}",
-                f"ws://{host}:{self.ws_ports[spec.logical_id]}",
-            )
-            for spec in self.websocket_apis
-        ]
-        endpoints += [
-            LocalEndpoint(spec.api_id, self.http_url, None, keeps_stage=False)
-            for spec in self.rest_apis
-        ]
-        return endpoints
-
     def _apply_environment(self) -> None:
         assert self.sqs is not None
-        endpoints = self._local_endpoints()
-        region = self.options.region
-        for logical_id, spec in list(self.function_specs.items()):
-            rewritten = {
-                k: rewrite_endpoints(v, endpoints, region) for k, v in spec.environment.items()
-            }
-            self.function_specs[logical_id] = _replace_env(spec, rewritten)
+        host, region = self.options.host, self.options.region
+        endpoints = [
+            LocalEndpoint.websocket(spec.api_id, host, self.ws_ports[spec.logical_id])
+            for spec in self.websocket_apis
+        ] + [LocalEndpoint.rest(spec.api_id, self.http_url) for spec in self.rest_apis]
         base = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **self.sqs.environment()}
         if self.sqs.emulated:
-            import os
-
             base.update({k: v for k, v in DUMMY_CREDENTIALS.items() if k not in os.environ})
         if len(self.websocket_apis) == 1:
             # For boto3 clients created without endpoint_url (an explicit one wins).
             base["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.management_url()
-        self.environment = merge_environments(
-            {k: s.environment for k, s in self.function_specs.items()},
-            overrides={**base, **self.options.extra_env},
+        self.function_specs, self.environment = localize_environment(
+            self.function_specs, endpoints, region, overrides={**base, **self.options.extra_env}
         )
         self._applied_env = AppliedEnvironment(self.environment)
         self._applied_env.apply()
@@ -266,51 +260,6 @@ class LocalRuntime:
                 ws_max_size=256 * 1024,
             )
         self._servers.start()
-
-    def _start_pollers(self, client: Any) -> None:
-        assert self.sqs is not None
-        by_arn = {q.arn: q for q in self.queues.values()}
-        sqs, region = self.sqs, self.options.region
-
-        def client_factory() -> Any:
-            return sqs.client(region)  # one client per poller thread
-
-        for logical_id, function in self.functions.items():
-            for mapping in function.spec.sqs_events:
-                if not mapping.enabled:
-                    continue
-                queue = by_arn.get(mapping.queue_arn)
-                if queue is None:
-                    raise TemplateError(
-                        f"{logical_id}: event {mapping.name} polls {mapping.queue_arn}, "
-                        "which is not a queue of this template"
-                    )
-                poller = SqsPoller(
-                    function,
-                    mapping,
-                    queue,
-                    client_factory,
-                    region=self.options.region,
-                    wait_seconds=self.options.poll_wait_seconds,
-                )
-                poller.start()
-                self.pollers.append(poller)
-
-    def _start_schedules(self) -> None:
-        assert self.sqs is not None
-        clock = VirtualClock(self.options.schedule_speed)
-        for function in self.functions.values():
-            for spec in function.spec.schedule_events:
-                if spec.enabled:
-                    schedule = Schedule(
-                        function,
-                        spec,
-                        clock=clock,
-                        account_id=self.sqs.account_id,
-                        region=self.options.region,
-                    )
-                    schedule.start()
-                    self.schedules.append(schedule)
 
     def _announce(self, text: str) -> None:
         log.info("%s", text)
@@ -410,23 +359,3 @@ class LocalRuntime:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _create_queue(client: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
-    try:
-        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-    except client.exceptions.QueueNameExists:
-        # A long-lived SQS (docker-compose LocalStack, AWS) keeps queues between runs:
-        # bring the existing one in line with the template.
-        url = client.get_queue_url(QueueName=name)["QueueUrl"]
-        settable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
-        if settable:
-            client.set_queue_attributes(QueueUrl=url, Attributes=settable)
-    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return url, arn["Attributes"]["QueueArn"]
-
-
-def _replace_env(spec: FunctionSpec, environment: dict[str, str]) -> FunctionSpec:
-    from dataclasses import replace
-
-    return replace(spec, environment=environment)

@@ -148,3 +148,18 @@ def _aws_account(region: str) -> str:
     except Exception as error:  # no credentials yet: ARNs are only cosmetic locally
         log.warning("could not read the AWS account id (%s); using 000000000000", error)
         return LOCALSTACK_ACCOUNT
+
+
+def create_or_update_queue(client: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    """Create a queue (or update one left by an earlier run); returns (url, arn)."""
+    try:
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except client.exceptions.QueueNameExists:
+        # A long-lived SQS (docker-compose LocalStack, AWS) keeps queues between runs:
+        # bring the existing one in line with the template.
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+        settable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+        if settable:
+            client.set_queue_attributes(QueueUrl=url, Attributes=settable)
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return url, arn["Attributes"]["QueueArn"]

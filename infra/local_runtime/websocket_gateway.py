@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
@@ -109,8 +110,6 @@ class WebSocketGateway:
         )
         subprotocol = None
         if "$connect" in self.routes:
-            from urllib.parse import parse_qsl
-
             query = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
             event = connect_event(self.api, client, headers, query)
             result = await self.routes["$connect"].invoke_async(event)
