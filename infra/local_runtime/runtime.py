@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from local_runtime.chalice_support import point_websocket_api_at
+from local_runtime.chalice_support import prepare_handler
 from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
 from local_runtime.event_source_mapping import SqsPoller
 from local_runtime.event_sources import start_pollers, start_schedules
@@ -213,12 +213,11 @@ class LocalRuntime:
 
     def _make_functions(self) -> None:
         endpoint = self.management_url() if self.websocket_apis else None
+
+        def on_load(handler: Any) -> None:
+            prepare_handler(handler, endpoint)
+
         for logical_id, spec in self.function_specs.items():
-            on_load = (
-                (lambda handler, url=endpoint: point_websocket_api_at(handler, url))
-                if endpoint
-                else None
-            )
             code = FunctionCode(spec, on_load=on_load)
             self.functions[logical_id] = LambdaFunction(
                 spec, code, self.in_flight, self.options.correlation_keys

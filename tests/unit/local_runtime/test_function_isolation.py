@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import FunctionCode, HandlerImportError, split_handler
 from local_runtime.functions import InFlight, LambdaFunction, correlation_ids
 from local_runtime.specs import FunctionSpec, LayerSpec
@@ -148,3 +150,41 @@ def test_correlation_ids_come_from_configured_keys_in_bodies() -> None:
     assert correlation_ids({"body": '{"orderId": "o-3"}'}, ["orderId"]) == ["o-3"]
     assert correlation_ids({"pathParameters": {"orderId": "o-4"}}, ["orderId"]) == ["o-4"]
     assert correlation_ids({"body": '{"orderId": "o-3"}'}, []) == []
+
+
+def test_a_chalice_app_invoked_on_many_threads_sees_each_threads_own_request(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "chalice_app",
+        {
+            "app.py": (
+                "import time\n"
+                "from chalice import Chalice\n"
+                "app = Chalice(app_name='concurrent')\n"
+                "@app.route('/items/{n}')\n"
+                "def item(n):\n"
+                "    time.sleep(0.05)  # another request arrives meanwhile\n"
+                "    return {'n': n, 'seen': app.current_request.uri_params['n'],\n"
+                "            'request_id': app.lambda_context.aws_request_id}\n"
+            )
+        },
+    )
+    function_spec = spec(tmp_path / "chalice_app", "app.app")
+    code = FunctionCode(function_spec, on_load=lambda h: prepare_handler(h, None))
+    function = LambdaFunction(function_spec, code, InFlight())
+
+    def event(n: int) -> dict[str, object]:
+        return {
+            "requestContext": {"httpMethod": "GET", "resourcePath": "/items/{n}"},
+            "headers": {},
+            "multiValueQueryStringParameters": None,
+            "pathParameters": {"n": str(n)},
+            "stageVariables": None,
+            "body": None,
+        }
+
+    submitted = [function.submit(event(n)) for n in range(8)]
+    for n, (context, future) in enumerate(submitted):
+        body = json.loads(future.result(5).value["body"])
+        assert body == {"n": str(n), "seen": str(n), "request_id": context.aws_request_id}
