@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +25,7 @@ from local_runtime.rest_events import (
     proxy_response,
     rest_event,
 )
-from local_runtime.routes import RouteTable
+from local_runtime.routes import RouteMatch, RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class HttpGateway:
     async def handle(self, request: HttpRequest) -> HttpResponse:
         match = self.routes.match(request.method, request.path)
         if match is None:
+            match, request = self._match_with_stage_prefix(request)
+        if match is None:
             return json_error(
                 403, "Missing Authentication Token", "MissingAuthenticationTokenException"
             )
@@ -91,6 +94,20 @@ class HttpGateway:
         request_id = event["requestContext"]["requestId"]
         response.headers.append(("x-amzn-RequestId", request_id))
         return response
+
+    def _match_with_stage_prefix(
+        self, request: HttpRequest
+    ) -> tuple[RouteMatch | None, HttpRequest]:
+        """Local URLs have no stage, but `/{stage}/path` (the shape of the AWS URL) is
+        accepted too, when `/path` is a route of the API with that stage."""
+        for logical_id, api in self.apis.items():
+            prefix = f"/{api.stage}"
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                stripped = replace(request, path=request.path[len(prefix) :] or "/")
+                match = self.routes.match(stripped.method, stripped.path)
+                if match is not None and match.route.rest_api == logical_id:
+                    return match, stripped
+        return None, request
 
 
 def _query_pairs(raw: bytes) -> list[tuple[str, str]]:

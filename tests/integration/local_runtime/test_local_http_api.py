@@ -159,3 +159,10 @@ def test_invocations_are_logged_with_their_correlation_id(
         and "correlation=o-42" in line
         for line in lines
     )
+
+
+def test_the_aws_url_shape_with_the_stage_prefix_works_too(runtime: LocalRuntime) -> None:
+    status, _, body = call(runtime, "/Prod/hello")  # the implicit API's stage is Prod
+    assert status == 200 and json_of(body)["hello"] == "world"
+    status, _, _ = call(runtime, "/Prod/nope")
+    assert status == 403
