@@ -12,6 +12,7 @@ import pytest
 from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import FunctionCode, HandlerImportError, split_handler
 from local_runtime.functions import InFlight, LambdaFunction, correlation_ids
+from local_runtime.reloader import Reloader
 from local_runtime.specs import FunctionSpec, LayerSpec
 
 
@@ -188,3 +189,20 @@ def test_a_chalice_app_invoked_on_many_threads_sees_each_threads_own_request(
     for n, (context, future) in enumerate(submitted):
         body = json.loads(future.result(5).value["body"])
         assert body == {"n": str(n), "seen": str(n), "request_id": context.aws_request_id}
+
+
+def test_a_changed_layer_file_reloads_every_function_using_the_layer(tmp_path: Path) -> None:
+    layer = LayerSpec("Lib", write(tmp_path / "layer2", {"python/lr_reload_lib.py": "V = 1\n"}))
+    codes = []
+    for name in ("r1", "r2"):
+        write(
+            tmp_path / name,
+            {"h.py": "import lr_reload_lib\ndef h(e, c):\n    return lr_reload_lib.V\n"},
+        )
+        codes.append(FunctionCode(spec(tmp_path / name, "h.h", layers=(layer,))))
+    assert [code.handler()(None, None) for code in codes] == [1, 1]
+    changed = layer.python_dir / "lr_reload_lib.py"
+    changed.write_text("V = 22\n")
+    Reloader(codes).changed({changed.resolve()})
+    assert [code.handler()(None, None) for code in codes] == [22, 22]
+    assert [code.generation for code in codes] == [2, 2]
