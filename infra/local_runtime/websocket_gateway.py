@@ -131,15 +131,13 @@ class WebSocketGateway:
             await self._disconnect(connection)
 
     async def _refuse(self, send: Send, status: int) -> None:
-        body = json.dumps(
-            {
-                "message": "Forbidden"
-                if status in (401, 403)
-                else "Internal server error"
-                if status >= 500
-                else "Refused"
-            }
-        ).encode()
+        if status in (401, 403):
+            message = "Forbidden"
+        elif status >= 500:
+            message = "Internal server error"
+        else:
+            message = "Refused"
+        body = json.dumps({"message": message}).encode()
         await send(
             {
                 "type": "websocket.http.response.start",
