@@ -151,9 +151,10 @@ class WebSocketGateway:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                connection.mark_closed(
-                    int(message.get("code") or 1005), str(message.get("reason") or "")
-                )
+                code = int(message.get("code") or 1005)
+                # uvicorn refuses far-too-big frames itself; say it the gateway's way.
+                reason = "Message too big" if code == MESSAGE_TOO_BIG else message.get("reason")
+                connection.mark_closed(code, str(reason or ""))
                 return
             if message["type"] != "websocket.receive":
                 continue

@@ -112,16 +112,16 @@ def test_disconnect_fires_exactly_once_when_the_client_closes(
     assert found[0]["code"] == 1000
 
 
+@pytest.mark.parametrize("size", [128 * 1024 + 1, 300_000], ids=["128KB+1", "300KB"])
 def test_a_message_over_128_kb_closes_the_connection_with_1009(
-    runtime: LocalRuntime,
-    records: Records,
+    runtime: LocalRuntime, records: Records, size: int
 ) -> None:
     with client(runtime) as ws:
         connection_id = echo(ws, "before")["connectionId"]
-        ws.send("x" * (128 * 1024 + 1))
+        ws.send("x" * size)
         assert closed_code(ws) == 1009
     (gone,) = disconnects(records, connection_id)
-    assert gone["code"] == 1009
+    assert (gone["code"], gone["reason"]) == (1009, "Message too big")
 
 
 def test_a_message_of_exactly_128_kb_is_accepted(runtime: LocalRuntime) -> None:
