@@ -59,6 +59,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: stop() reaches its children too
         )
+        self._stopped = False
         with _running_lock:
             _running.add(self)
 
@@ -74,6 +75,7 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
+                self.stop(keep_log=True)
                 raise RuntimeError(
                     f"{self.name} exited with code {self._proc.returncode} while starting; "
                     f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
@@ -88,7 +90,7 @@ class ManagedProcess:
             except (OSError, urllib.error.URLError):
                 pass
             time.sleep(0.1)
-        self.stop()
+        self.stop(keep_log=True)
         raise TimeoutError(
             f"{self.name} did not answer {url} within {timeout:.0f} s; "
             f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
@@ -101,8 +103,12 @@ class ManagedProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole group, then SIGKILL what is left after `timeout` seconds."""
+    def stop(self, timeout: float = 10.0, *, keep_log: bool = False) -> None:
+        """SIGTERM the whole group, then SIGKILL what is left after `timeout` seconds.
+        The log goes too (one file per run would pile up), unless asked to keep it."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.alive():
             self._signal_group(signal.SIGTERM)
             try:
@@ -116,6 +122,8 @@ class ManagedProcess:
         with _running_lock:
             _running.discard(self)
         self._log_file.close()
+        if not keep_log:
+            self.log_path.unlink(missing_ok=True)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
