@@ -28,7 +28,7 @@ from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localiz
 from local_runtime.event_source_mapping import SqsPoller
 from local_runtime.event_sources import start_pollers, start_schedules
 from local_runtime.function_code import FunctionCode
-from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.functions import InFlight, InvocationResult, LambdaFunction
 from local_runtime.gateways import build_gateways
 from local_runtime.options import RuntimeOptions
 from local_runtime.processes import free_port
@@ -109,6 +109,12 @@ class LocalRuntime:
         if self.sqs is None:
             raise RuntimeError("the runtime is not started")
         return self.sqs.client(self.options.region)
+
+    def invoke(self, logical_id: str, event: Any) -> InvocationResult:
+        """Invoke a function directly (like `aws lambda invoke`), waiting for its result."""
+        if logical_id not in self.functions:
+            raise KeyError(f"no function {logical_id!r}; functions: {sorted(self.functions)}")
+        return self.functions[logical_id].invoke(event)
 
     def _queue(self, logical_id: str) -> QueueSpec:
         if logical_id not in self.queues:

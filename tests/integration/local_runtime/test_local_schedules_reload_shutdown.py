@@ -91,3 +91,10 @@ def test_a_port_in_use_is_a_readable_error_and_nothing_is_left_running(tmp_path:
         with pytest.raises(ServerStartError, match=f"HTTP API \\(port {port}\\)"):
             runtime.start()
     assert runtime.started_pids == []  # the moto server it had started is stopped again
+
+
+def test_a_function_can_be_invoked_directly(runtime: LocalRuntime) -> None:
+    result = runtime.invoke("WsShoutFunction", {"body": '{"text": "direct"}'})
+    assert result.succeeded and result.value["body"] == '{"shouted": "DIRECT"}'
+    with pytest.raises(KeyError, match="NoSuchFunction"):
+        runtime.invoke("NoSuchFunction", {})
