@@ -39,5 +39,5 @@ class RuntimeOptions:
     idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish
-    announce: bool = True  # print the SQS in use and the URLs to stderr at start
+    announce: bool = True  # print the SQS in use and the URLs to stderr (else: log them)
     data_dir: Path = field(default_factory=lambda: Path(".data"))  # logs, LocalStack venv

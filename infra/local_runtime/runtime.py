@@ -267,9 +267,12 @@ class LocalRuntime:
         self._servers.start()
 
     def _announce(self, text: str) -> None:
-        log.info("%s", text)
+        # Printed, so it shows without any logging set up; logged instead when the
+        # caller shows its own banner (announce=False).
         if self.options.announce:
             print(text, file=sys.stderr, flush=True)
+        else:
+            log.info("%s", text)
 
     def describe(self) -> str:
         lines = [f"local runtime for {self.template_path} ({len(self.functions)} functions)"]
