@@ -118,6 +118,8 @@ class Resolver:
 
     def _get_att(self, argument: Any) -> Any:
         argument = self._resolve(argument)
+        if isinstance(argument, str) and "." in argument:  # "Resource.Attribute" form
+            argument = argument.split(".", 1)
         if not (isinstance(argument, list) and len(argument) == 2):
             raise IntrinsicError(f"Fn::GetAtt wants [Resource, Attribute], got {argument!r}")
         logical_id, attribute = argument

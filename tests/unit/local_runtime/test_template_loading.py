@@ -58,6 +58,7 @@ def test_intrinsics_resolve_refs_attributes_sub_join_if_and_equals() -> None:
     assert r.resolve({"Ref": "Queue"}) == "http://q"
     assert r.resolve({"Ref": "AWS::Region"}) == "eu-west-1"
     assert r.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "arn:Queue"
+    assert r.resolve({"Fn::GetAtt": "Queue.Arn"}) == "arn:Queue"
     assert r.resolve({"Fn::Sub": "${Queue.Arn}/${Stage}/${AWS::AccountId}/${!Literal}"}) == (
         "arn:Queue/dev/111122223333/${Literal}"
     )
