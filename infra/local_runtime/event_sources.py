@@ -25,7 +25,7 @@ def start_pollers(
     by_arn = {queue.arn: queue for queue in queues.values()}
 
     def client_factory() -> Any:
-        return sqs.client(region)  # one client per poller thread
+        return sqs.client(region, max_attempts=2)  # one client per poller thread
 
     pollers = []
     for logical_id, function in functions.items():

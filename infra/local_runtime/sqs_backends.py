@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
+from localstack_client.session import Session as LocalStackSession
 
 from local_runtime.processes import ManagedProcess, free_port
 
@@ -38,19 +40,23 @@ class SqsTarget:
     emulated: bool  # True: dummy credentials are fine
     kind: str
 
-    def client(self, region: str) -> Any:
-        kwargs: dict[str, Any] = {"region_name": region}
+    def client(self, region: str, *, max_attempts: int | None = None) -> Any:
+        """A boto3 SQS client; `max_attempts` caps botocore's retries (pollers retry
+        themselves, and must notice a stopped server quickly)."""
+        config = None
+        if max_attempts:
+            config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
+        if self.kind == "localstack" and self.endpoint_url:
+            # localstack-client keeps LocalStack's endpoint and test credentials in one place.
+            host = self.endpoint_url.split("://", 1)[1]
+            session = LocalStackSession(region_name=region, localstack_host=host)
+            return session.client("sqs", config=config)
+        kwargs: dict[str, Any] = {"region_name": region, "config": config}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.emulated:
             kwargs["aws_access_key_id"] = DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]
             kwargs["aws_secret_access_key"] = DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        if self.kind == "localstack" and self.endpoint_url:
-            # localstack-client keeps LocalStack's endpoint and test credentials in one place.
-            from localstack_client.session import Session
-
-            host = self.endpoint_url.split("://", 1)[1]
-            return Session(region_name=region, localstack_host=host).client("sqs")
         return boto3.session.Session().client("sqs", **kwargs)
 
     def environment(self) -> dict[str, str]:
