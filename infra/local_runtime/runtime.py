@@ -43,7 +43,7 @@ from local_runtime.sqs_backends import (
     SqsTarget,
     create_or_update_queue,
 )
-from local_runtime.template import SamTemplate
+from local_runtime.template import SamTemplate, TemplateError
 from local_runtime.websocket_gateway import WebSocketGateway
 
 log = logging.getLogger("local_runtime")
@@ -217,7 +217,21 @@ class LocalRuntime:
         self._applied_env = AppliedEnvironment(self.environment)
         self._applied_env.apply()
 
+    def _check_runtimes(self) -> None:
+        here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        runtimes = {spec.runtime for spec in self.function_specs.values()}
+        foreign = sorted(r for r in runtimes if not r.startswith("python"))
+        if foreign:
+            raise TemplateError(
+                f"only Python functions run in-process; the template also uses {foreign}"
+            )
+        if runtimes - {here}:
+            log.warning(
+                "functions declare %s; they run here on %s", ", ".join(sorted(runtimes)), here
+            )
+
     def _make_functions(self) -> None:
+        self._check_runtimes()
         endpoint = self.management_url() if self.websocket_apis else None
 
         def on_load(handler: Any) -> None:
