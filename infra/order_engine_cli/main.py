@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from order_engine_cli.demo import demo
+from order_engine_cli.dlq import dlq
 from order_engine_cli.up import up
 
 
@@ -37,3 +38,4 @@ def migrate(database_url: str | None) -> None:
 
 cli.add_command(up)
 cli.add_command(demo)
+cli.add_command(dlq)

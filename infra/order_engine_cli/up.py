@@ -14,6 +14,7 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine_cli.database import migrated_database
 from order_engine_cli.project import DATA_DIR, TEMPLATE
+from order_engine_cli.running import announce_running
 
 EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
 
@@ -122,5 +123,7 @@ def up(
         with console.status(f"starting SQS ({sqs}) and the functions…"):
             runtime.start()
         console.print(banner(runtime, database.describe()))
+        # .data/run/<pid>.json tells `order-engine dlq` where this SQS is (moto's port).
+        stack.enter_context(announce_running(runtime, database))
         runtime.run_forever()  # until Ctrl-C; then the database stops too
     console.print("stopped.")
