@@ -118,6 +118,7 @@ def up(
             reload=reload,
             schedule_speed=schedule_speed,
             data_dir=DATA_DIR,
+            announce=False,  # the banner below says it all
         )
         runtime = LocalRuntime(template, options)
         with console.status(f"starting SQS ({sqs}) and the functions…"):
