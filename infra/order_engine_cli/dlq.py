@@ -70,7 +70,7 @@ def list_command(
       order-engine dlq list --endpoint-url http://127.0.0.1:4566
     """
     target = connect(ctx, endpoint_url, region, stack_name)
-    table = Table(title=f"dead-letter queues ({target.where})", title_justify="left")
+    table = Table(title="dead-letter queues", title_justify="left")
     for column in ("dead-letter queue", "source queue", "messages", "in flight", "oldest"):
         table.add_column(column, justify="right" if column in {"messages", "in flight"} else "left")
     total = 0
@@ -87,6 +87,7 @@ def list_command(
                 _when(oldest) if oldest else ("?" if count.total else NONE),
             )
     console = Console()
+    console.print(escape(target.where))
     console.print(table)
     if total:
         console.print(
@@ -161,6 +162,7 @@ def show(
     parked = [decode(queue_, target.stack_name, message) for message in messages]
     orders, note = _orders(database_url or target.database_url, [p.order_id for p in parked])
     console = Console()
+    console.print(escape(target.where))
     console.print(_show_table(queue_, parked, orders, count.total))
     if note:
         console.print(f"[dim]{escape(note)}[/]")
@@ -287,6 +289,7 @@ def replay(
         return select
 
     console = Console()
+    console.print(escape(target.where))
     result = replay_queues(
         console, target, queues, selector, limit=limit, dry_run=dry_run, server_side=server_side
     )
