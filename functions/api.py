@@ -1,4 +1,8 @@
-"""The HTTP API (API Gateway REST proxy -> Chalice): place an order, read it, health."""
+"""The HTTP API (API Gateway REST proxy -> Chalice): place an order, read it, health.
+
+Every route but /health needs `Authorization: Bearer <key>`; the engine checks the key
+(order_engine.accounts), this module only takes it from the request.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,24 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from order_engine.errors import InfrastructureError, RequestError
+from order_engine.accounts import Caller, bearer_token
+from order_engine.errors import InfrastructureError, RateLimited, RequestError, Unauthorized
 from order_engine.wiring import engine
 
 app = Chalice(app_name="order-engine-api")
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    return Response(body={"error": error}, status_code=status)
+def _request_error(exc: RequestError) -> Response:
+    headers: dict[str, str | list[str]] = {}
+    if isinstance(exc, Unauthorized):  # RFC 6750: say which scheme, and if the key was bad
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="order-engine", error="invalid_token"'
+            if exc.key_presented
+            else 'Bearer realm="order-engine"'
+        )
+    elif isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return Response(body={"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
 
 def _answer(call: Any) -> Response:
@@ -24,9 +35,16 @@ def _answer(call: Any) -> Response:
     try:
         return call()
     except RequestError as exc:
-        return _error(exc.http_status, exc.code, exc.message, exc.field)
+        return _request_error(exc)
     except InfrastructureError as exc:
-        return _error(503, exc.code, "a dependency is unavailable; retry shortly")
+        error = {"code": exc.code, "message": "a dependency is unavailable; retry shortly"}
+        return Response(body={"error": error}, status_code=503)
+
+
+def _caller() -> Caller:
+    request = app.current_request
+    assert request is not None
+    return engine().accounts.authenticate(bearer_token(request.headers.get("authorization")))
 
 
 @app.route("/api/orders/execute", methods=["POST"])
@@ -36,7 +54,9 @@ def execute_order() -> Response:
 
     def place() -> Response:
         placed = engine().orders.place_order_json(
-            request.raw_body or b"", idempotency_key=request.headers.get("idempotency-key")
+            _caller(),
+            request.raw_body or b"",
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         ws_url = engine().settings.websocket_url
         body = {
@@ -54,7 +74,7 @@ def execute_order() -> Response:
 
 @app.route("/api/orders/{order_id}", methods=["GET"])
 def get_order(order_id: str) -> Response:
-    return _answer(lambda: Response(body=engine().orders.get_order(order_id)))
+    return _answer(lambda: Response(body=engine().orders.get_order(_caller(), order_id)))
 
 
 @app.route("/health", methods=["GET"])

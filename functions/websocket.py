@@ -1,6 +1,12 @@
 """The WebSocket API: subscribe to an order's statuses, or place an order over the socket.
 
-$connect ?orderId=…  subscribes (the handshake is refused for an unknown order);
+$connect ?apiKey=…   authenticates (or `Authorization: Bearer …`: browsers cannot set
+                     headers on a WebSocket, so the query parameter is the portable
+                     way); no key or a bad one refuses the handshake with 401. As an
+                     API Gateway authorizer would, it records the account on the
+                     connection, and later messages act for that account.
+         &orderId=…  also subscribes (refused with 404 for an unknown order, or another
+                     account's);
 $default             {"action": "subscribe", "orderId": …} | {"action": "execute", "order": {…}}
                      | {"action": "ping"}; anything else gets an error message, and the
                      connection stays open;
@@ -14,6 +20,7 @@ from typing import Any
 from chalice import Chalice, Response
 from chalice.app import WebsocketEvent
 
+from order_engine.accounts import bearer_token
 from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
 from order_engine.order_request import parse_json
 from order_engine.wiring import engine
@@ -24,14 +31,19 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> Response | None:
-    query = event.to_dict().get("queryStringParameters") or {}
-    orders = engine().orders
+    raw = event.to_dict()
+    query = raw.get("queryStringParameters") or {}
+    headers = {str(name).lower(): value for name, value in (raw.get("headers") or {}).items()}
+    key = bearer_token(headers.get("authorization")) or query.get("apiKey")
     try:
-        orders.connect(event.connection_id, {"sourceIp": _source_ip(event)})
-        if "orderId" in query:
-            orders.subscribe_on_connect(event.connection_id, query["orderId"])
+        caller = engine().accounts.authenticate(key)
+        engine().orders.connect(
+            caller,
+            event.connection_id,
+            {"sourceIp": _source_ip(event)},
+            subscribe_to=query.get("orderId"),
+        )
     except RequestError as exc:
-        orders.disconnect(event.connection_id)
         return Response(body={"error": exc.to_dict()}, status_code=exc.http_status)
     return None
 
@@ -64,12 +76,14 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
     if action == "ping":
         return {"type": "pong"}
     if action == "subscribe":
-        orders.subscribe(connection_id, _string(data, "orderId"))
+        caller = engine().accounts.authenticate_connection(connection_id)
+        orders.subscribe(caller, connection_id, _string(data, "orderId"))
         return None  # the snapshot is the answer
     if action == "execute":
-        placed = orders.place_order(data.get("order"), idempotency_key=None)
+        caller = engine().accounts.authenticate_connection(connection_id)
+        placed = orders.place_order(caller, data.get("order"), idempotency_key=None)
         engine().sender.send(connection_id, {"type": "accepted", "orderId": placed.order.id})
-        orders.subscribe(connection_id, placed.order.id)
+        orders.subscribe(caller, connection_id, placed.order.id)
         return None
     raise RequestError(f"unknown action {action!r}; use subscribe, execute or ping", field="action")
 

@@ -2,7 +2,9 @@
 
 Used by `order-engine demo`, the benchmark and the end-to-end tests, so all three
 exercise exactly what users see: JSON over HTTP, and the snapshot-then-events stream
-whose `seq` lets a client drop duplicates.
+whose `seq` lets a client drop duplicates. Both present an API key as
+`Authorization: Bearer <key>` (a WebSocket client that cannot set headers, such as a
+browser, adds `apiKey=<key>` to the URL instead).
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ class ApiError(Exception):
         self.body = body
 
 
+def authorization(api_key: str | None) -> dict[str, str]:
+    return {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+
+
 @dataclass
 class OrderClient:
     api_url: str  # e.g. http://127.0.0.1:3000
     timeout: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)
 
     def request(
         self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
@@ -42,7 +49,12 @@ class OrderClient:
             if body is None
             else (body if isinstance(body, bytes) else json.dumps(body).encode())
         )
-        all_headers = {"Content-Type": "application/json", **self.headers, **(headers or {})}
+        all_headers = {
+            "Content-Type": "application/json",
+            **authorization(self.api_key),
+            **self.headers,
+            **(headers or {}),
+        }
         request = urllib.request.Request(  # noqa: S310 (scheme checked in __post_init__)
             self.api_url.rstrip("/") + path, data=data, method=method, headers=all_headers
         )
@@ -107,10 +119,14 @@ class StatusStream:
         return fresh
 
 
-async def follow(ws_url: str, *, open_timeout: float = 10.0) -> AsyncIterator[dict[str, Any]]:
+async def follow(
+    ws_url: str, *, api_key: str | None = None, open_timeout: float = 10.0
+) -> AsyncIterator[dict[str, Any]]:
     """Yield each event of the order `ws_url` subscribes to, until it is terminal."""
     stream = StatusStream()
-    async with websockets.connect(ws_url, open_timeout=open_timeout) as socket:
+    async with websockets.connect(
+        ws_url, additional_headers=authorization(api_key), open_timeout=open_timeout
+    ) as socket:
         async for raw in socket:
             for event in stream.accept(json.loads(raw)):
                 yield event

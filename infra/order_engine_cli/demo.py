@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from order_engine_cli.client import TERMINAL, OrderClient, follow
+from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
 
 DEMO_ORDERS = [
     {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"},
@@ -80,14 +81,14 @@ async def run_one(client: OrderClient, row: Row) -> None:
     try:
         placed = await asyncio.to_thread(client.place, row.order)
         row.order_id = placed["orderId"]
-        async for event in follow(placed["wsUrl"]):
+        async for event in follow(placed["wsUrl"], api_key=client.api_key):
             row.record(event)
     except Exception as exc:
         row.status, row.outcome = "error", str(exc)
 
 
-async def run_demo(api_url: str, count: int, timeout: float) -> list[Row]:
-    client = OrderClient(api_url)
+async def run_demo(api_url: str, api_key: str, count: int, timeout: float) -> list[Row]:
+    client = OrderClient(api_url, api_key=api_key)
     rows = [Row(order=DEMO_ORDERS[i % len(DEMO_ORDERS)]) for i in range(count)]
     console = Console()
     with Live(render(rows), console=console, refresh_per_second=8) as live:
@@ -117,10 +118,23 @@ async def run_demo(api_url: str, count: int, timeout: float) -> list[Row]:
     type=click.IntRange(1, 50),
     help="How many orders to place at once.",
 )
+@click.option(
+    "--api-key",
+    envvar="ORDER_ENGINE_API_KEY",
+    default=None,
+    help="The API key to place the orders with [env: ORDER_ENGINE_API_KEY]; unset: the "
+    "development key `order-engine up` saved in .data/dev-api-key.",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for all.")
-def demo(api_url: str, count: int, timeout: float) -> None:
+def demo(api_url: str, count: int, api_key: str | None, timeout: float) -> None:
     """Place several orders at once and watch each move through its states."""
-    rows = asyncio.run(run_demo(api_url, count, timeout))
+    api_key = api_key or read_saved_key(DEV_KEY_FILE)
+    if api_key is None:
+        raise click.UsageError(
+            "no API key: pass --api-key, set ORDER_ENGINE_API_KEY, or run `order-engine up` "
+            "once on a new database to make a development key"
+        )
+    rows = asyncio.run(run_demo(api_url, api_key, count, timeout))
     done = sum(row.status in TERMINAL for row in rows)
     click.echo(
         f"{done} of {len(rows)} orders finished "

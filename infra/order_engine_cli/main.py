@@ -6,6 +6,7 @@ import click
 
 from order_engine_cli.demo import demo
 from order_engine_cli.dlq import dlq
+from order_engine_cli.keys import keys
 from order_engine_cli.up import up
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
     Start here:
       order-engine up      run everything on this machine (HTTP :3000, WebSocket :3001)
       order-engine demo    place five orders at once and watch them move
+      order-engine keys    create, list and revoke API keys
     """
 
 
@@ -39,3 +41,4 @@ def migrate(database_url: str | None) -> None:
 cli.add_command(up)
 cli.add_command(demo)
 cli.add_command(dlq)
+cli.add_command(keys)

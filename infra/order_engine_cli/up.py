@@ -13,30 +13,45 @@ from rich.panel import Panel
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine_cli.database import migrated_database
-from order_engine_cli.project import DATA_DIR, TEMPLATE
+from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
+from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
 EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
 
 
-def banner(runtime: LocalRuntime, database: str) -> Panel:
+def banner(runtime: LocalRuntime, database: str, dev_key: DevKey | None = None) -> Panel:
     http, ws = runtime.http_url, runtime.ws_url()
+    key = dev_key.key if dev_key else "$ORDER_ENGINE_API_KEY"
     text = (
         f"[bold]HTTP API[/]       {http}   (GET /health, POST /api/orders/execute, "
         "GET /api/orders/{{id}})\n"
         f"[bold]WebSocket API[/]  {ws}   (@connections at {runtime.management_url()})\n"
         f"[bold]SQS[/]            {runtime.sqs.description if runtime.sqs else '?'}\n"
-        f"[bold]PostgreSQL[/]     {database}\n\n"
+        f"[bold]PostgreSQL[/]     {database}\n"
+        f"[bold]API key[/]        {_describe_key(dev_key)}\n\n"
         "[bold]Place an order:[/]\n"
         f"  curl -s -X POST {http}/api/orders/execute -H 'Content-Type: application/json' \\\n"
+        f'       -H "Authorization: Bearer {key}" \\\n'
         f"       -d '{EXAMPLE_ORDER}'\n"
         "[bold]Watch it[/] (use the orderId from the answer):\n"
-        f"  .venv/bin/python -m websockets '{ws}?orderId=ORDER_ID'\n"
+        f'  .venv/bin/python -m websockets "{ws}?orderId=ORDER_ID&apiKey={key}"\n'
         "[bold]Or watch five at once:[/]\n"
         f"  .venv/bin/order-engine demo --api {http}\n\n"
         "Ctrl-C stops everything; orders in flight stay on their queues."
     )
     return Panel(text.replace("{{id}}", "{id}"), title="order-engine is up", expand=False)
+
+
+def _describe_key(dev_key: DevKey | None) -> str:
+    if dev_key is None:
+        return (
+            "this database has keys, none saved here: "
+            "[bold]order-engine keys create NAME[/], then export ORDER_ENGINE_API_KEY"
+        )
+    path = dev_key.path.relative_to(ROOT) if dev_key.path.is_relative_to(ROOT) else dev_key.path
+    made = "new, " if dev_key.created else ""
+    return f"{dev_key.key}\n               ({made}account local-dev, saved in {path})"
 
 
 @click.command()
@@ -82,6 +97,15 @@ def banner(runtime: LocalRuntime, database: str) -> Panel:
     show_default=True,
     help="The SAM template to run.",
 )
+@click.option(
+    "--dev-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEV_KEY_FILE,
+    envvar="ORDER_ENGINE_DEV_KEY_FILE",
+    show_default=True,
+    help="Where the local development key is saved (made on a database without keys) "
+    "[env: ORDER_ENGINE_DEV_KEY_FILE].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every invocation's details.")
 def up(
     sqs: str,
@@ -93,6 +117,7 @@ def up(
     schedule_speed: float,
     reload: bool,
     template: Path,
+    dev_key_file: Path,
     verbose: bool,
 ) -> None:
     """Run the whole system on this machine: both APIs, the queues' pollers and the
@@ -105,6 +130,7 @@ def up(
     with ExitStack() as stack:
         with console.status("starting PostgreSQL and applying migrations…"):
             database = stack.enter_context(migrated_database(database_url))
+            dev_key = ensure_dev_key(database.url, dev_key_file)
         options = RuntimeOptions(
             sqs=sqs,
             http_port=http_port,
@@ -123,7 +149,7 @@ def up(
         runtime = LocalRuntime(template, options)
         with console.status(f"starting SQS ({sqs}) and the functions…"):
             runtime.start()
-        console.print(banner(runtime, database.describe()))
+        console.print(banner(runtime, database.describe(), dev_key))
         # .data/run/<pid>.json tells `order-engine dlq` where this SQS is (moto's port).
         stack.enter_context(announce_running(runtime, database))
         runtime.run_forever()  # until Ctrl-C; then the database stops too

@@ -1,9 +1,11 @@
 """End-to-end fixtures: the real template.yaml on the local runtime, in this process,
 on free ports, with SQS on a moto server and the session's PostgreSQL. Tests talk to
-it only over real HTTP and WebSocket sockets, as users do."""
+it only over real HTTP and WebSocket sockets, as users do, presenting an API key of the
+session's own account (`api_key`), or of another (`other_api_key`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
+from order_engine.account_store import AccountStore
+from order_engine.accounts import Accounts
 from order_engine.wiring import reset_engine
 from order_engine_cli.client import OrderClient
 
@@ -43,6 +47,27 @@ def runtime(migrated_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     reset_engine()
 
 
+def _new_key(database_url: str, name: str) -> str:
+    with AccountStore(database_url, max_size=1) as store:
+        return Accounts(store).create_key(name).key
+
+
+@pytest.fixture(scope="session")
+def api_key(migrated_url: str) -> str:
+    return _new_key(migrated_url, f"e2e-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def other_api_key(migrated_url: str) -> str:
+    return _new_key(migrated_url, f"e2e-other-{uuid.uuid4().hex[:8]}")
+
+
 @pytest.fixture
-def client(runtime: LocalRuntime) -> OrderClient:
-    return OrderClient(runtime.http_url)
+def fresh_api_key(migrated_url: str) -> str:
+    """A key of its own, for a test whose load must not share a rate-limit window."""
+    return _new_key(migrated_url, f"e2e-own-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def client(runtime: LocalRuntime, api_key: str) -> OrderClient:
+    return OrderClient(runtime.http_url, api_key=api_key)

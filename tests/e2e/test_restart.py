@@ -29,7 +29,7 @@ ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", 
 class Stack:
     """`order-engine up` as a subprocess, started and stopped like a user would."""
 
-    def __init__(self, database_url: str, sqs_url: str, log: Path) -> None:
+    def __init__(self, database_url: str, sqs_url: str, log: Path, api_key: str) -> None:
         self.http_port, self.ws_port = free_port(), free_port()
         self.command = [
             str(Path(sys.executable).parent / "order-engine"),
@@ -46,6 +46,9 @@ class Stack:
             "1",
             "--schedule-speed",
             "60",
+            # Never the project's .data/dev-api-key: this is the tests' database.
+            "--dev-key-file",
+            str(log.parent / "dev-api-key"),
         ]
         self.env = {
             **os.environ,
@@ -55,7 +58,7 @@ class Stack:
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
-        self.client = OrderClient(f"http://127.0.0.1:{self.http_port}", timeout=5)
+        self.client = OrderClient(f"http://127.0.0.1:{self.http_port}", timeout=5, api_key=api_key)
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -87,9 +90,9 @@ def sqs_url() -> Iterator[str]:
 
 
 def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
-    migrated_url: str, sqs_url: str, tmp_path: Path
+    migrated_url: str, sqs_url: str, tmp_path: Path, fresh_api_key: str
 ) -> None:
-    stack = Stack(migrated_url, sqs_url, tmp_path / "up.log")
+    stack = Stack(migrated_url, sqs_url, tmp_path / "up.log", fresh_api_key)
     stack.start()
     accepted: list[str] = []
 

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.accounts import Accounts, IssuedKey
 from order_engine.order_request import OrderRequest, validate_order_request
 from order_engine.orders import Status
 from order_engine.records import Order, OutboxMessage
@@ -31,6 +32,24 @@ def _session_store(migrated_url: str) -> Iterator[Store]:
 @pytest.fixture
 def store(_session_store: Store) -> Store:
     return _session_store
+
+
+@pytest.fixture
+def make_key(_session_store: Store) -> Callable[..., IssuedKey]:
+    """A new API key, for a new account unless `account` names one."""
+
+    def factory(account: str | None = None) -> IssuedKey:
+        name = f"test-{uuid.uuid4().hex[:10]}"
+        return Accounts(_session_store).create_key(name, account=account)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def account_id(_session_store: Store) -> str:
+    """The account the store-level tests place their orders for."""
+    issued = Accounts(_session_store).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
+    return issued.info.account_id
 
 
 @pytest.fixture
@@ -100,12 +119,13 @@ def messages_for() -> Callable[[str, Status], list[OutboxMessage]]:
 
 
 @pytest.fixture
-def new_order(store: Store) -> Callable[..., Order]:
+def new_order(store: Store, account_id: str) -> Callable[..., Order]:
     """Place a fresh pending order, born with its two outbox rows."""
 
     def factory(amount: str = "1.5") -> Order:
         created = store.create_order(
             _order_request(amount),
+            account_id=account_id,
             outbox=lambda order_id: _step_messages(order_id, Status.PENDING),
         )
         return created.order

@@ -35,9 +35,10 @@ def snapshot(store: Store, order_id: str) -> tuple[object, ...]:
 # --- placing orders ------------------------------------------------------------------
 
 
-def test_a_new_order_is_pending_with_event_one_and_its_outbox_rows(store, make_request):
+def test_a_new_order_is_pending_with_event_one_and_its_outbox_rows(store, make_request, account_id):
     created = store.create_order(
         make_request("2.5"),
+        account_id=account_id,
         outbox=lambda order_id: [OutboxMessage("route", {"orderId": order_id}, f"{order_id}:r")],
     )
 
@@ -56,16 +57,22 @@ def test_a_new_order_is_pending_with_event_one_and_its_outbox_rows(store, make_r
 
 
 def test_the_same_idempotency_key_and_request_return_the_first_order_and_write_nothing(
-    store, make_request, messages_for
+    store, make_request, messages_for, account_id
 ):
     key = f"key-{uuid.uuid4()}"
     first = store.create_order(
-        make_request(), outbox=lambda i: messages_for(i, Status.PENDING), idempotency_key=key
+        make_request(),
+        account_id=account_id,
+        outbox=lambda i: messages_for(i, Status.PENDING),
+        idempotency_key=key,
     )
     before = snapshot(store, first.order.id)
 
     again = store.create_order(
-        make_request(), outbox=lambda i: messages_for(i, Status.PENDING), idempotency_key=key
+        make_request(),
+        account_id=account_id,
+        outbox=lambda i: messages_for(i, Status.PENDING),
+        idempotency_key=key,
     )
 
     assert not again.created
@@ -74,15 +81,34 @@ def test_the_same_idempotency_key_and_request_return_the_first_order_and_write_n
     assert snapshot(store, first.order.id) == before
 
 
-def test_the_same_idempotency_key_with_another_request_is_a_conflict(store, make_request):
+def test_the_same_idempotency_key_with_another_request_is_a_conflict(
+    store, make_request, account_id
+):
     key = f"key-{uuid.uuid4()}"
-    store.create_order(make_request("1"), outbox=[], idempotency_key=key)
+    store.create_order(make_request("1"), account_id=account_id, outbox=[], idempotency_key=key)
 
     with pytest.raises(IdempotencyConflict):
-        store.create_order(make_request("2"), outbox=[], idempotency_key=key)
+        store.create_order(make_request("2"), account_id=account_id, outbox=[], idempotency_key=key)
 
 
-def test_concurrent_creates_with_one_idempotency_key_make_one_order(make_store, make_request):
+def test_the_same_idempotency_key_under_two_accounts_makes_two_orders(
+    store, make_request, make_key
+):
+    key = f"key-{uuid.uuid4()}"
+    first, second = (make_key().info.account_id for _ in range(2))
+
+    mine = store.create_order(make_request("1"), account_id=first, outbox=[], idempotency_key=key)
+    theirs = store.create_order(
+        make_request("2"), account_id=second, outbox=[], idempotency_key=key
+    )
+
+    assert mine.created and theirs.created
+    assert mine.order.id != theirs.order.id
+
+
+def test_concurrent_creates_with_one_idempotency_key_make_one_order(
+    make_store, make_request, account_id
+):
     key = f"key-{uuid.uuid4()}"
     stores = [make_store() for _ in range(4)]
     barrier = threading.Barrier(len(stores), timeout=10)
@@ -95,7 +121,11 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_order(make_store, 
             barrier.wait()  # everyone holds an id; now all insert at once
             return [OutboxMessage("route", {"orderId": order_id}, f"{order_id}:route")]
 
-        results.append(each.create_order(make_request(), outbox=outbox, idempotency_key=key))
+        results.append(
+            each.create_order(
+                make_request(), account_id=account_id, outbox=outbox, idempotency_key=key
+            )
+        )
 
     threads = [threading.Thread(target=place, args=(each,)) for each in stores]
     for thread in threads:
@@ -111,7 +141,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_order(make_store, 
     assert len(stores[0].get_outbox(winner)) == 1
 
 
-def test_an_order_is_created_entirely_or_not_at_all(store, make_request):
+def test_an_order_is_created_entirely_or_not_at_all(store, make_request, account_id):
     proposed: list[str] = []
 
     def unencodable(order_id: str) -> list[OutboxMessage]:
@@ -119,7 +149,7 @@ def test_an_order_is_created_entirely_or_not_at_all(store, make_request):
         return [OutboxMessage("route", {"when": object()}, f"{order_id}:route")]
 
     with pytest.raises(TypeError):
-        store.create_order(make_request(), outbox=unencodable)
+        store.create_order(make_request(), account_id=account_id, outbox=unencodable)
 
     assert store.get_order(proposed[0]) is None
     assert store.get_events(proposed[0]) == []

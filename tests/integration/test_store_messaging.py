@@ -79,8 +79,10 @@ def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
         assert order.id not in {row.order_id for row in rows}
 
 
-def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for):
-    created = store.create_order(make_request(), outbox=lambda i: messages_for(i, Status.PENDING))
+def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for, account_id):
+    created = store.create_order(
+        make_request(), account_id=account_id, outbox=lambda i: messages_for(i, Status.PENDING)
+    )
 
     store.mark_sent([row.id for row in created.outbox])
 

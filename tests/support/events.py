@@ -74,11 +74,16 @@ def new_connection_id() -> str:
     return uuid.uuid4().hex[:14] + "="
 
 
-def ws_connect_event(connection_id: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+def ws_connect_event(
+    connection_id: str,
+    query: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     headers = {
         "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
         "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": uuid.uuid4().hex,
+        **(headers or {}),
     }
     event: dict[str, Any] = {
         "headers": headers,

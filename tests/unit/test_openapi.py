@@ -25,6 +25,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from order_engine import errors, order_request, wiring
+from order_engine.accounts import Accounts, Caller, RateLimiter, hash_key, key_prefix, new_key
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
@@ -280,8 +281,25 @@ def test_documented_error_codes_are_the_engine_errors_with_their_statuses() -> N
         "payload_too_large",
         "validation_error",
         "not_found",
+        "unauthorized",
+        "rate_limited",
         "infrastructure_unavailable",
     }
+
+
+def test_the_order_operations_need_the_api_key_and_health_does_not() -> None:
+    scheme = document()["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    api_routes = {
+        (path, method) for path, entries in api_module().app.routes.items() for method in entries
+    }
+    for path, method, op in operations():
+        if (path, method) not in api_routes:
+            continue
+        needs_key = path != "/health"
+        assert (op.get("security") == [{"apiKey": []}]) is needs_key, f"{method} {path}"
+        assert ("401" in op["responses"]) is needs_key, f"{method} {path}"
+    assert "429" in operation("/api/orders/execute", "POST")["responses"]
 
 
 # --- real responses against the document --------------------------------------------------
@@ -347,21 +365,38 @@ def confirmed_order(route: RouteDecision) -> tuple[Order, list[OrderEvent]]:
     return order, events
 
 
+API_KEY = new_key()
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+CALLER = Caller(
+    account_id=str(uuid.uuid4()), account_name="docs", key_prefix=key_prefix(API_KEY) or ""
+)
+
+
 @dataclass
 class FakeStore:
-    """The store calls OrderService makes, in memory; `down` makes each one fail."""
+    """The store calls OrderService and Accounts make, in memory; `down` makes each one
+    fail, `limited` makes the rate limiter's counter full. API_KEY is the only key."""
 
     orders: dict[str, tuple[Order, list[OrderEvent]]] = field(default_factory=dict)
     replay: Order | None = None
     conflict: bool = False
     down: bool = False
+    limited: bool = False
 
     def _check(self) -> None:
         if self.down:
             raise InfrastructureError("database unavailable: connection refused")
 
+    def caller_for_key(self, key_hash: bytes) -> Caller | None:
+        self._check()
+        return CALLER if key_hash == hash_key(API_KEY) else None
+
+    def count_request(self, key_prefix: str, window_seconds: int) -> tuple[int, float]:
+        self._check()
+        return (1_000_000 if self.limited else 1), 17.2
+
     def create_order(
-        self, request: OrderRequest, *, outbox: Any, idempotency_key: str | None
+        self, request: OrderRequest, *, account_id: str, outbox: Any, idempotency_key: str | None
     ) -> CreatedOrder:
         self._check()
         if self.conflict:
@@ -370,7 +405,7 @@ class FakeStore:
             return CreatedOrder(order=self.replay, created=False)
         return CreatedOrder(order=make_order(None), created=True)
 
-    def get_order(self, order_id: str) -> Order | None:
+    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
         self._check()
         found = self.orders.get(order_id)
         return None if found is None else found[0]
@@ -399,7 +434,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     """The real OrderService (validation, error mapping, to_dict) over a fake store."""
     fake = FakeStore()
     engine = wiring.Engine(Settings(websocket_url=WS_URL))
-    engine.__dict__["orders"] = OrderService(fake, FakePublisher(), None)  # type: ignore[arg-type]
+    limiter = RateLimiter(fake, per_minute=600)  # type: ignore[arg-type]
+    engine.__dict__["accounts"] = Accounts(fake)  # type: ignore[arg-type]
+    engine.__dict__["orders"] = OrderService(fake, FakePublisher(), None, limiter)  # type: ignore[arg-type]
     monkeypatch.setattr(wiring, "_engine", engine)
     return fake
 
@@ -429,7 +466,7 @@ JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def post(http: Client, body: str, headers: dict[str, str] | None = None) -> Any:
-    return http.http.post(EXECUTE, headers={**JSON_TYPE, **(headers or {})}, body=body)
+    return http.http.post(EXECUTE, headers={**JSON_TYPE, **AUTH, **(headers or {})}, body=body)
 
 
 def test_an_accepted_order_answers_as_documented(http: Client) -> None:
@@ -497,7 +534,8 @@ def test_a_stored_order_answers_with_the_documented_shape(
 ) -> None:
     order, events = confirmed_order(route)
     store.orders[order.id] = (order, events)
-    _, body = assert_documented(http.http.get(f"/api/orders/{order.id}"), GET_ORDER, "GET", 200)
+    response = http.http.get(f"/api/orders/{order.id}", headers=AUTH)
+    _, body = assert_documented(response, GET_ORDER, "GET", 200)
     assert body["route"]["venue"] == route.venue
     assert [event["seq"] for event in body["events"]] == [1, 2, 3, 4, 5]
 
@@ -505,12 +543,47 @@ def test_a_stored_order_answers_with_the_documented_shape(
 def test_unknown_malformed_and_unreachable_orders_answer_as_documented(
     http: Client, store: FakeStore
 ) -> None:
-    assert_documented(http.http.get(f"/api/orders/{uuid.uuid4()}"), GET_ORDER, "GET", 404)
+    unknown = http.http.get(f"/api/orders/{uuid.uuid4()}", headers=AUTH)
+    assert_documented(unknown, GET_ORDER, "GET", 404)
     # A malformed id is a 422 naming the field `id` (ValidationError), not a 400.
-    _, body = assert_documented(http.http.get("/api/orders/not-a-uuid"), GET_ORDER, "GET", 422)
+    malformed = http.http.get("/api/orders/not-a-uuid", headers=AUTH)
+    _, body = assert_documented(malformed, GET_ORDER, "GET", 422)
     assert body["error"]["field"] == "id"
     store.down = True
-    assert_documented(http.http.get(f"/api/orders/{uuid.uuid4()}"), GET_ORDER, "GET", 503)
+    unreachable = http.http.get(f"/api/orders/{uuid.uuid4()}", headers=AUTH)
+    assert_documented(unreachable, GET_ORDER, "GET", 503)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Basic dXNlcjpwYXNz", f"Bearer {new_key()}", "Bearer oe_live_not_a_key"],
+    ids=["none", "another scheme", "unknown key", "malformed key"],
+)
+def test_a_missing_or_bad_key_answers_as_documented(http: Client, authorization: str) -> None:
+    headers = {"Authorization": authorization}
+    for path, method, response in (
+        (EXECUTE, "POST", post(http, json.dumps(ORDER), headers)),
+        (GET_ORDER, "GET", http.http.get(f"/api/orders/{uuid.uuid4()}", headers=headers)),
+    ):
+        documented, body = assert_documented(response, path, method, 401)
+        assert body["error"]["code"] == "unauthorized"
+        (header,) = documented["headers"]
+        pattern = resolve(documented["headers"][header])["schema"]["pattern"]
+        assert re.match(pattern, response.headers[header]), response.headers
+
+
+def test_a_rate_limited_key_answers_as_documented(http: Client, store: FakeStore) -> None:
+    store.limited = True
+    response = post(http, json.dumps(ORDER))
+    documented, body = assert_documented(response, EXECUTE, "POST", 429)
+    (header,) = documented["headers"]
+    retry_after = int(response.headers[header])
+    assert_valid(retry_after, resolve(documented["headers"][header])["schema"], header)
+    assert body["error"] == {
+        "code": "rate_limited",
+        "message": body["error"]["message"],
+        "retryAfter": retry_after,
+    }
 
 
 def test_health_answers_as_documented(http: Client, store: FakeStore) -> None:

@@ -4,7 +4,8 @@ template.yaml sets on AWS.
 
 `Stack.deliver` plays Lambda's event source mapping for one receive: real messages
 (real ids and receipt handles) become an SQS event, the handler runs, and only the
-records not listed in `batchItemFailures` are deleted.
+records not listed in `batchItemFailures` are deleted. `Stack.api_key` is an API key of
+the session's own account; `Stack.auth` the header that presents it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
+from order_engine.accounts import IssuedKey
 from order_engine.orders import TERMINAL, Status, Step
 from order_engine.records import Order
 from order_engine.wiring import Engine, engine, reset_engine
@@ -50,10 +52,19 @@ class Stack:
     workers: ModuleType
     notifier: ModuleType
     sweeper: ModuleType
+    issued_key: IssuedKey
 
     @property
     def engine(self) -> Engine:
         return engine()
+
+    @property
+    def api_key(self) -> str:
+        return self.issued_key.key
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return bearer(self.api_key)
 
     def handler_for(self, topic: str) -> Callable[[dict[str, Any], Any], Any]:
         if topic == "notify":
@@ -121,6 +132,10 @@ class Stack:
         reset_engine()
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def queue_environment(urls: dict[str, str]) -> dict[str, str]:
     return {
         **{f"{step.name}_QUEUE_URL": urls[step.value] for step in Step},
@@ -172,7 +187,9 @@ def stack(migrated_url: str) -> Iterator[Stack]:
         os.environ.update(env)
         reset_engine()
         try:
+            issued = engine().accounts.create_key(f"handler-tests-{uuid.uuid4().hex[:8]}")
             yield Stack(
+                issued_key=issued,
                 sqs=sqs,
                 queue_urls=urls,
                 management=management,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from chalice.test import Client
 
-from tests.integration.handlers.conftest import ORDER, Stack
+from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.support.events import (
     new_connection_id,
     ws_connect_event,
@@ -29,6 +29,12 @@ def http(fresh: Stack) -> Iterator[Client]:
         yield client
 
 
+@pytest.fixture
+def auth(fresh: Stack) -> dict[str, str]:
+    """The Authorization header of the session's own API key."""
+    return fresh.auth
+
+
 def row_counts(url: str) -> dict[str, int]:
     tables = ("orders", "order_events", "outbox", "idempotency_keys", "subscriptions")
     with psycopg.connect(url) as conn:
@@ -41,8 +47,18 @@ def post(http: Client, body: str | bytes, headers: dict[str, str] | None = None)
     )
 
 
-def test_an_accepted_order_answers_202_with_its_id_status_and_websocket_url(http: Client) -> None:
-    response = post(http, json.dumps(ORDER))
+def placed_order(stack: Stack, key: str | None = None) -> str:
+    """Place an order with `key` (default: the session's) and return its id."""
+    with Client(stack.api.app) as client:
+        response = post(client, json.dumps(ORDER), bearer(key or stack.api_key))
+    assert response.status_code == 202, response.body
+    return str(json.loads(response.body)["orderId"])
+
+
+def test_an_accepted_order_answers_202_with_its_id_status_and_websocket_url(
+    http: Client, auth: dict[str, str]
+) -> None:
+    response = post(http, json.dumps(ORDER), auth)
     body = json.loads(response.body)
     assert response.status_code == 202
     assert body["status"] == "pending"
@@ -50,12 +66,12 @@ def test_an_accepted_order_answers_202_with_its_id_status_and_websocket_url(http
 
 
 def test_the_same_idempotency_key_and_body_return_the_same_order(
-    http: Client, migrated_url: str
+    http: Client, migrated_url: str, auth: dict[str, str]
 ) -> None:
     key = str(uuid.uuid4())
-    first = post(http, json.dumps(ORDER), {"Idempotency-Key": key})
+    first = post(http, json.dumps(ORDER), {**auth, "Idempotency-Key": key})
     before = row_counts(migrated_url)
-    again = post(http, json.dumps({**ORDER, "amount": 1.25}), {"Idempotency-Key": key})
+    again = post(http, json.dumps({**ORDER, "amount": 1.25}), {**auth, "Idempotency-Key": key})
 
     assert again.status_code == 202
     assert json.loads(again.body)["orderId"] == json.loads(first.body)["orderId"]
@@ -64,12 +80,12 @@ def test_the_same_idempotency_key_and_body_return_the_same_order(
 
 
 def test_the_same_idempotency_key_with_another_body_is_a_conflict(
-    http: Client, migrated_url: str
+    http: Client, migrated_url: str, auth: dict[str, str]
 ) -> None:
     key = str(uuid.uuid4())
-    post(http, json.dumps(ORDER), {"Idempotency-Key": key})
+    post(http, json.dumps(ORDER), {**auth, "Idempotency-Key": key})
     before = row_counts(migrated_url)
-    response = post(http, json.dumps({**ORDER, "amount": "2"}), {"Idempotency-Key": key})
+    response = post(http, json.dumps({**ORDER, "amount": "2"}), {**auth, "Idempotency-Key": key})
 
     assert response.status_code == 409
     assert json.loads(response.body)["error"]["code"] == "idempotency_conflict"
@@ -99,10 +115,15 @@ BAD_BODIES: list[tuple[str, str | bytes, int, str | None]] = [
     ("body", "status", "field"), [c[1:] for c in BAD_BODIES], ids=[c[0] for c in BAD_BODIES]
 )
 def test_bad_http_input_gets_a_clear_error_and_writes_nothing(
-    http: Client, migrated_url: str, body: str | bytes, status: int, field: str | None
+    http: Client,
+    migrated_url: str,
+    auth: dict[str, str],
+    body: str | bytes,
+    status: int,
+    field: str | None,
 ) -> None:
     before = row_counts(migrated_url)
-    response = post(http, body)
+    response = post(http, body, auth)
 
     assert response.status_code == status
     error = json.loads(response.body)["error"]
@@ -112,9 +133,11 @@ def test_bad_http_input_gets_a_clear_error_and_writes_nothing(
 
 
 @pytest.mark.parametrize("key", ["", "k" * 201, "a\u0000b"])
-def test_a_bad_idempotency_key_is_refused(http: Client, migrated_url: str, key: str) -> None:
+def test_a_bad_idempotency_key_is_refused(
+    http: Client, migrated_url: str, auth: dict[str, str], key: str
+) -> None:
     before = row_counts(migrated_url)
-    response = post(http, json.dumps(ORDER), {"Idempotency-Key": key})
+    response = post(http, json.dumps(ORDER), {**auth, "Idempotency-Key": key})
     assert response.status_code == 422
     assert json.loads(response.body)["error"]["field"] == "Idempotency-Key"
     assert row_counts(migrated_url) == before
@@ -128,8 +151,10 @@ def test_a_bad_idempotency_key_is_refused(http: Client, migrated_url: str, key: 
         ("1' OR '1'='1", 422),
     ],
 )
-def test_reading_an_unknown_or_malformed_order_id(http: Client, order_id: str, status: int) -> None:
-    response = http.http.get(f"/api/orders/{order_id}")
+def test_reading_an_unknown_or_malformed_order_id(
+    http: Client, auth: dict[str, str], order_id: str, status: int
+) -> None:
+    response = http.http.get(f"/api/orders/{order_id}", headers=auth)
     assert response.status_code == status
     assert json.loads(response.body)["error"]["field"] == "id"
 
@@ -160,16 +185,21 @@ def test_connect_for_an_unknown_order_is_refused_and_writes_nothing(
 ) -> None:
     before = row_counts(migrated_url)
     answer = fresh.websocket.connect(
-        ws_connect_event(new_connection_id(), {"orderId": str(uuid.uuid4())}), None
+        ws_connect_event(
+            new_connection_id(), {"orderId": str(uuid.uuid4()), "apiKey": fresh.api_key}
+        ),
+        None,
     )
     assert answer["statusCode"] == 404
     assert row_counts(migrated_url) == before
 
 
 def test_connect_with_an_order_subscribes_and_the_snapshot_follows(fresh: Stack) -> None:
-    order_id = json.loads(post(Client(fresh.api.app), json.dumps(ORDER)).body)["orderId"]
+    order_id = placed_order(fresh)
     connection = new_connection_id()
-    answer = fresh.websocket.connect(ws_connect_event(connection, {"orderId": order_id}), None)
+    answer = fresh.websocket.connect(
+        ws_connect_event(connection, {"orderId": order_id, "apiKey": fresh.api_key}), None
+    )
     assert answer["statusCode"] == 200
 
     fresh.run(order_id)
@@ -197,7 +227,7 @@ def test_bad_websocket_messages_get_an_error_on_the_socket_and_write_nothing(
     fresh: Stack, migrated_url: str, body: str
 ) -> None:
     connection = new_connection_id()
-    fresh.websocket.connect(ws_connect_event(connection), None)
+    fresh.websocket.connect(ws_connect_event(connection, headers=fresh.auth), None)
     before = row_counts(migrated_url)
 
     fresh.websocket.message(ws_message_event(connection, body), None)
@@ -209,7 +239,7 @@ def test_bad_websocket_messages_get_an_error_on_the_socket_and_write_nothing(
 
 def test_execute_on_the_socket_places_the_order_and_streams_it(fresh: Stack) -> None:
     connection = new_connection_id()
-    fresh.websocket.connect(ws_connect_event(connection), None)
+    fresh.websocket.connect(ws_connect_event(connection, {"apiKey": fresh.api_key}), None)
     fresh.websocket.message(
         ws_message_event(connection, {"action": "execute", "order": ORDER}), None
     )
@@ -228,8 +258,10 @@ def test_ping_gets_pong(fresh: Stack) -> None:
 
 
 def test_disconnect_removes_the_connection_and_its_subscriptions(fresh: Stack) -> None:
-    order_id = json.loads(post(Client(fresh.api.app), json.dumps(ORDER)).body)["orderId"]
+    order_id = placed_order(fresh)
     connection = new_connection_id()
-    fresh.websocket.connect(ws_connect_event(connection, {"orderId": order_id}), None)
+    fresh.websocket.connect(
+        ws_connect_event(connection, {"orderId": order_id}, headers=fresh.auth), None
+    )
     fresh.websocket.disconnect(ws_disconnect_event(connection), None)
     assert fresh.engine.store.subscribers(order_id) == []

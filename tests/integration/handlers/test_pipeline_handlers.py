@@ -16,13 +16,18 @@ from order_engine.orders import Status, Step
 from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
+from tests.support.events import ws_connect_event
 
 
 def place(stack: Stack, order: dict[str, Any] | None = None) -> str:
     with Client(stack.api.app) as client:
         response = client.http.post(
             "/api/orders/execute",
-            headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": str(uuid.uuid4()),
+                **stack.auth,
+            },
             body=json.dumps(order or ORDER),
         )
     assert response.status_code == 202, response.body
@@ -50,7 +55,7 @@ def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh
     assert [e.to_status for e in events] == HAPPY
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     with Client(fresh.api.app) as client:
-        body = json.loads(client.http.get(f"/api/orders/{order_id}").body)
+        body = json.loads(client.http.get(f"/api/orders/{order_id}", headers=fresh.auth).body)
     assert [e["status"] for e in body["events"]] == [s.value for s in HAPPY]
     assert body["txSignature"] == events[3].data["txSignature"]
     assert body["executedPrice"] == events[4].data["executedPrice"]
@@ -162,6 +167,7 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
     order_id = place(fresh)
     connection = f"c-{uuid.uuid4().hex[:8]}"
+    fresh.websocket.connect(ws_connect_event(connection, headers=fresh.auth), None)
     fresh.websocket.message(
         {
             "requestContext": {

@@ -13,6 +13,8 @@ caller must react, so nobody has to guess from message text:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrderEngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -34,8 +36,8 @@ class RequestError(OrderEngineError):
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict[str, str]:
-        body = {"code": self.code, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
         return body
@@ -70,6 +72,33 @@ class IdempotencyConflict(RequestError):
 
     code = "idempotency_conflict"
     http_status = 409
+
+
+class Unauthorized(RequestError):
+    """No API key, or one that is unknown or revoked. `key_presented` tells a missing
+    key from a bad one (HTTP answers the latter with error="invalid_token")."""
+
+    code = "unauthorized"
+    http_status = 401
+
+    def __init__(self, message: str, *, key_presented: bool) -> None:
+        super().__init__(message)
+        self.key_presented = key_presented
+
+
+class RateLimited(RequestError):
+    """The key used up its requests for the current window; `retry_after` is the
+    number of whole seconds until the next window opens."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retryAfter": self.retry_after}
 
 
 # --- the order's fate ------------------------------------------------------------------

@@ -40,7 +40,7 @@ class StepMessage:
 class NotifyMessage:
     order_id: str
     # Set when a connection asked for the order during $connect: the notifier
-    # subscribes it first (see service.OrderService.subscribe_on_connect).
+    # subscribes it first (see service.OrderService.connect).
     subscribe_connection_id: str | None = None
 
     def to_payload(self) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """What the APIs offer: place an order, read it, subscribe to it, check health.
 
 Free of HTTP and WebSocket framing: functions/ turns requests into these calls and
-their results (or errors.RequestError subclasses) into responses.
+their results (or errors.RequestError subclasses) into responses. Every call but
+health acts for a `Caller` (accounts.py): orders are placed for the caller's account,
+and another account's order answers exactly like an unknown one (NotFound), so order
+ids cannot be probed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.notify import Notifier
@@ -61,20 +65,35 @@ def parse_order_id(raw: str, field: str = "orderId") -> str:
 
 class OrderService:
     def __init__(
-        self, store: Store, publisher: Publisher, notifier: Callable[[], Notifier]
+        self,
+        store: Store,
+        publisher: Publisher,
+        notifier: Callable[[], Notifier],
+        rate_limiter: RateLimiter,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._notifier = notifier
+        self._rate_limiter = rate_limiter
 
-    def place_order_json(self, body: str | bytes, *, idempotency_key: str | None) -> PlacedOrder:
+    def place_order_json(
+        self, caller: Caller, body: str | bytes, *, idempotency_key: str | None
+    ) -> PlacedOrder:
         """Place an order from a raw request body (size-checked before parsing)."""
+        # Counted before any parsing: bad requests spend the budget too, so a client
+        # cannot make the service parse for free.
+        self._rate_limiter.check(caller)
         size = len(body.encode() if isinstance(body, str) else body)
         if size > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"body of {size} bytes exceeds the limit of {MAX_BODY_BYTES}")
-        return self.place_order(parse_json(body), idempotency_key=idempotency_key)
+        return self._place(caller, parse_json(body), idempotency_key)
 
-    def place_order(self, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
+    def place_order(self, caller: Caller, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
+        """Place an order from already-parsed JSON (the WebSocket `execute` action)."""
+        self._rate_limiter.check(caller)
+        return self._place(caller, data, idempotency_key)
+
+    def _place(self, caller: Caller, data: Any, idempotency_key: str | None) -> PlacedOrder:
         request = validate_order_request(data)
         if idempotency_key is not None and (
             not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or "\x00" in idempotency_key
@@ -84,17 +103,20 @@ class OrderService:
                 field="Idempotency-Key",
             )
         created = self._store.create_order(
-            request, outbox=first_messages, idempotency_key=idempotency_key
+            request,
+            account_id=caller.account_id,
+            outbox=first_messages,
+            idempotency_key=idempotency_key,
         )
         if created.created:
             publish_outbox(self._store, self._publisher, created.outbox)
             log.info("order %s placed: %s", created.order.id, request.to_dict())
         return PlacedOrder(order=created.order, created=created.created)
 
-    def get_order(self, raw_order_id: str) -> dict[str, Any]:
-        """The order with its route decision and full event timeline."""
+    def get_order(self, caller: Caller, raw_order_id: str) -> dict[str, Any]:
+        """The caller's order with its route decision and full event timeline."""
         order_id = parse_order_id(raw_order_id, field="id")
-        order = self._store.get_order(order_id)
+        order = self._store.get_order(order_id, account_id=caller.account_id)
         if order is None:
             raise NotFound(f"order {order_id} not found", field="id")
         events = self._store.get_events(order_id)
@@ -102,35 +124,48 @@ class OrderService:
 
     # --- WebSocket subscriptions -------------------------------------------------------
 
-    def subscribe_on_connect(self, connection_id: str, raw_order_id: str) -> None:
-        """Accept a subscription asked for in $connect, and start it once the socket is open.
+    def connect(
+        self,
+        caller: Caller,
+        connection_id: str,
+        metadata: dict[str, Any],
+        *,
+        subscribe_to: str | None = None,
+    ) -> None:
+        """Accept a WebSocket connection for `caller` (whom its later messages act for)
+        and, with `subscribe_to`, a subscription to that order, started once the socket
+        is open. Refusing (NotFound, ValidationError) writes nothing.
 
         While $connect runs the connection cannot receive, so a subscription row written
         now would make the notifier post to it, get GoneException and drop it. Instead
-        the order is checked now (an unknown one refuses the handshake) and a delayed
-        notify message carries the subscription: the notifier writes it, then sends the
-        snapshot, so nothing committed meanwhile is missed.
+        the order is checked now (an unknown one, or another account's, refuses the
+        handshake) and a delayed notify message carries the subscription: the notifier
+        writes it, then sends the snapshot, so nothing committed meanwhile is missed.
         """
-        order_id = parse_order_id(raw_order_id)
-        if self._store.get_order(order_id) is None:
-            raise NotFound(f"order {order_id} not found", field="orderId")
-        self._publisher.send(
-            NOTIFY_TOPIC,
-            NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload(),
-            delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS,
-        )
+        order_id = None if subscribe_to is None else self._owned_order_id(caller, subscribe_to)
+        self._store.add_connection(connection_id, metadata, caller=caller)
+        if order_id is not None:
+            self._publisher.send(
+                NOTIFY_TOPIC,
+                NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload(),
+                delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS,
+            )
 
-    def subscribe(self, connection_id: str, raw_order_id: str) -> None:
-        """Subscribe an open connection and send its snapshot now."""
-        order_id = parse_order_id(raw_order_id)
+    def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str) -> None:
+        """Subscribe an open connection to one of the caller's orders and send its
+        snapshot now."""
+        order_id = self._owned_order_id(caller, raw_order_id)
         # The subscription row comes first, the snapshot after: an event committed in
         # between is then past the cursor and delivered, never skipped.
         if not self._store.subscribe(connection_id, order_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
 
-    def connect(self, connection_id: str, metadata: dict[str, Any]) -> None:
-        self._store.add_connection(connection_id, metadata)
+    def _owned_order_id(self, caller: Caller, raw_order_id: str) -> str:
+        order_id = parse_order_id(raw_order_id)
+        if self._store.get_order(order_id, account_id=caller.account_id) is None:
+            raise NotFound(f"order {order_id} not found", field="orderId")
+        return order_id
 
     def disconnect(self, connection_id: str) -> None:
         self._store.remove_connection(connection_id)

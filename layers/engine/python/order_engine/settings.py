@@ -48,6 +48,9 @@ class Settings:
     # …and publishes outbox rows left unsent for this long.
     outbox_grace_seconds: float = 10.0
     db_pool_max: int = 4
+    # Orders one API key may place per minute (HTTP and WebSocket together), counted in
+    # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
+    rate_limit_per_minute: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +76,7 @@ class Settings:
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
             db_pool_max=int(env.get("DB_POOL_MAX", "4")),
+            rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
 
 
@@ -84,3 +88,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} is not a whole number >= 0")
+    return value

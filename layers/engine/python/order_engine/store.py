@@ -6,7 +6,9 @@ committed together with its event row and the outbox rows of what must happen ne
 and the outcome classified, never guessed from an error message.
 
 Connections/subscriptions live in subscriptions.py, the outbox and sweeper queries in
-outbox.py; `Store` combines them, so callers hold one object.
+outbox.py, API keys and rate-limit counters in account_store.py; `Store` combines
+them, so callers hold one object. Every order belongs to an account: reads made for a
+caller pass its `account_id`, and another account's order is simply not found.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
+from order_engine.account_store import AccountStore
 from order_engine.database import DictCursor, fetch_one, is_uuid, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.ledger import PostgresLedger
@@ -69,7 +72,7 @@ class _KeyTaken(Exception):
     """A concurrent request committed the same Idempotency-Key first."""
 
 
-class Store(SubscriptionStore, OutboxStore):
+class Store(SubscriptionStore, OutboxStore, AccountStore):
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         if not settings.database_url:
@@ -82,19 +85,21 @@ class Store(SubscriptionStore, OutboxStore):
         self,
         request: OrderRequest,
         *,
+        account_id: str,
         outbox: OutboxArg,
         idempotency_key: str | None = None,
     ) -> CreatedOrder:
-        """Insert a pending order, its first event and its outbox rows in one transaction.
+        """Insert `account_id`'s pending order, its first event and its outbox rows in
+        one transaction.
 
-        With an idempotency key: the same key and request return the order created the
-        first time (created=False, nothing written); the same key with another request
-        raises IdempotencyConflict; concurrent requests with one key create one order.
-        `outbox` may be a callable, given the new order's id.
+        With an idempotency key (scoped to the account): the same key and request return
+        the order created the first time (created=False, nothing written); the same key
+        with another request raises IdempotencyConflict; concurrent requests with one
+        key create one order. `outbox` may be a callable, given the new order's id.
         """
         fingerprint = request.fingerprint()
         if idempotency_key is not None:
-            replay = self._replay(idempotency_key, fingerprint)
+            replay = self._replay(account_id, idempotency_key, fingerprint)
             if replay is not None:
                 return replay
         order_id = str(uuid.uuid4())
@@ -105,18 +110,20 @@ class Store(SubscriptionStore, OutboxStore):
                     # Waits for a concurrent insert of the same key; if that one
                     # commits, we get no row back and roll everything back.
                     cur.execute(
-                        "INSERT INTO idempotency_keys (key, fingerprint, order_id)"
-                        " VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
-                        (idempotency_key, fingerprint, order_id),
+                        "INSERT INTO idempotency_keys (account_id, key, fingerprint, order_id)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, key) DO NOTHING"
+                        " RETURNING key",
+                        (account_id, idempotency_key, fingerprint, order_id),
                     )
                     if cur.fetchone() is None:
                         raise _KeyTaken
                 cur.execute(
-                    "INSERT INTO orders (id, status, type, token_in, token_out, amount,"
-                    " slippage_bps, request) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    "INSERT INTO orders (id, account_id, status, type, token_in, token_out,"
+                    " amount, slippage_bps, request) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " RETURNING *",
                     (
                         order_id,
+                        account_id,
                         Status.PENDING.value,
                         request.type,
                         request.token_in.symbol,
@@ -132,17 +139,17 @@ class Store(SubscriptionStore, OutboxStore):
                 return CreatedOrder(order=order, created=True, event=event, outbox=rows)
         except _KeyTaken:
             assert idempotency_key is not None
-            replay = self._replay(idempotency_key, fingerprint)
+            replay = self._replay(account_id, idempotency_key, fingerprint)
             if replay is None:  # the key's row is committed, so this cannot happen
                 raise RuntimeError(f"idempotency key {idempotency_key!r} vanished") from None
             return replay
 
-    def _replay(self, key: str, fingerprint: str) -> CreatedOrder | None:
+    def _replay(self, account_id: str, key: str, fingerprint: str) -> CreatedOrder | None:
         with self._reading() as cur:
             cur.execute(
                 "SELECT k.fingerprint AS key_fingerprint, o.* FROM idempotency_keys k"
-                " JOIN orders o ON o.id = k.order_id WHERE k.key = %s",
-                (key,),
+                " JOIN orders o ON o.id = k.order_id WHERE k.account_id = %s AND k.key = %s",
+                (account_id, key),
             )
             row = cur.fetchone()
         if row is None:
@@ -222,11 +229,19 @@ class Store(SubscriptionStore, OutboxStore):
             row = cur.fetchone()
             return None if row is None else int(row["attempts"])
 
-    def get_order(self, order_id: str) -> Order | None:
+    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
+        """The order; with `account_id`, only if that account owns it (the workers read
+        any order, the APIs only their caller's)."""
         if not is_uuid(order_id):
             return None
         with self._reading() as cur:
-            cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+            if account_id is None:
+                cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+            else:
+                cur.execute(
+                    "SELECT * FROM orders WHERE id = %s AND account_id = %s",
+                    (order_id, account_id),
+                )
             row = cur.fetchone()
             return None if row is None else Order.from_row(row)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+from order_engine.account_store import Caller
 from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
 from order_engine.records import Order, OrderEvent
 
@@ -66,14 +67,28 @@ class DeliveryBatch:
 
 
 class SubscriptionStore(StoreBase):
-    def add_connection(self, connection_id: str, metadata: Mapping[str, Any] | None = None) -> None:
-        """Remember a WebSocket connection; again for the same id only refreshes it."""
+    def add_connection(
+        self,
+        connection_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        caller: Caller | None = None,
+    ) -> None:
+        """Remember a WebSocket connection and who opened it (`caller`: the account and
+        key its $connect presented); again for the same id only refreshes it."""
         with self._transaction() as cur:
             cur.execute(
-                "INSERT INTO connections (connection_id, metadata) VALUES (%s, %s)"
-                " ON CONFLICT (connection_id) DO UPDATE"
-                " SET last_seen_at = now(), metadata = EXCLUDED.metadata",
-                (connection_id, jsonb(dict(metadata or {}))),
+                "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
+                " VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now(),"
+                " metadata = EXCLUDED.metadata, account_id = EXCLUDED.account_id,"
+                " key_prefix = EXCLUDED.key_prefix",
+                (
+                    connection_id,
+                    jsonb(dict(metadata or {})),
+                    None if caller is None else caller.account_id,
+                    None if caller is None else caller.key_prefix,
+                ),
             )
 
     def remove_connection(self, connection_id: str) -> None:

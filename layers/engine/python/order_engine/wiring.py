@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from order_engine.accounts import Accounts, RateLimiter
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import InfrastructureError
@@ -77,10 +78,18 @@ class Engine:
         return Notifier(self.store, self.sender)
 
     @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts(self.store)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.store, per_minute=self.settings.rate_limit_per_minute)
+
+    @cached_property
     def orders(self) -> OrderService:
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
-        return OrderService(self.store, self.publisher, lambda: self.notifier)
+        return OrderService(self.store, self.publisher, lambda: self.notifier, self.rate_limiter)
 
     @cached_property
     def pipeline(self) -> Pipeline:
