@@ -10,6 +10,7 @@ as a duplicate and changes nothing (pipeline.py, `_not_ready`).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -206,11 +207,16 @@ def _orders(url: str | None, ids: Iterable[str | None]) -> tuple[dict[str, Order
         return {}, "Set DATABASE_URL (or --database-url) to see each order's status and last error."
     from order_engine.store import Store  # only `show` with a database needs psycopg's pool
 
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)  # a database that is down is said once, below
     try:
         with Store(url, max_size=1, timeout=3) as store:
             return {o.id: o for i in wanted if (o := store.get_order(i)) is not None}, None
     except InfrastructureError as error:
         return {}, f"Order status and last error not shown: {error}"
+    finally:
+        pool_log.setLevel(level)
 
 
 @dlq.command()

@@ -40,7 +40,7 @@ class RunningStack:
     started_at: str
 
     def describe(self) -> str:
-        return f"`order-engine up` (pid {self.pid}, HTTP {self.http}, since {self.started_at})"
+        return f"`order-engine up`, pid {self.pid}"
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
+from local_runtime.localstack_host import find_python312, start_localstack
 from order_engine.orders import Status
 from order_engine.records import Order
 from order_engine.store import Store
@@ -29,6 +30,7 @@ from order_engine_cli import running
 from order_engine_cli.main import cli
 from tests.support.aws import create_queues, free_port, moto_server
 
+ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ("route", "build", "submit", "confirm", "notify")
 MAX_RECEIVES = 5
 
@@ -98,19 +100,23 @@ def sqs_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-@pytest.fixture
-def stack(sqs_endpoint: str) -> Stack:
+def new_stack(endpoint: str, credentials: str = "testing") -> Stack:
     sqs = boto3.client(
         "sqs",
-        endpoint_url=sqs_endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=credentials,
+        aws_secret_access_key=credentials,
     )
     name = f"t{uuid.uuid4().hex[:8]}"
     created = create_queues(sqs, [f"{name}-{topic}" for topic in TOPICS])
     urls = {key.removeprefix(f"{name}-"): url for key, url in created.items()}
-    return Stack(sqs, sqs_endpoint, name, urls)
+    return Stack(sqs, endpoint, name, urls)
+
+
+@pytest.fixture
+def stack(sqs_endpoint: str) -> Stack:
+    return new_stack(sqs_endpoint)
 
 
 def row(output: str, first_cell: str) -> list[str]:
@@ -340,6 +346,27 @@ def test_server_side_replay_falls_back_to_client_side_where_sqs_has_no_move_task
     assert stack.depth("build") == (1, 0)
 
 
+@pytest.mark.localstack
+@pytest.mark.skipif(find_python312() is None, reason="LocalStack needs a Python >= 3.12")
+@pytest.mark.timeout(900)  # the first run builds LocalStack's venv
+def test_server_side_replay_on_localstack_uses_a_message_move_task(tmp_path: Path) -> None:
+    process, endpoint = start_localstack(ROOT / ".data" / "localstack-venv", tmp_path / "state")
+    try:
+        stack = new_stack(endpoint, credentials="test")
+        routes = ids()
+        stack.park("route", *map(step_body, routes))
+
+        result = stack.cli("replay", "--all", "--server-side")
+
+        assert result.exit_code == 0, result.output
+        assert "no message move tasks" not in result.output
+        assert row(result.output, f"{stack.name}-route-dlq")[2:] == ["3", "0", "0", "0"]
+        replayed = stack.receive("route")
+        assert sorted(json.loads(m["Body"])["orderId"] for m in replayed) == sorted(routes)
+    finally:
+        process.stop()
+
+
 def test_replay_needs_one_queue_or_all(stack: Stack) -> None:
     assert "name one QUEUE, or pass --all" in stack.cli("replay").output
     assert (
@@ -383,7 +410,7 @@ def test_the_running_up_is_found_from_its_state_file_and_stale_ones_are_ignored(
     result = invoke("dlq", "list")
 
     assert result.exit_code == 0, result.output
-    assert f"`order-engine up` (pid {os.getpid()}" in result.output
+    assert f"`order-engine up`, pid {os.getpid()}" in result.output
     row(result.output, f"{stack.name}-route-dlq")
     assert not (no_endpoint_hints / f"{stale['pid']}.json").exists()
 
