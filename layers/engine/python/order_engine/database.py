@@ -65,15 +65,17 @@ def is_uuid(value: str) -> bool:
 class StoreBase:
     """The pool and the transaction/error rules; Store adds the queries."""
 
-    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 3.0) -> None:
         """`timeout`: how long a call waits for a connection before it raises
-        InfrastructureError. Keep it well under the Lambda timeout."""
+        InfrastructureError. Well under the functions' 10 s timeout, so a database
+        outage is a clean, classified error (503, a failed record), not a Lambda timeout."""
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, max_size),
             timeout=timeout,
-            kwargs={"autocommit": True},
+            # connect_timeout bounds each attempt to reach a server that is down.
+            kwargs={"autocommit": True, "connect_timeout": 2},
             check=ConnectionPool.check_connection,
             name="order-engine",
             open=False,

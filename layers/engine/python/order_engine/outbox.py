@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
 from order_engine.orders import TERMINAL
@@ -54,8 +55,8 @@ class OutboxClaim(list[OutboxRow]):
 
 
 class OutboxStore(StoreBase):
-    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
-        super().__init__(url, max_size=max_size, timeout=timeout)
+    def __init__(self, url: str, **pool_options: Any) -> None:
+        super().__init__(url, **pool_options)
         # The claim open in each thread, if any: see mark_sent.
         self._claims = threading.local()
 
