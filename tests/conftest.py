@@ -19,6 +19,14 @@ from psycopg import sql
 from local_runtime.postgres import open_database
 from order_engine.migrate import migrate
 
+# The fault suite's seed option, marker and header line (tests/faults/seeds.py): hooks
+# pytest must see before it prints the header, so they live in this conftest.
+from tests.faults.seeds import (  # noqa: F401
+    pytest_addoption,
+    pytest_configure,
+    pytest_report_header,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,0 +1,140 @@
+"""Fixtures of the fault suite: a database of its own, a handler-level stack on a moto
+server, the run's seed, and a note on how to replay it under every failure.
+
+Each test that takes `stack` (or `fault_seed`) is seeded: it runs once with the run's
+seed (id `run-seed`) and once per seed pinned on it with `@pytest.mark.pinned_seeds`
+(id `pinned-<seed>`); see tests/faults/seeds.py.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from order_engine.wiring import engine, reset_engine
+from tests.faults.harness import (
+    MAX_RECEIVES,
+    VISIBILITY_SECONDS,
+    DeliveryLog,
+    FaultStack,
+    create_database,
+    drop_database,
+)
+from tests.faults.seeds import reproduce_hint, run_seed
+from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
+from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
+
+# Thresholds the process's own sweeper (wiring.engine().sweeper, which a runtime left
+# running by another test module may still fire) never reaches: in this suite, only
+# the sweepers a scenario builds itself, with thresholds it chooses, sweep.
+NEVER = str(30 * 24 * 3600)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fault_seed" not in metafunc.fixturenames:
+        return
+    seed = run_seed(metafunc.config)
+    pinned = [s for mark in metafunc.definition.iter_markers("pinned_seeds") for s in mark.args]
+    params = [pytest.param(seed, id="run-seed")]
+    params += [pytest.param(s, id=f"pinned-{s}") for s in dict.fromkeys(pinned) if s != seed]
+    metafunc.parametrize("fault_seed", params)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    callspec = getattr(item, "callspec", None)
+    if report.failed and callspec is not None and "fault_seed" in callspec.params:
+        report.sections.append(
+            ("fault seed", reproduce_hint(callspec.params["fault_seed"], item.nodeid))
+        )
+    return report
+
+
+@pytest.fixture(scope="session")
+def fault_database_url(database_url: str) -> Iterator[str]:
+    """A migrated database for the fault suite alone: its sweepers sweep only its
+    orders, and no other test's rows can look lost to its checker."""
+    url = create_database(database_url, "order_engine_faults")
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def _fault_stack(fault_database_url: str) -> Iterator[FaultStack]:
+    with moto_server() as sqs_endpoint:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=sqs_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        urls = create_queues(
+            sqs, TOPICS, max_receive_count=MAX_RECEIVES, visibility_timeout=VISIBILITY_SECONDS
+        )
+        urls = {topic: urls[topic] for topic in TOPICS}
+        management = ManagementApi()
+        management.start()
+        env = {
+            **FAKE_CREDENTIALS,
+            "DATABASE_URL": fault_database_url,
+            "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
+            **queue_environment(urls),
+            "WEBSOCKET_URL": "ws://127.0.0.1:3001/v1",
+            "WEBSOCKET_MANAGEMENT_URL": management.url,
+            "DEX_LATENCY_SCALE": "0",
+            # 0.2 s, 0.4 s, 0.8 s round to 0, 0, 1: transient retries come back at once.
+            "ORDER_RETRY_BASE_SECONDS": "0.2",
+            "ORDER_STUCK_AFTER_SECONDS": NEVER,
+            "OUTBOX_GRACE_SECONDS": NEVER,
+            "RATE_LIMIT_PER_MINUTE": "0",
+            "DB_POOL_MAX": "8",
+        }
+        saved = {key: os.environ.get(key) for key in [*env, "DEX_SEED"]}
+        os.environ.update(env)
+        reset_engine()
+        try:
+            issued = engine().accounts.create_key(f"fault-suite-{uuid.uuid4().hex[:8]}")
+            yield FaultStack(
+                issued_key=issued,
+                sqs=sqs,
+                queue_urls=urls,
+                management=management,
+                api=load_function("api"),
+                websocket=load_function("websocket"),
+                workers=load_function("workers"),
+                notifier=load_function("notifier"),
+                sweeper=load_function("sweeper"),
+                database_url=fault_database_url,
+            )
+        finally:
+            reset_engine()
+            management.stop()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture
+def stack(
+    _fault_stack: FaultStack, fault_seed: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultStack]:
+    """The stack on brand-new queues, with the seed's venues, recording deliveries."""
+    monkeypatch.setenv("DEX_SEED", str(fault_seed))
+    _fault_stack.seed = fault_seed
+    _fault_stack.accepted = []
+    _fault_stack.log = DeliveryLog().install(monkeypatch)
+    _fault_stack.use_new_queues()
+    yield _fault_stack
+    reset_engine()

@@ -1,0 +1,67 @@
+"""The fault suite's seed: one per run, printed in the header, and pinned seeds.
+
+Every fault scenario draws its randomness (order sizes, the venues' price streams and
+swap fates, which messages are duplicated, reordered or crashed on) from one seed.
+
+- `--fault-seed N` or `FAULT_SEED=N` replays a run exactly; without either, the run
+  draws a seed and prints it in pytest's header (and in every failure).
+- A seed that once failed is pinned on the test that failed with it:
+  `@pytest.mark.pinned_seeds(1234)`. The test then runs with the run's seed
+  (id `run-seed`) and with every pinned one (id `pinned-1234`), every time.
+
+The hooks are imported by tests/conftest.py, which pytest loads before it prints the
+header (a conftest.py in tests/faults/ is loaded too late for that).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+SEED_VARIABLE = "FAULT_SEED"
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-seed",
+        type=int,
+        default=None,
+        help=f"seed of the fault suite (tests/faults) [env: {SEED_VARIABLE}; default: random]",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pinned_seeds(*seeds): fault-suite seeds that once failed; the test runs with "
+        "each of them besides the run's own seed",
+    )
+
+
+def run_seed(config: pytest.Config) -> int:
+    """This run's seed: --fault-seed, else $FAULT_SEED, else a fresh random one."""
+    if _SEED_KEY not in config.stash:
+        given = config.getoption("--fault-seed", default=None)
+        if given is None and os.environ.get(SEED_VARIABLE):
+            given = int(os.environ[SEED_VARIABLE])
+        config.stash[_SEED_KEY] = (
+            given if given is not None else random.SystemRandom().randrange(1, 2**31)
+        )
+    return config.stash[_SEED_KEY]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = run_seed(config)
+    return f"fault suite seed: {seed} (replay this run: {SEED_VARIABLE}={seed})"
+
+
+def reproduce_hint(seed: int, nodeid: str) -> str:
+    return (
+        f"fault seed {seed}: replay with\n"
+        f"  {SEED_VARIABLE}={seed} .venv/bin/pytest '{nodeid}'\n"
+        "and, once understood, pin it on the test: @pytest.mark.pinned_seeds("
+        f"{seed})"
+    )
