@@ -195,6 +195,23 @@ def test_a_submit_that_times_out_may_have_landed_and_its_retry_is_deduplicated()
     assert len(ledger) == 1
 
 
+def test_a_lookup_finds_a_submission_whose_answer_was_lost_and_nothing_else() -> None:
+    ledger = InMemoryLedger()
+    both = venues(ledger=ledger, faults={RAYDIUM: Fault(submit=Script.always("timeout"))})
+    raydium = both[RAYDIUM]
+    tx = signed(raydium)
+    assert raydium.lookup(tx.signature) is None  # never sent
+
+    with pytest.raises(VenueTimeout):
+        raydium.submit(tx)  # landed; the answer did not come back
+
+    found = raydium.lookup(tx.signature)
+    assert found is not None and (found.signature, found.venue) == (tx.signature, RAYDIUM)
+    assert found.first_submission is False  # a lookup swaps nothing
+    assert both[METEORA].lookup(tx.signature) is None  # another venue's chain record
+    assert len(ledger) == 1
+
+
 def test_the_ledger_records_a_signature_once_under_concurrent_submits() -> None:
     ledger = InMemoryLedger()
     results: list[bool] = []

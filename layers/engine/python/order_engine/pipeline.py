@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from order_engine.dex.router import RouteDecision, Router
-from order_engine.dex.venue import SignedTransaction
+from order_engine.dex.venue import SignedTransaction, Submission, Venue
 from order_engine.errors import BusinessError, SlippageExceeded, TransientError
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.orders import Status, Step, progress
@@ -153,15 +153,26 @@ class Pipeline:
         # The signed transaction was fixed at build time: a redelivered submit sends the
         # very same signature again, and the venue dedupes it, so a swap never doubles.
         tx = _transaction(order)
-        submission = self._router.venue(tx.venue).submit(tx)
-        return _Work(
-            data={
-                "txSignature": submission.signature,
-                "venue": submission.venue,
-                "firstSubmission": submission.first_submission,
-            },
-            changes={},
-        )
+        venue = self._router.venue(tx.venue)
+        answer_lost = False
+        try:
+            submission = venue.submit(tx)
+        except TransientError:
+            # A timeout loses the answer, not necessarily the transaction (and an earlier
+            # attempt may have landed it): ask the chain before counting a failure, or an
+            # order whose swap happened could end "failed" without ever being submitted.
+            found = _lookup(venue, tx.signature)
+            if found is None:
+                raise
+            submission, answer_lost = found, True
+        data = {
+            "txSignature": submission.signature,
+            "venue": submission.venue,
+            "firstSubmission": submission.first_submission,
+        }
+        if answer_lost:
+            data["answerLost"] = True  # the venue's answer never came; the chain had it
+        return _Work(data=data, changes={})
 
     def _confirm(self, order: Order) -> _Work:
         tx = _transaction(order)
@@ -231,6 +242,15 @@ def _decision(order: Order) -> RouteDecision:
     if order.route is None:
         raise RuntimeError(f"order {order.id} is {order.status} but has no route")
     return RouteDecision.from_dict(order.route)
+
+
+def _lookup(venue: Venue, signature: str) -> Submission | None:
+    """The chain's record of `signature`, or None when it has none or cannot tell."""
+    try:
+        return venue.lookup(signature)
+    except TransientError as exc:
+        log.warning("could not look up %s on %s: %s", signature, venue.name, exc.reason)
+        return None
 
 
 def _transaction(order: Order) -> SignedTransaction:

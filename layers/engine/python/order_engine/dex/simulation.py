@@ -214,6 +214,14 @@ class SimulatedVenue:
             self._time_out("submit")
         return Submission(tx.signature, self.name, entry.submitted_at, entry.first)
 
+    def lookup(self, signature: str) -> Submission | None:
+        # A read of the chain's state, which the fault scripts leave alone: they model
+        # the venue's answers to swaps, and a lookup's purpose is to outlive them.
+        entry = self._ledger.get(signature)
+        if entry is None or entry.venue != self.name:
+            return None
+        return Submission(signature, self.name, entry.submitted_at, first_submission=False)
+
     def confirm(self, signature: str) -> Confirmation:
         self._call("confirm")
         entry = self._ledger.get(signature)

@@ -10,6 +10,7 @@ The lifecycle of a swap, one pipeline step per call:
     quote   -> Quote              (route step; the router asks every venue)
     build   -> SignedTransaction  (build step; its signature is fixed from here on)
     submit  -> Submission         (submit step; idempotent by signature, like Solana)
+    lookup  -> Submission | None  (submit step, when a submit's answer was lost)
     confirm -> Confirmation       (confirm step; blocks until the swap is final)
 
 `submit` being idempotent is what makes "at most one swap per order" hold: a redelivered
@@ -206,6 +207,12 @@ class Venue(Protocol):
     def confirm(self, signature: str) -> Confirmation:
         """Block until the transaction is final. Raises VenueTimeout/VenueUnavailable on
         transient faults, VenueUnavailable when the signature is unknown."""
+        ...
+
+    def lookup(self, signature: str) -> Submission | None:
+        """What the chain knows of `signature` now, without waiting for finality
+        (Solana's getSignatureStatuses): its submission, or None if it never landed.
+        Raises VenueTimeout/VenueUnavailable when it cannot tell."""
         ...
 
 
