@@ -61,6 +61,8 @@ BAD_ORDERS: list[tuple[str, dict[str, Any], str]] = [
     ("SQL in a token", order(tokenOut="'; DROP TABLE orders;--"), "tokenOut"),
     ("huge token string", order(tokenOut="A" * 10_000), "tokenOut"),
     ("the same token in and out", order(tokenOut="sol"), "tokenOut"),
+    ("a long s, which str.upper() turns into S", order(tokenIn="\u017fol"), "tokenIn"),
+    ("fullwidth letters", order(tokenIn="\uff33\uff2f\uff2c"), "tokenIn"),
     ("missing amount", order(amount=...), "amount"),
     ("null amount", order(amount=None), "amount"),
     ("amount as a boolean", order(amount=True), "amount"),
@@ -78,11 +80,16 @@ BAD_ORDERS: list[tuple[str, dict[str, Any], str]] = [
     ("absurd size", order(amount="1e12"), "amount"),
     ("amount with a NUL", order(amount="1\x00"), "amount"),
     ("huge digit string", order(amount="9" * 5000), "amount"),
+    # normalize() would round these into valid amounts (0 and 1): refused as written.
+    ("an exponent below the context's", order(amount="1e-999999999"), "amount"),
+    ("29 significant digits", order(amount="1.0000000000000000000000000001"), "amount"),
     ("slippage as a string", order(slippageBps="50"), "slippageBps"),
     ("fractional slippage", order(slippageBps=Decimal("1.5")), "slippageBps"),
     ("zero slippage", order(slippageBps=0), "slippageBps"),
     ("slippage of 50 %", order(slippageBps=5000), "slippageBps"),
     ("negative slippage", order(slippageBps=-5), "slippageBps"),
+    ("slippage of a billion digits", order(slippageBps=Decimal("1e999999999")), "slippageBps"),
+    ("slippage of 4000 digits", order(slippageBps=10**3999), "slippageBps"),
     ("an unknown field", order(price="100"), "price"),
     ("an emoji field", order(**{"\U0001f680": 1}), "\U0001f680"),
 ]
@@ -108,3 +115,16 @@ def test_anything_but_a_json_object_is_malformed(body: Any) -> None:
 def test_bodies_that_are_not_strict_json_are_malformed(raw: str | bytes) -> None:
     with pytest.raises(MalformedRequest):
         parse_json(raw)
+
+
+def test_an_amount_keeps_its_places_and_loses_only_trailing_zeros() -> None:
+    assert validate_order_request(order(amount="100e-11")).amount == Decimal("0.000000001")
+    assert str(validate_order_request(order(amount="1.500000000000")).amount) == "1.5"
+    assert validate_order_request(order(amount="1E+2")).to_dict()["amount"] == "100"
+
+
+def test_json_nested_thousands_deep_is_malformed_not_a_recursion_error() -> None:
+    with pytest.raises(MalformedRequest, match="nested too deeply"):
+        parse_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(MalformedRequest, match="nested too deeply"):
+        parse_json('{"a":' * 100_000 + "1" + "}" * 100_000)

@@ -68,6 +68,8 @@ def parse_json(raw: str | bytes) -> Any:
         return json.loads(raw, parse_float=Decimal, parse_constant=refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise MalformedRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # `[[[[…` thousands deep: the decoder recurses once per level
+        raise MalformedRequest("body is nested too deeply") from None
 
 
 def validate_order_request(data: Any) -> OrderRequest:
@@ -133,25 +135,36 @@ def _amount(value: Any, token: Token) -> Decimal:
             f"amount exceeds the largest order of {token.max_amount} {token.symbol}",
             field="amount",
         )
-    exponent = amount.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)  # finite numbers have an integer exponent
-    if -exponent > token.decimals:
+    if _decimal_places(amount) > token.decimals:
         raise ValidationError(
             f"amount has more than {token.decimals} decimals, the precision of {token.symbol}",
             field="amount",
         )
+    # Exact now: at most max_amount with at most `decimals` places is far fewer digits
+    # than the context's precision, so normalize() only drops trailing zeros.
     return amount.normalize()
+
+
+def _decimal_places(amount: Decimal) -> int:
+    """The decimal places `amount` really has, trailing zeros aside. Read off its digits,
+    not through normalize(), which rounds to the context (28 digits, exponent >= -999999):
+    "1e-999999999" would become 0 and "1.0000000000000000000000000001" would become 1."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite numbers have an integer exponent
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))
 
 
 def _slippage(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ValidationError("slippageBps must be an integer", field="slippageBps")
-    if isinstance(value, Decimal) and value != value.to_integral_value():
-        raise ValidationError("slippageBps must be an integer", field="slippageBps")
-    bps = int(value)
-    if not MIN_SLIPPAGE_BPS <= bps <= MAX_SLIPPAGE_BPS:
+    # The range is checked on the number as parsed, before int(): int(Decimal("1e999999999"))
+    # builds a billion-digit integer, minutes of CPU with the GIL held.
+    if not MIN_SLIPPAGE_BPS <= value <= MAX_SLIPPAGE_BPS:
         raise ValidationError(
             f"slippageBps must be between {MIN_SLIPPAGE_BPS} and {MAX_SLIPPAGE_BPS}",
             field="slippageBps",
         )
-    return bps
+    if isinstance(value, Decimal) and value != value.to_integral_value():
+        raise ValidationError("slippageBps must be an integer", field="slippageBps")
+    return int(value)

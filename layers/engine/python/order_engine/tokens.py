@@ -43,8 +43,12 @@ _BY_MINT = {token.mint: token for token in TOKENS}
 
 
 def find_token(name: str) -> Token | None:
-    """The token called `name`: a symbol (any case) or a mint address (exact)."""
-    return _BY_SYMBOL.get(name.upper()) or _BY_MINT.get(name)
+    """The token called `name`: a symbol (any case) or a mint address (exact).
+
+    Only ASCII letters change case: str.upper() also maps "\u017f" (long s) to "S" and
+    "\u0131" (dotless i) to "I", which would make "\u017fol" mean SOL."""
+    symbol = name.upper() if name.isascii() else name
+    return _BY_SYMBOL.get(symbol) or _BY_MINT.get(name)
 
 
 def get_token(symbol: str) -> Token:
