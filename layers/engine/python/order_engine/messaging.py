@@ -131,22 +131,41 @@ class Publisher:
         )
 
     def publish(self, rows: Sequence[Outgoing]) -> list[int]:
-        """Send outbox rows; return the ids SQS accepted (the rest stay for the sweeper)."""
+        """Send outbox rows; return the ids SQS accepted (the rest stay for the sweeper).
+
+        Each topic is sent on its own: a queue that fails (deleted, misconfigured,
+        refusing) keeps its own rows back, never the other topics' rows. Otherwise an
+        unreachable notify queue would hold back every step message published with a
+        notification, and with it every order.
+        """
         sent: list[int] = []
         by_topic: dict[str, list[Outgoing]] = {}
         for row in rows:
             by_topic.setdefault(row.topic, []).append(row)
         for topic, topic_rows in by_topic.items():
-            url = self.queue_url(topic)
-            for start in range(0, len(topic_rows), SQS_BATCH_LIMIT):
-                chunk = topic_rows[start : start + SQS_BATCH_LIMIT]
-                response = self._sqs.send_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(row.id), "MessageBody": json.dumps(row.payload)} for row in chunk
-                    ],
+            try:
+                sent += self._publish_topic(topic, topic_rows)
+            except Exception:
+                log.warning(
+                    "publishing %d outbox rows to %r failed; they stay unsent",
+                    len(topic_rows),
+                    topic,
+                    exc_info=True,
                 )
-                sent.extend(int(entry["Id"]) for entry in response.get("Successful", []))
-                for failure in response.get("Failed", []):
-                    log.warning("SQS refused outbox row %s: %s", failure["Id"], failure)
+        return sent
+
+    def _publish_topic(self, topic: str, rows: Sequence[Outgoing]) -> list[int]:
+        url = self.queue_url(topic)
+        sent: list[int] = []
+        for start in range(0, len(rows), SQS_BATCH_LIMIT):
+            chunk = rows[start : start + SQS_BATCH_LIMIT]
+            response = self._sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(row.id), "MessageBody": json.dumps(row.payload)} for row in chunk
+                ],
+            )
+            sent.extend(int(entry["Id"]) for entry in response.get("Successful", []))
+            for failure in response.get("Failed", []):
+                log.warning("SQS refused outbox row %s: %s", failure["Id"], failure)
         return sent

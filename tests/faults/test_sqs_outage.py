@@ -1,0 +1,69 @@
+"""SQS unavailable to the functions: orders are still accepted, and flow once it is back.
+reliability.md B5 #8.
+"""
+
+from __future__ import annotations
+
+from order_engine.orders import Status, Step
+from tests.faults.harness import FaultStack
+
+
+def unsent(stack: FaultStack, order_id: str) -> list[str]:
+    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+
+
+def depth(stack: FaultStack, topic: str) -> int:
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.queue_urls[topic],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def test_orders_accepted_while_sqs_is_unreachable_flow_once_it_is_back(
+    stack: FaultStack,
+) -> None:
+    with stack.sqs_unreachable():
+        orders = [stack.place() for _ in range(4)]  # every POST still answers 202
+        # The sweeper cannot publish either; the rows wait, nothing is lost.
+        assert stack.new_sweeper(grace=0).relay_outbox() == 0
+        assert all(unsent(stack, order_id) == ["route"] for order_id in orders)
+    assert depth(stack, "route") == 0
+    for order_id in orders:
+        order = stack.engine.store.get_order(order_id)
+        assert order is not None and order.status is Status.PENDING
+
+    stack.check()  # SQS is back: the sweeper relays the route messages, the orders run
+
+
+def test_a_worker_that_cannot_publish_leaves_the_next_step_to_the_sweeper(
+    stack: FaultStack,
+) -> None:
+    """The route step commits, then its publish fails: the step is done (and its
+    message acknowledged); the build message waits in the outbox for the relay."""
+    order_id = stack.place()
+    messages = stack.receive_all("route", 1)
+    with stack.sqs_unreachable():
+        answer = stack.deliver("route", messages)
+    assert answer["batchItemFailures"] == []
+    assert sorted(unsent(stack, order_id)) == ["build", "notify"]
+
+    stack.check()
+
+
+def test_a_deleted_notify_queue_holds_back_notifications_only(stack: FaultStack) -> None:
+    """The notify queue disappears (deleted by mistake, mid-redeploy): the steps go on,
+    and the notifications wait in the outbox until the queue is back."""
+    stack.sqs.delete_queue(QueueUrl=stack.queue_urls["notify"])
+    orders = [stack.place() for _ in range(3)]
+
+    stack.run_until_terminal(orders, topics=[step.value for step in Step])
+
+    for order_id in orders:
+        order = stack.engine.store.get_order(order_id)
+        assert order is not None and order.status in {Status.CONFIRMED, Status.FAILED}
+        assert set(unsent(stack, order_id)) == {"notify"}
+
+    name = stack.queue_urls["notify"].rsplit("/", 1)[-1]
+    assert stack.sqs.create_queue(QueueName=name)["QueueUrl"] == stack.queue_urls["notify"]
+    stack.check()  # the relay sends the notifications
