@@ -2,8 +2,8 @@
 
 A message is written in the transaction whose commit makes it necessary (see
 `write_outbox`), published right after commit, then marked sent. A relay drains what
-was left behind (`claim_unsent`), and `find_stuck` names orders that stopped moving
-with nothing in the outbox to move them.
+was left behind (`claim_unsent`), and `claim_stuck` takes orders that stopped moving
+with nothing in the outbox to move them (`find_stuck` only names them).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
 from order_engine.orders import TERMINAL
 from order_engine.records import Order, OutboxMessage, OutboxRow
 
-# find_stuck spells the terminal statuses out; this keeps it honest.
+# find_stuck and claim_stuck spell the terminal statuses out; this keeps them honest.
 assert {status.value for status in TERMINAL} == {"confirmed", "failed"}
 
 
@@ -67,7 +67,8 @@ class OutboxStore(StoreBase):
 
     @contextmanager
     def claim_unsent(self, *, older_than_seconds: float, limit: int = 100) -> Iterator[OutboxClaim]:
-        """Lock up to `limit` unsent rows older than the grace period, oldest first.
+        """Lock up to `limit` unsent rows older than the grace period, oldest first
+        among those claimed least often.
 
         Rows another relay holds are skipped (FOR UPDATE SKIP LOCKED), so concurrent
         relays never publish the same row twice. Each claimed row's `attempts` is
@@ -81,7 +82,9 @@ class OutboxStore(StoreBase):
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id IN ("
                 " SELECT id FROM outbox"
                 " WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => %s)"
-                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+                # Fewest attempts first: rows a queue keeps refusing sink behind fresh
+                # ones, so a hundred of them cannot fill every claim and starve the rest.
+                " ORDER BY attempts, id LIMIT %s FOR UPDATE SKIP LOCKED"
                 ") RETURNING *",
                 (older_than_seconds, limit),
             )
@@ -119,6 +122,33 @@ class OutboxStore(StoreBase):
         with self._reading() as cur:
             cur.execute("SELECT * FROM outbox WHERE order_id = %s ORDER BY id", (order_id,))
             return [OutboxRow.from_row(row) for row in cur.fetchall()]
+
+    @contextmanager
+    def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> Iterator[list[Order]]:
+        """Lock up to `limit` stuck orders (as `find_stuck` names them), oldest first, and
+        touch them (updated_at = now()): a re-driven order gets a new deadline.
+
+        Orders another sweeper holds are skipped (FOR UPDATE SKIP LOCKED), and a touched
+        order is not stuck again until the deadline has passed once more, so two
+        sweepers at once, or two sweeps in a row, re-drive each order once. If the block
+        raises (the re-send failed), the claim rolls back and the orders stay stuck for
+        the next sweep. The orders are yielded as they were before the touch.
+        """
+        with self._transaction() as cur:
+            cur.execute(
+                "WITH stuck AS ("
+                " SELECT o.* FROM orders o"
+                " WHERE o.status NOT IN ('confirmed', 'failed')"
+                " AND o.updated_at < now() - make_interval(secs => %s)"
+                " AND NOT EXISTS (SELECT 1 FROM outbox b"
+                "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)"
+                " ORDER BY o.updated_at LIMIT %s FOR UPDATE SKIP LOCKED"
+                ") UPDATE orders SET updated_at = now() FROM stuck"
+                " WHERE orders.id = stuck.id RETURNING stuck.*",
+                (older_than_seconds, limit),
+            )
+            stuck = [Order.from_row(row) for row in cur.fetchall()]
+            yield sorted(stuck, key=lambda order: order.updated_at)
 
     def find_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
         """Live orders untouched for longer than the deadline with no unsent outbox row:

@@ -6,8 +6,10 @@ Two things can strand an order, and both are caught here:
   send the same row twice at once;
 - a message lost for good (parked in a DLQ nobody replays, purged queue) leaves a
   non-terminal order with nothing in flight: its current step is sent again.
-Re-sending is always safe: a duplicate step message changes nothing (pipeline.py),
-so running the sweeper twice, or concurrently, changes nothing more.
+Re-sending is always safe: a duplicate step message changes nothing (pipeline.py).
+Both are claims (FOR UPDATE SKIP LOCKED), and a re-driven order is touched, so running
+the sweeper twice, or two at once, sends nothing more: each row is published once,
+each stuck order re-driven once per deadline.
 """
 
 from __future__ import annotations
@@ -65,17 +67,19 @@ class Sweeper:
                     return published
 
     def redrive_stuck(self) -> int:
-        stuck = self._store.find_stuck(older_than_seconds=self._stuck_after_seconds)
-        for order in stuck:
-            step = step_for(order.status)
-            if step is None:
-                continue
-            log.warning(
-                "order %s stuck in %s since %s: re-sending %s",
-                order.id,
-                order.status,
-                order.updated_at,
-                step,
-            )
-            self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
-        return len(stuck)
+        # Claimed, not just found: each stuck order is re-driven by one sweeper, once per
+        # deadline (the claim touches it), however many sweeps run or overlap.
+        with self._store.claim_stuck(older_than_seconds=self._stuck_after_seconds) as stuck:
+            for order in stuck:
+                step = step_for(order.status)
+                if step is None:
+                    continue
+                log.warning(
+                    "order %s stuck in %s since %s: re-sending %s",
+                    order.id,
+                    order.status,
+                    order.updated_at,
+                    step,
+                )
+                self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
+            return len(stuck)

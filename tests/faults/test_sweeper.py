@@ -1,0 +1,127 @@
+"""The sweeper: it publishes what a crash left in the outbox, re-drives orders that
+stopped moving, and running it again, or twice at once, changes nothing more.
+reliability.md B5 #18 (River's RescuesStuckJobs / CanRunMultipleTimes, Oban's lifeline).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from order_engine.messaging import Publisher
+from order_engine.orders import Status
+from tests.faults.harness import FaultStack
+
+
+def queued(stack: FaultStack, topic: str) -> int:
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.queue_urls[topic], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def sql(stack: FaultStack, query: str, *params: Any) -> None:
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(query, params)
+
+
+def place_unpublished(stack: FaultStack, monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
+    """Orders accepted while SQS refused every publish: their route rows wait unsent."""
+
+    def refuse(*args: Any, **kwargs: Any) -> list[int]:
+        raise EndpointConnectionError(endpoint_url="http://sqs.invalid")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Publisher, "publish", refuse)
+        return [stack.place() for _ in range(count)]
+
+
+def unsent(stack: FaultStack, order_id: str) -> list[str]:
+    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+
+
+def test_an_unsent_row_past_the_grace_period_is_published_and_a_younger_one_is_not(
+    stack: FaultStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, young = place_unpublished(stack, monkeypatch, 2)
+    sql(
+        stack,
+        "UPDATE outbox SET created_at = now() - interval '5 minutes' WHERE order_id = %s",
+        old,
+    )
+    sweeper = stack.new_sweeper(grace=60)
+
+    assert sweeper.relay_outbox() == 1
+
+    assert unsent(stack, old) == [] and unsent(stack, young) == ["route"]
+    assert queued(stack, "route") == 1
+    assert sweeper.relay_outbox() == 0  # twice: nothing more
+    assert queued(stack, "route") == 1
+    stack.check()
+
+
+def test_a_stuck_order_is_redriven_once_and_finishes(stack: FaultStack) -> None:
+    """Its build message was lost for good (a purged queue, a DLQ nobody replays):
+    nothing would ever move it again but the sweeper."""
+    stuck, moving = stack.place(), stack.place()
+    stack.deliver("route")
+    lost = stack.receive_all("build", 2)
+    for message in lost:  # lost: deleted without being handled
+        stack.sqs.delete_message(
+            QueueUrl=stack.queue_urls["build"], ReceiptHandle=message["ReceiptHandle"]
+        )
+    sql(stack, "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = %s", stuck)
+    sweeper = stack.new_sweeper(stuck=300)
+
+    assert sweeper.redrive_stuck() == 1
+    assert queued(stack, "build") == 1
+    # Twice: the order was just re-driven, its message is on its way; nothing more.
+    assert sweeper.sweep().redriven == 0
+    assert queued(stack, "build") == 1
+
+    stack.deliver("build")
+    order = stack.engine.store.get_order(moving)
+    assert order is not None and order.status is Status.ROUTING  # not stuck (yet): left alone
+    sql(stack, "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = %s", moving)
+    stack.check()  # now it is, and the sweeper re-drives it too
+
+
+def test_two_sweepers_at_once_publish_every_row_once_and_redrive_every_order_once(
+    stack: FaultStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpublished = place_unpublished(stack, monkeypatch, 12)
+    stuck = [stack.place() for _ in range(6)]
+    stack.deliver("route")  # the stuck ones (and only they) go to routing…
+    for message in stack.receive_all("build", len(stuck)):  # …and lose their build message
+        stack.sqs.delete_message(
+            QueueUrl=stack.queue_urls["build"], ReceiptHandle=message["ReceiptHandle"]
+        )
+    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    sql(
+        stack,
+        "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = ANY(%s::uuid[])",
+        stuck,
+    )
+    sweepers = [stack.new_sweeper(grace=60, stuck=300) for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=10)
+    reports: list[Any] = []
+
+    def sweep(index: int) -> None:
+        barrier.wait()
+        reports.append(sweepers[index].sweep())
+
+    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sum(r.published for r in reports) == len(unpublished)
+    assert sum(r.redriven for r in reports) == len(stuck)
+    assert queued(stack, "route") == len(unpublished)
+    assert queued(stack, "build") == len(stuck)
+    stack.check()
