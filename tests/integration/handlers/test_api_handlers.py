@@ -132,7 +132,7 @@ def test_bad_http_input_gets_a_clear_error_and_writes_nothing(
     assert row_counts(migrated_url) == before
 
 
-@pytest.mark.parametrize("key", ["", "k" * 201, "a\u0000b"])
+@pytest.mark.parametrize("key", ["", "k" * 201, "a\u0000b", "a\tb", "\x1b[31m", "a\x7fb", "a\x85b"])
 def test_a_bad_idempotency_key_is_refused(
     http: Client, migrated_url: str, auth: dict[str, str], key: str
 ) -> None:

@@ -63,6 +63,11 @@ def parse_order_id(raw: str, field: str = "orderId") -> str:
         raise ValidationError(f"{field} is not a valid order id", field=field) from None
 
 
+def _is_control(char: str) -> bool:
+    """C0 (NUL, tab, CR...), DEL and C1: never part of a key a client meant to send."""
+    return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
+
+
 class OrderService:
     def __init__(
         self,
@@ -96,10 +101,12 @@ class OrderService:
     def _place(self, caller: Caller, data: Any, idempotency_key: str | None) -> PlacedOrder:
         request = validate_order_request(data)
         if idempotency_key is not None and (
-            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or "\x00" in idempotency_key
+            not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
+            or any(_is_control(char) for char in idempotency_key)
         ):
             raise ValidationError(
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, "
+                "none of them a control character",
                 field="Idempotency-Key",
             )
         created = self._store.create_order(
