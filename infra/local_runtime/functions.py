@@ -88,7 +88,7 @@ def correlation_ids(event: Any, keys: Iterable[str]) -> list[str]:
         if isinstance(body, str) and body[:1] in "{[":
             try:
                 body = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested thousands deep
                 continue
         places.append(body)
         if isinstance(body, dict):

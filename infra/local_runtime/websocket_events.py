@@ -144,7 +144,7 @@ def select_route(expression: str, data: str | bytes, routes: Sequence[str]) -> s
     if expression.startswith("$request.body.") and isinstance(data, str):
         try:
             key = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested thousands deep
             key = None
         for part in expression.removeprefix("$request.body.").split("."):
             key = key.get(part) if isinstance(key, dict) else None

@@ -8,8 +8,9 @@
   handler makes the client receive API Gateway's {"message": "Internal server error"}.
 - $disconnect fires exactly once per connection, however it ends, after the messages
   already received have been handled.
-- Messages over 128 KB close the connection with 1009; connections idle longer than the
-  idle timeout are closed with 1001; shutdown closes all with 1001 (going away).
+- Messages over 128 KB close the connection with 1009, and a binary frame with 1003 (API
+  Gateway takes text frames only); connections idle longer than the idle timeout are
+  closed with 1001; shutdown closes all with 1001 (going away).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 128 * 1024
 GOING_AWAY = 1001
 MESSAGE_TOO_BIG = 1009
+# "API Gateway WebSocket APIs don't currently support binary frames in incoming message
+# payloads. If a client app sends a binary frame, API Gateway rejects it and disconnects
+# the client with code 1003." (developer guide, "Binary media types for WebSocket APIs")
+UNSUPPORTED_DATA = 1003
 
 
 def _connect_verdict(result: InvocationResult) -> tuple[int, str | None]:
@@ -158,11 +163,11 @@ class WebSocketGateway:
                 return
             if message["type"] != "websocket.receive":
                 continue
-            data: str | bytes = (
-                message["text"] if message.get("text") is not None else message.get("bytes") or b""
-            )
-            size = len(data.encode()) if isinstance(data, str) else len(data)
-            if size > MAX_MESSAGE_BYTES:
+            data = message.get("text")
+            if data is None:  # a binary frame
+                await connection.close(UNSUPPORTED_DATA, "Binary frames are not supported")
+                return
+            if len(data.encode()) > MAX_MESSAGE_BYTES:
                 await connection.close(MESSAGE_TOO_BIG, "Message too big")
                 return
             connection.touch()
@@ -170,20 +175,27 @@ class WebSocketGateway:
 
     async def _dispatch(self, connection: Connection) -> None:
         while (data := await connection.inbox.get()) is not None:
-            route = select_route(self.spec.route_selection_expression, data, list(self.routes))
-            if route is None:
-                await self._error_to_client(connection, "Forbidden")
-                continue
-            event = message_event(self.api, connection.client, route, data)
-            result = await self.routes[route].invoke_async(event)
-            if not result.succeeded:
-                await self._error_to_client(
-                    connection, "Internal server error", event["requestContext"]["requestId"]
-                )
-                continue
-            body = result.value.get("body") if isinstance(result.value, dict) else None
-            if body is not None:
-                await connection.send_data(body if isinstance(body, str) else json.dumps(body))
+            try:
+                await self._handle(connection, data)
+            except Exception:  # a bug of ours: say so, and keep serving the connection
+                log.exception("handling a message of connection %s", connection.id)
+                await self._error_to_client(connection, "Internal server error")
+
+    async def _handle(self, connection: Connection, data: str | bytes) -> None:
+        route = select_route(self.spec.route_selection_expression, data, list(self.routes))
+        if route is None:
+            await self._error_to_client(connection, "Forbidden")
+            return
+        event = message_event(self.api, connection.client, route, data)
+        result = await self.routes[route].invoke_async(event)
+        if not result.succeeded:
+            await self._error_to_client(
+                connection, "Internal server error", event["requestContext"]["requestId"]
+            )
+            return
+        body = result.value.get("body") if isinstance(result.value, dict) else None
+        if body is not None:
+            await connection.send_data(body if isinstance(body, str) else json.dumps(body))
 
     async def _error_to_client(
         self, connection: Connection, message: str, request_id: str = ""

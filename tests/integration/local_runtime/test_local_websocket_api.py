@@ -124,6 +124,27 @@ def test_a_message_over_128_kb_closes_the_connection_with_1009(
     assert (gone["code"], gone["reason"]) == (1009, "Message too big")
 
 
+@pytest.mark.parametrize("data", [b'{"action": "shout", "text": "hi"}', bytes(range(256))])
+def test_a_binary_frame_closes_the_connection_with_1003_as_on_aws(
+    runtime: LocalRuntime, records: Records, data: bytes
+) -> None:
+    with client(runtime) as ws:
+        connection_id = echo(ws, "before")["connectionId"]
+        ws.send(data)
+        assert closed_code(ws) == 1003
+    (gone,) = disconnects(records, connection_id)
+    assert gone["code"] == 1003
+
+
+def test_json_too_deep_to_select_a_route_goes_to_default_and_the_socket_lives_on(
+    runtime: LocalRuntime,
+) -> None:
+    deep = '{"action": "shout", "orderId": "o-1", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    with client(runtime) as ws:
+        assert echo(ws, deep)["echo"] == deep
+        assert echo(ws, "after")["echo"] == "after"
+
+
 def test_a_message_of_exactly_128_kb_is_accepted(runtime: LocalRuntime) -> None:
     with client(runtime) as ws:
         payload = json.dumps({"action": "shout", "text": "y" * (128 * 1024 - 40)})

@@ -151,6 +151,10 @@ def test_correlation_ids_come_from_configured_keys_in_bodies() -> None:
     assert correlation_ids({"body": '{"orderId": "o-3"}'}, ["orderId"]) == ["o-3"]
     assert correlation_ids({"pathParameters": {"orderId": "o-4"}}, ["orderId"]) == ["o-4"]
     assert correlation_ids({"body": '{"orderId": "o-3"}'}, []) == []
+    deep = "[" * 5000 + "]" * 5000  # too deep for json.loads: no id, and no RecursionError
+    assert correlation_ids({"body": deep, "pathParameters": {"orderId": "o-5"}}, ["orderId"]) == [
+        "o-5"
+    ]
 
 
 def test_a_chalice_app_invoked_on_many_threads_sees_each_threads_own_request(

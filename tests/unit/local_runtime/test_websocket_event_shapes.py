@@ -68,6 +68,8 @@ def test_route_selection_uses_the_expression_and_falls_back_to_default() -> None
     assert select_route(expression, '{"action": "unknown"}', routes) == "$default"
     assert select_route(expression, "not json", routes) == "$default"
     assert select_route(expression, b"\x00", routes) == "$default"
+    deep = '{"action": "subscribe", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    assert select_route(expression, deep, routes) == "$default"  # no RecursionError
     assert (
         select_route("${request.body.meta.kind}", '{"meta": {"kind": "subscribe"}}', routes)
         == "subscribe"
