@@ -138,3 +138,14 @@ def stack(
     _fault_stack.use_new_queues()
     yield _fault_stack
     reset_engine()
+
+
+@pytest.fixture
+def scratch_database_url(database_url: str) -> Iterator[str]:
+    """A migrated database of this test's own on the session's server, which it may
+    break (rename tables, kill connections) without touching anyone else's."""
+    url = create_database(database_url, "order_engine_scratch")
+    try:
+        yield url
+    finally:
+        drop_database(url)

@@ -1,0 +1,166 @@
+"""PostgreSQL breaks under load: records fail and come back, nothing is lost, and the
+orders complete once it is back. reliability.md B4 (Oban's resiliency tests), B5 #7.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import order_engine.store
+from order_engine.migrate import migrate
+from tests.faults.harness import FaultStack, OwnedPostgres
+
+
+def execute(url: str, query: str) -> list[Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(query)
+        return cursor.fetchall() if cursor.description else []
+
+
+class Load:
+    """Orders placed over HTTP and the queues delivered, on threads, until stopped:
+    what a stack under load does while the database goes away."""
+
+    def __init__(self, stack: FaultStack, *, placers: int = 1) -> None:
+        self.stack = stack
+        self.answers: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._deliver)]
+        self._threads += [threading.Thread(target=self._place) for _ in range(placers)]
+
+    def _guard(self, work: Callable[[], object]) -> None:
+        while not self._stop.is_set():
+            try:
+                work()
+            except Exception as exc:  # a failed invocation; the next one runs
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.05)
+
+    def _deliver(self) -> None:
+        sweeper = self.stack.new_sweeper()
+
+        def cycle() -> None:
+            self.stack.drain_once()
+            sweeper.sweep()
+
+        self._guard(cycle)
+
+    def _place(self) -> None:
+        def one() -> None:
+            status, body = self.stack.post()
+            self.answers.append(status)
+            if status == 202:
+                self.stack.accepted.append(str(body["orderId"]))
+            time.sleep(0.02)
+
+        self._guard(one)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in self._threads)
+
+
+def test_the_orders_table_mangled_mid_run_fails_records_and_loses_nothing(
+    stack: FaultStack, scratch_database_url: str
+) -> None:
+    """Oban's trick: the table goes away while steps are in flight (every record of
+    the batch fails and comes back), then returns; nothing was half-done."""
+    url = scratch_database_url
+    with stack.use_database(url):
+        orders = [stack.place() for _ in range(6)]
+        stack.deliver("route")
+        execute(url, "ALTER TABLE orders RENAME TO orders_mangled")
+        try:
+            for _ in range(3):  # fewer receives than maxReceiveCount: none is parked
+                messages = stack.receive_all("build", len(orders))
+                answer = stack.deliver("build", messages)
+                assert len(answer["batchItemFailures"]) == len(orders)
+                stack.release("build", messages)  # back at once, as after the timeout
+            rows = execute(url, "SELECT DISTINCT status FROM orders_mangled")
+            assert rows == [("routing",)]
+        finally:
+            execute(url, "ALTER TABLE orders_mangled RENAME TO orders")
+
+        report = stack.check()
+        assert report.statuses["confirmed"] + report.statuses["failed"] == len(orders)
+        assert report.retries >= 3 * len(orders)
+
+
+def test_connections_killed_again_and_again_under_load_lose_nothing(
+    stack: FaultStack, scratch_database_url: str
+) -> None:
+    url = scratch_database_url
+    kill = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with stack.use_database(url):
+        for _ in range(4):
+            stack.place()
+        with Load(stack) as load:
+            for _ in range(8):
+                time.sleep(0.15)
+                execute(url, kill)
+        assert set(load.answers) <= {202, 503}, load.answers  # never a 500
+        stack.check(every_order_in_database=True)
+
+
+def test_postgres_crashed_and_restarted_under_load_loses_nothing(
+    stack: FaultStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server of the test's own is stopped at once (no checkpoint: crash recovery at
+    the next start) while orders are placed and stepped, one of them caught inside
+    its transaction, then started again."""
+    server = OwnedPostgres(tmp_path / "pgdata")
+    inside, crashed = threading.Event(), threading.Event()
+    write_outbox = order_engine.store.write_outbox
+
+    def caught_in_the_crash(cur: Any, order_id: str, messages: Any) -> Any:
+        messages = list(messages)
+        is_a_step = any(message.topic != "route" for message in messages)  # not a POST
+        if is_a_step and not inside.is_set():
+            inside.set()
+            crashed.wait(10)
+        return write_outbox(cur, order_id, messages)
+
+    try:
+        migrate(server.url)
+        with stack.use_database(server.url):
+            for _ in range(6):
+                stack.place()
+            monkeypatch.setattr(order_engine.store, "write_outbox", caught_in_the_crash)
+            with Load(stack, placers=2) as load:
+                assert inside.wait(10)
+                server.crash()
+                crashed.set()
+                time.sleep(1.0)
+                server.start()
+                time.sleep(0.5)
+            assert set(load.answers) <= {202, 503}, load.answers  # never a 500
+            report = stack.check(every_order_in_database=True)
+            assert report.orders >= 6
+            # The transaction caught in the crash failed its record, which came back.
+            assert any(d.result == "error" for d in stack.log.deliveries), report.summary()
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pool(caplog: pytest.LogCaptureFixture) -> None:
+    # The pool logs every failed reconnection while the server is down: expected here.
+    caplog.set_level("CRITICAL", logger="psycopg.pool")
