@@ -467,12 +467,16 @@ class Checker:
 
 
 def _order_id(letter: DeadLetter) -> str | None:
-    """The order a dead letter is about; None for a poison body (never processable)."""
-    decode = decode_notify_message if letter.queue.endswith("notify-dlq") else decode_step_message
+    """The order a dead letter is about; None for a poison body (never processable:
+    not an envelope, or a step message parked from another step's queue)."""
+    topic = letter.queue.removesuffix("-dlq").rsplit("-", 1)[-1]
     try:
-        return decode(letter.body).order_id
+        if topic == "notify":
+            return decode_notify_message(letter.body).order_id
+        message = decode_step_message(letter.body)
     except PoisonMessage:
         return None
+    return message.order_id if message.step.value == topic else None
 
 
 def _is_uuid(value: str) -> bool:
