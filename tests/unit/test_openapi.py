@@ -131,10 +131,10 @@ def properties(node: dict[str, Any]) -> set[str]:
 
 
 @cache
-def api_module() -> ModuleType:
-    """functions/api.py as Lambda imports it (by file, no sys.path changes)."""
+def functions_module(name: str) -> ModuleType:
+    """functions/<name>.py as Lambda imports it (by file, no sys.path changes)."""
     spec = importlib.util.spec_from_file_location(
-        "_openapi_test_functions_api", ROOT / "functions" / "api.py"
+        f"_openapi_test_functions_{name}", ROOT / "functions" / f"{name}.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -142,9 +142,25 @@ def api_module() -> ModuleType:
     return module
 
 
+def api_module() -> ModuleType:
+    return functions_module("api")
+
+
+# The Chalice apps behind the HTTP API: the API itself, and the dashboard's page.
+HTTP_APPS = ("api", "dashboard")
+
+
+def route_entries() -> dict[tuple[str, str], Any]:
+    return {
+        (path, method): entry
+        for name in HTTP_APPS
+        for path, entries in functions_module(name).app.routes.items()
+        for method, entry in entries.items()
+    }
+
+
 def chalice_routes() -> set[tuple[str, str]]:
-    routes = api_module().app.routes
-    return {(path, method) for path, entries in routes.items() for method in entries}
+    return set(route_entries())
 
 
 # --- routes and validity -------------------------------------------------------------
@@ -156,11 +172,11 @@ def test_every_chalice_route_is_documented_and_every_documented_operation_is_a_r
 
 
 def test_path_parameters_are_named_as_the_handler_arguments() -> None:
-    routes = api_module().app.routes
+    routes = route_entries()
     for path, method, op in operations():
         in_path = {p["name"] for p in map(resolve, op.get("parameters", [])) if p["in"] == "path"}
         assert in_path == set(re.findall(r"\{(\w+)\}", path)), f"{method} {path}"
-        assert in_path == set(routes[path][method].view_args), f"{method} {path}"
+        assert in_path == set(routes[path, method].view_args), f"{method} {path}"
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -584,6 +600,24 @@ def test_a_rate_limited_key_answers_as_documented(http: Client, store: FakeStore
         "message": body["error"]["message"],
         "retryAfter": retry_after,
     }
+
+
+def test_the_dashboard_answers_with_its_page_as_documented() -> None:
+    with Client(functions_module("dashboard").app) as client:
+        response = client.http.get("/")
+        assert response.status_code == 200
+        documented = operation("/", "GET")["responses"]
+        (media_type,) = documented["200"]["content"]
+        assert response.headers["Content-Type"].split(";")[0] == media_type == "text/html"
+        assert response.body.decode().startswith("<!doctype html>")
+        # Chalice's own 415 applies to every route, this one included.
+        refused = client.http.get("/", headers={"Content-Type": "text/plain"})
+        assert refused.status_code == 415 and "415" in documented
+        assert_valid(
+            json.loads(refused.body),
+            resolve(documented["415"])["content"]["application/json"]["schema"],
+            "GET / 415",
+        )
 
 
 def test_health_answers_as_documented(http: Client, store: FakeStore) -> None:

@@ -280,10 +280,18 @@ def test_importing_the_handlers_needs_no_environment_variables() -> None:
     assert result.returncode == 0, result.stderr
 
 
+# The Chalice apps behind the HTTP API: the API itself, and the dashboard's page.
+HTTP_APPS = ("api", "dashboard")
+
+
 @cache
-def chalice_routes() -> set[tuple[str, str]]:
-    app = handler_module("api").app
+def app_routes(module_name: str) -> set[tuple[str, str]]:
+    app = handler_module(module_name).app
     return {(path, method) for path, entries in app.routes.items() for method in entries}
+
+
+def chalice_routes() -> set[tuple[str, str]]:
+    return set().union(*(app_routes(module_name) for module_name in HTTP_APPS))
 
 
 def test_every_api_event_is_a_chalice_route_and_every_route_has_an_api_event(
@@ -292,10 +300,24 @@ def test_every_api_event_is_a_chalice_route_and_every_route_has_an_api_event(
     events_by_route: set[tuple[str, str]] = set()
     for name, props in functions(template).items():
         for event in events(props, "Api"):
-            assert props["Handler"] == "api.app", f"{name}: Api events belong to api.app"
+            module_name, _, attribute = props["Handler"].rpartition(".")
+            assert module_name in HTTP_APPS and attribute == "app", (
+                f"{name}: Api events belong to one of {[f'{m}.app' for m in HTTP_APPS]}"
+            )
             assert ref_target(event.get("RestApiId")) == "RestApi", name
-            events_by_route.add((event["Path"], event["Method"].upper()))
+            route = (event["Path"], event["Method"].upper())
+            assert route in app_routes(module_name), f"{name}: {route} is not a route of its app"
+            events_by_route.add(route)
     assert events_by_route == chalice_routes()
+
+
+def test_the_dashboard_is_one_page_at_the_root_and_needs_no_permissions(
+    template: dict[str, Any],
+) -> None:
+    dashboard = functions(template)[by_handler(template)["dashboard.app"]]
+    assert "Policies" not in dashboard  # it only answers with its page
+    assert [(e["Path"], e["Method"]) for e in events(dashboard, "Api")] == [("/", "GET")]
+    assert app_routes("dashboard") == {("/", "GET")}
 
 
 # --- queues ---------------------------------------------------------------------------
