@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -21,8 +22,10 @@ from tests.faults.harness import (
     VISIBILITY_SECONDS,
     DeliveryLog,
     FaultStack,
+    UpProcess,
     create_database,
     drop_database,
+    new_api_key,
 )
 from tests.faults.seeds import reproduce_hint, run_seed
 from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
@@ -149,3 +152,24 @@ def scratch_database_url(database_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture
+def up(scratch_database_url: str, tmp_path: Path) -> Iterator[Callable[..., UpProcess]]:
+    """Makes `order-engine up` subprocesses on a database of the test's own and a moto
+    server that outlives them; whatever still runs at the end is stopped."""
+    with moto_server() as sqs_url:
+        started: list[UpProcess] = []
+        key = new_api_key(scratch_database_url)
+
+        def make(**env: str) -> UpProcess:
+            process = UpProcess(scratch_database_url, sqs_url, tmp_path, key, env=env)
+            started.append(process)
+            return process
+
+        try:
+            yield make
+        finally:
+            for process in started:
+                if process.process is not None:
+                    process.interrupt()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import boto3
 import psycopg
 import pytest
 from chalice.test import Client
@@ -448,6 +449,7 @@ class UpProcess:
             str(workdir / "dev-api-key"),
         ]
         self.env = {**os.environ, **FAKE_CREDENTIALS, **(env or {})}
+        self.database_url, self.sqs_url = database_url, sqs_url
         self.log = workdir / "up.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.client = OrderClient(f"http://127.0.0.1:{self.http_port}", timeout=5, api_key=api_key)
@@ -480,6 +482,19 @@ class UpProcess:
             return self.process.returncode
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=60)
+
+    def checker(self, seed: int | None = None) -> Checker:
+        """A checker of this stack's database and dead-letter queues (stack `local`)."""
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.sqs_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        urls = sqs.list_queues(QueueNamePrefix="local-").get("QueueUrls", [])
+        dlqs = {url.rsplit("/", 1)[-1]: url for url in urls if url.endswith("-dlq")}
+        return Checker(self.database_url, sqs=sqs, dlq_urls=dlqs, seed=seed)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

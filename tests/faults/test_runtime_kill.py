@@ -1,0 +1,62 @@
+"""`order-engine up` killed with SIGKILL under load, then started again: every order,
+acknowledged or not, ends. No handler ran at the kill: messages in flight come back
+after their visibility timeout, transactions in flight rolled back, and the sweeper
+re-drives what is stuck and publishes what was left in the outbox.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from order_engine_cli.client import TERMINAL, ApiError
+from tests.faults.harness import ORDER, UpProcess
+
+
+def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id::text, status FROM orders WHERE id = ANY(%s::uuid[])", (order_ids,)
+        ).fetchall()
+    return dict(rows)
+
+
+def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
+    up: Callable[..., UpProcess], fault_seed: int
+) -> None:
+    # Short deadlines, so the restarted sweeper (every second at --schedule-speed 60)
+    # re-drives the orders whose messages the killed process held (60 s visibility).
+    stack = up(ORDER_STUCK_AFTER_SECONDS="3", OUTBOX_GRACE_SECONDS="1")
+    stack.start()
+    accepted: list[str] = []
+
+    def load() -> None:  # an order every 50 ms until the stack stops answering
+        while len(accepted) < 60:
+            try:
+                accepted.append(stack.client.place(ORDER)["orderId"])
+            except (OSError, ApiError):
+                return
+            time.sleep(0.05)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(random.Random(fault_seed).uniform(1.0, 2.5))  # the seed picks the moment
+    assert stack.kill() == -9
+    loader.join(timeout=30)
+    before = statuses(stack.database_url, accepted)
+    in_flight = [oid for oid, status in before.items() if status not in TERMINAL]
+    assert len(accepted) >= 5 and in_flight, (len(accepted), before)
+
+    stack.start()
+    checker = stack.checker(fault_seed)
+    unfinished = checker.settle(accepted, timeout=60)
+    report = checker.check(accepted, every_order_in_database=True)
+    print(f"{len(in_flight)} of {len(accepted)} accepted orders were in flight at the kill")
+    print(report.summary())
+    report.assert_ok()
+    assert not unfinished
+    assert stack.interrupt() == 0, stack.tail()
