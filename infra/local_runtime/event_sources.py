@@ -24,9 +24,6 @@ def start_pollers(
     """One started poller per enabled SQS event of every function."""
     by_arn = {queue.arn: queue for queue in queues.values()}
 
-    def client_factory() -> Any:
-        return sqs.client(region, max_attempts=2)  # one client per poller thread
-
     pollers = []
     for logical_id, function in functions.items():
         for mapping in function.spec.sqs_events:
@@ -38,6 +35,13 @@ def start_pollers(
                     f"{logical_id}: event {mapping.name} polls {mapping.queue_arn}, "
                     "which is not a queue of this template"
                 )
+            # One client per poller, shared by its receive loop and the threads of its
+            # running batches (each deletes what succeeded): a connection for each.
+            connections = mapping.maximum_concurrency + 1
+
+            def client_factory(connections: int = connections) -> Any:
+                return sqs.client(region, max_attempts=2, max_connections=connections)
+
             poller = SqsPoller(
                 function, mapping, queue, client_factory, region=region, wait_seconds=wait_seconds
             )

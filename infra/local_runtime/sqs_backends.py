@@ -40,12 +40,19 @@ class SqsTarget:
     emulated: bool  # True: dummy credentials are fine
     kind: str
 
-    def client(self, region: str, *, max_attempts: int | None = None) -> Any:
+    def client(
+        self, region: str, *, max_attempts: int | None = None, max_connections: int | None = None
+    ) -> Any:
         """A boto3 SQS client; `max_attempts` caps botocore's retries (pollers retry
-        themselves, and must notice a stopped server quickly)."""
-        config = None
+        themselves, and must notice a stopped server quickly); `max_connections` is how
+        many threads may use it at once without a new TCP connection each (botocore
+        keeps 10 and drops the rest after use)."""
+        options: dict[str, Any] = {}
         if max_attempts:
-            config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
+            options["retries"] = {"mode": "standard", "total_max_attempts": max_attempts}
+        if max_connections:
+            options["max_pool_connections"] = max(10, max_connections)
+        config = Config(**options) if options else None
         if self.kind == "localstack" and self.endpoint_url:
             # localstack-client keeps LocalStack's endpoint and test credentials in one place.
             host = self.endpoint_url.split("://", 1)[1]
