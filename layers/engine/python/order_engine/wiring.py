@@ -27,7 +27,13 @@ from order_engine.store import PostgresLedger, Store
 from order_engine.sweeper import Sweeper
 
 # Fail fast and let SQS redelivery or the sweeper retry, rather than hang a handler.
-_CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+# One client serves every thread of the process: the records of a batch run at once
+# (consumers.py), and in the local runtime all functions share the process. botocore
+# keeps 10 connections and opens, then drops, a new one for each caller beyond that (a
+# TCP handshake on both sides, per call); kept connections cost nothing until used.
+_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}, max_pool_connections=100
+)
 
 
 @dataclass
