@@ -1,15 +1,22 @@
-"""SQS batch handling: one record at a time, and a partial batch response.
+"""SQS batch handling: each record on its own, and a partial batch response.
 
 Powertools' BatchProcessor runs each record and answers
 `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}` with only the ids of
 this batch whose record raised, which Lambda (ReportBatchItemFailures) and the local
 runtime then return to the queue while deleting the rest.
+
+The records of one batch run at the same time, each on a thread: a step mostly waits
+(both venues' quotes, ~0.2 s; a confirmation, 2-3 s after submission), and in series
+the tenth record of a batch would wait out the nine before it. They are independent:
+different orders, or a duplicate of one, which the conditional transition settles as
+it does between two Lambda containers; a standard queue promises no order among them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,10 +37,27 @@ from order_engine.wiring import Engine
 log = logging.getLogger(__name__)
 
 
-def _processor() -> BatchProcessor:
+# A batch has at most 10 records (SQS's receive limit) unless a batching window
+# gathers more; past this, records wait for a thread.
+MAX_RECORD_THREADS = 10
+
+
+class ConcurrentBatchProcessor(BatchProcessor):
+    """Powertools' BatchProcessor with the records of a batch run at once. Its success
+    and failure bookkeeping appends to lists, which is safe from several threads."""
+
+    def process(self) -> list[tuple[Any, ...]]:
+        if len(self.records) <= 1:
+            return super().process()
+        workers = min(len(self.records), MAX_RECORD_THREADS)
+        with ThreadPoolExecutor(workers, thread_name_prefix="sqs-record") as pool:
+            return list(pool.map(self._process_record, self.records))
+
+
+def batch_processor() -> BatchProcessor:
     # A fully failed batch is still answered with its list, rather than raised: the
     # effect is the same (everything returns to the queue) and the log says why.
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return ConcurrentBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +75,7 @@ def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict
                 raise
             log.info("step %s: %s", step, result)
 
-    return dict(process_partial_response(event, record_handler, _processor()))
+    return dict(process_partial_response(event, record_handler, batch_processor()))
 
 
 def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +87,7 @@ def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]
                 engine.store.subscribe(message.subscribe_connection_id, message.order_id)
             engine.notifier.deliver(message.order_id)
 
-    return dict(process_partial_response(event, record_handler, _processor()))
+    return dict(process_partial_response(event, record_handler, batch_processor()))
 
 
 @contextmanager
