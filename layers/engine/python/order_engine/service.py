@@ -41,18 +41,18 @@ class PlacedOrder:
 
 
 def first_messages(order_id: str) -> list[OutboxMessage]:
-    """The outbox rows a new order is born with: its first step, and its first event."""
+    """The outbox rows a new order is born with: its first step only.
+
+    Its first event needs no notify message: nobody can be subscribed to an order
+    before it exists (both ways to subscribe check that it does), and every
+    subscription starts with a snapshot holding the events so far. Such a message
+    would cost a send, a receive, a delete and a notifier pass, and find no one."""
     return [
         OutboxMessage(
             topic=Step.ROUTE.value,
             payload=StepMessage(order_id, Step.ROUTE).to_payload(),
             dedupe_key=f"{order_id}:{Step.ROUTE.value}",
-        ),
-        OutboxMessage(
-            topic=NOTIFY_TOPIC,
-            payload=NotifyMessage(order_id).to_payload(),
-            dedupe_key=f"{order_id}:{NOTIFY_TOPIC}:pending",
-        ),
+        )
     ]
 
 
