@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
+MAX_DB_POOL = 40
 EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
 
 
@@ -54,6 +56,20 @@ def _describe_key(dev_key: DevKey | None) -> str:
     return f"{dev_key.key}\n               ({made}account local-dev, saved in {path})"
 
 
+def _pool_env(concurrency: int) -> dict[str, str]:
+    """DB_POOL_MAX for this process, unless the environment sets it.
+
+    On Lambda a container runs one batch at a time, whose records the engine's default
+    pool (4) serves. Here every function's invocations share one process and one
+    pool: up to `concurrency` batches per queue, each running its records at once. They
+    hold a connection only for their queries (never while a venue answers), so twice the
+    concurrency serves them; capped, since the embedded PostgreSQL allows 100 in all and
+    other local processes share it."""
+    if os.environ.get("DB_POOL_MAX"):
+        return {}
+    return {"DB_POOL_MAX": str(min(MAX_DB_POOL, 2 * concurrency))}
+
+
 @click.command()
 @click.option(
     "--sqs",
@@ -81,7 +97,8 @@ def _describe_key(dev_key: DevKey | None) -> str:
     default=10,
     show_default=True,
     type=click.IntRange(2, 1000),
-    help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency).",
+    help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency); the "
+    "database pool follows (DB_POOL_MAX: twice this, at most 40, unless set).",
 )
 @click.option(
     "--schedule-speed",
@@ -140,6 +157,7 @@ def up(
                 "DexLatencyScale": latency_scale,
                 "MaximumConcurrency": str(concurrency),
             },
+            extra_env=_pool_env(concurrency),
             correlation_keys=("orderId",),
             reload=reload,
             schedule_speed=schedule_speed,
