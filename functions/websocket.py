@@ -11,10 +11,14 @@ $default             {"action": "subscribe", "orderId": …} | {"action": "execu
                      | {"action": "ping"}; anything else gets an error message, and the
                      connection stays open;
 $disconnect          forgets the connection and its subscriptions.
+
+A client may close its socket before its answer is sent (a tab closed mid-request):
+the answer then has nowhere to go, and that is not a failure of the function.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from chalice import Chalice, Response
@@ -22,8 +26,11 @@ from chalice.app import WebsocketEvent
 
 from order_engine.accounts import bearer_token
 from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
+from order_engine.notify import ConnectionGone
 from order_engine.order_request import parse_json
 from order_engine.wiring import engine
+
+log = logging.getLogger(__name__)
 
 app = Chalice(app_name="order-engine-websocket")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -51,13 +58,20 @@ def connect(event: WebsocketEvent) -> Response | None:
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
     try:
-        reply = _dispatch(event.connection_id, event.body)
+        _answer(event.connection_id, event.body)
+    except ConnectionGone:  # an order it placed goes on; its statuses stay readable
+        log.info("connection %s closed before its answer", event.connection_id)
+
+
+def _answer(connection_id: str, body: str) -> None:
+    try:
+        reply = _dispatch(connection_id, body)
     except RequestError as exc:
         reply = {"type": "error", "error": exc.to_dict()}
     except OrderEngineError as exc:
         reply = {"type": "error", "error": {"code": exc.code, "message": str(exc)}}
     if reply is not None:
-        engine().sender.send(event.connection_id, reply)
+        engine().sender.send(connection_id, reply)
 
 
 @app.on_ws_disconnect()

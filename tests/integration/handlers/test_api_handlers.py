@@ -251,6 +251,24 @@ def test_execute_on_the_socket_places_the_order_and_streams_it(fresh: Stack) -> 
     assert fresh.management.messages(connection)[-1]["status"] == "confirmed"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"action": "ping"}, {"action": "teleport"}, {"action": "execute", "order": ORDER}],
+    ids=["ping", "a bad message", "execute"],
+)
+def test_a_client_gone_before_its_answer_does_not_fail_the_function(
+    fresh: Stack, body: dict[str, Any]
+) -> None:
+    connection = new_connection_id()
+    fresh.websocket.connect(ws_connect_event(connection, {"apiKey": fresh.api_key}), None)
+    fresh.management.gone.add(connection)  # closed while its message was on the way
+
+    answer = fresh.websocket.message(ws_message_event(connection, body), None)
+
+    assert answer["statusCode"] == 200
+    assert fresh.management.messages(connection) == []
+
+
 def test_ping_gets_pong(fresh: Stack) -> None:
     connection = new_connection_id()
     fresh.websocket.message(ws_message_event(connection, {"action": "ping"}), None)
