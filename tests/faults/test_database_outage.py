@@ -120,6 +120,43 @@ def test_connections_killed_again_and_again_under_load_lose_nothing(
         stack.check(every_order_in_database=True)
 
 
+def test_after_every_idle_connection_was_killed_the_next_request_gets_a_new_one_at_once(
+    stack: FaultStack, scratch_database_url: str
+) -> None:
+    """A restart, a failover or a proxy drops every idle connection at once. The pool
+    checks a connection before handing it out; the next request must not meet the dead
+    ones one by one, with the pool's back-off (1 s, 2 s…) in between, until its 3 s
+    run out and it answers 503 although the database is up."""
+    url = scratch_database_url
+    with stack.use_database(url):
+        order_id = stack.place()
+        store = stack.engine.store
+        barrier = threading.Barrier(6, timeout=10)
+
+        def busy() -> None:  # six connections at once: the pool grows to six
+            with store._transaction() as cur:
+                barrier.wait()
+                cur.execute("SELECT 1")
+
+        threads = [threading.Thread(target=busy) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert store._pool.get_stats()["pool_available"] >= 4
+        execute(
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+
+        started = time.monotonic()
+        status, body = stack.post()
+        assert status == 202, body
+        assert time.monotonic() - started < 1.0
+        stack.check([order_id, str(body["orderId"])])
+
+
 def test_postgres_crashed_and_restarted_under_load_loses_nothing(
     stack: FaultStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

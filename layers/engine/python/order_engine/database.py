@@ -2,7 +2,8 @@
 
 - A pool is opened once and reused: a Lambda container keeps it across invocations.
   Each checkout runs a check, so connections killed by a database restart (or by
-  RDS Proxy) are replaced instead of failing the next query.
+  RDS Proxy) are replaced instead of failing the next query; the first broken one
+  found has every idle one checked at once (see `_check_connection`).
 - Connections are in autocommit mode; every unit of work that writes runs in an explicit
   `transaction()` block, so what commits together is visible in the code.
 - Any psycopg.OperationalError (refused, reset, restarting, pool timeout) becomes an
@@ -76,13 +77,28 @@ class StoreBase:
             timeout=timeout,
             # connect_timeout bounds each attempt to reach a server that is down.
             kwargs={"autocommit": True, "connect_timeout": 2},
-            check=ConnectionPool.check_connection,
+            check=self._check_connection,
             name="order-engine",
             open=False,
         )
         # Without waiting: a database that is down at cold start must not crash the
         # container; the first call will raise InfrastructureError instead.
         self._pool.open(wait=False)
+
+    def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check before it hands a connection out.
+
+        A broken connection is seldom alone: a restarted server, a failover, a proxy
+        dropping idle connections break them all. So every idle one is tested at once
+        and the broken ones replaced; otherwise the caller meets them one by one, with
+        the pool's back-off (1 s, then 2 s) in between, until its timeout runs out and
+        it answers 503 while the database is up again.
+        """
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            self._pool.check()
+            raise
 
     def close(self) -> None:
         self._pool.close()
