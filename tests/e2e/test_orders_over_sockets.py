@@ -7,56 +7,40 @@ import json
 import time
 from typing import Any
 
-import boto3
 import pytest
 import websockets
 
 from local_runtime.runtime import LocalRuntime
-from order_engine_cli.client import ApiError, OrderClient, StatusStream, authorization, follow
-
-HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
-# Wide tolerance: these tests are about delivery, not about simulated slippage.
-ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 500}
-
-
-async def statuses_of(
-    ws_url: str, api_key: str | None, timeout: float = 30
-) -> list[dict[str, Any]]:
-    async def collect() -> list[dict[str, Any]]:
-        return [event async for event in follow(ws_url, api_key=api_key)]
-
-    return await asyncio.wait_for(collect(), timeout)
+from order_engine_cli.client import ApiError, OrderClient, authorization
+from tests.support.stack import (
+    HAPPY,
+    ORDER,
+    closed_connection_id,
+    execute_on_socket,
+    follow_posted_order,
+    handshake_status,
+    management_client,
+    place_and_follow_many,
+    statuses_of,
+    wait_for_dead_letter,
+)
 
 
 def test_a_posted_order_is_followed_through_every_state_with_seq_rising(
     client: OrderClient,
 ) -> None:
-    placed = client.place(ORDER)
-    events = asyncio.run(statuses_of(placed["wsUrl"], client.api_key))
+    order_id, events = follow_posted_order(client)
 
     assert [e["status"] for e in events] == HAPPY
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert events[-1]["data"]["executedPrice"]
-    assert client.get(placed["orderId"])["status"] == "confirmed"
+    assert client.get(order_id)["status"] == "confirmed"
 
 
 def test_an_order_sent_with_execute_on_the_socket_is_followed_the_same_way(
     runtime: LocalRuntime, api_key: str
 ) -> None:
-    async def execute() -> tuple[str, list[dict[str, Any]]]:
-        stream, events, order_id = StatusStream(), [], ""
-        async with websockets.connect(f"{runtime.ws_url()}?apiKey={api_key}") as socket:
-            await socket.send(json.dumps({"action": "execute", "order": ORDER}))
-            async for raw in socket:
-                message = json.loads(raw)
-                if message["type"] == "accepted":
-                    order_id = message["orderId"]
-                events += stream.accept(message)
-                if events and events[-1]["status"] == "confirmed":
-                    return order_id, events
-        raise AssertionError("socket closed early")
-
-    order_id, events = asyncio.run(asyncio.wait_for(execute(), 30))
+    order_id, events = execute_on_socket(runtime.ws_url(), api_key)
     assert order_id and [e["status"] for e in events] == HAPPY
     assert {e["orderId"] for e in events} == {order_id}
 
@@ -81,27 +65,8 @@ def test_subscribing_after_completion_gets_the_snapshot(
 def test_twenty_orders_at_once_all_confirm_each_seeing_every_status_in_order(
     client: OrderClient,
 ) -> None:
-    async def run_all() -> list[list[dict[str, Any]]]:
-        placed = await asyncio.gather(*(asyncio.to_thread(client.place, ORDER) for _ in range(20)))
-        return list(
-            await asyncio.gather(*(statuses_of(p["wsUrl"], client.api_key, 60) for p in placed))
-        )
-
-    for events in asyncio.run(run_all()):
+    for events in place_and_follow_many(client, 20):
         assert [e["status"] for e in events] == HAPPY
-
-
-def handshake_status(url: str, headers: dict[str, str] | None = None) -> int:
-    """The HTTP status a WebSocket handshake to `url` gets (101 when accepted)."""
-
-    async def connect() -> int:
-        async with websockets.connect(url, additional_headers=headers):
-            return 101
-
-    try:
-        return asyncio.run(connect())
-    except websockets.InvalidStatus as refused:
-        return refused.response.status_code
 
 
 def test_the_websocket_handshake_is_refused_for_an_unknown_order(
@@ -150,28 +115,10 @@ def test_the_http_api_needs_a_key_but_health_does_not(runtime: LocalRuntime) -> 
 def test_a_message_that_always_fails_lands_in_its_dead_letter_queue(
     runtime: LocalRuntime,
 ) -> None:
-    sqs = runtime.sqs_client()
     marker = f"poison-{time.time_ns()}"
-    sqs.send_message(QueueUrl=runtime.queue_url("RouteQueue"), MessageBody=marker)
+    runtime.sqs_client().send_message(QueueUrl=runtime.queue_url("RouteQueue"), MessageBody=marker)
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        messages = sqs.receive_message(
-            QueueUrl=runtime.queue_url("RouteDLQ"),
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=0,
-            AttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        parked = [m for m in messages if m["Body"] == marker]
-        if parked:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError("the poison message never reached the dead-letter queue")
-    for message in parked:
-        sqs.delete_message(
-            QueueUrl=runtime.queue_url("RouteDLQ"), ReceiptHandle=message["ReceiptHandle"]
-        )
+    assert wait_for_dead_letter(runtime, "RouteDLQ", marker)
 
 
 def test_a_partial_batch_failure_returns_only_the_failed_message_to_the_queue(
@@ -186,35 +133,14 @@ def test_a_partial_batch_failure_returns_only_the_failed_message_to_the_queue(
     for order in placed:
         events = asyncio.run(statuses_of(order["wsUrl"], client.api_key))
         assert events[-1]["status"] == "confirmed"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        dlq = sqs.receive_message(
-            QueueUrl=runtime.queue_url("BuildDLQ"), MaxNumberOfMessages=10, VisibilityTimeout=0
-        )
-        if any(m["Body"] == marker for m in dlq.get("Messages", [])):
-            return
-        time.sleep(0.5)
-    raise AssertionError("the failed message was not redelivered to exhaustion")
+    assert wait_for_dead_letter(runtime, "BuildDLQ", marker)
 
 
 def test_posting_to_a_closed_connection_raises_gone_exception(
     runtime: LocalRuntime, api_key: str
 ) -> None:
-    management = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=runtime.management_url(),
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    management = management_client(runtime)
+    connection_id = closed_connection_id(runtime, api_key)
 
-    async def open_and_close() -> str:
-        async with websockets.connect(f"{runtime.ws_url()}?apiKey={api_key}") as socket:
-            await socket.send(json.dumps({"action": "ping"}))
-            await socket.recv()
-        await asyncio.sleep(0.3)
-        return ""
-
-    asyncio.run(open_and_close())
     with pytest.raises(management.exceptions.GoneException):
-        management.post_to_connection(ConnectionId="gone-connection-id=", Data=b"{}")
+        management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
