@@ -12,6 +12,7 @@ from order_engine_cli.bench_stats import (
     parse_at,
     path_problem,
     percentile,
+    simulated_work,
     state_durations,
     summarize,
     sustained_per_minute,
@@ -171,3 +172,14 @@ class TestSummary:
         figures = summarize([], finished_at=0.0)
         assert figures["orders"]["offered"] == 0
         assert math.isnan(figures["latency_seconds"]["end_to_end"]["p50"])
+
+
+def test_simulated_work_is_the_sum_of_the_venue_delays() -> None:
+    work = simulated_work((0.1, 0.2), (0.0, 0.0), (0.0, 0.0), (1.0, 1.0))
+    assert 1.1 <= work["p50"] <= 1.2
+    assert work["p50"] > 1.15  # the slower of two quotes counts
+    assert work["max"] <= 1.2
+
+
+def test_instant_venues_do_no_work() -> None:
+    assert simulated_work((0, 0), (0, 0), (0, 0), (0, 0))["p99"] == 0
