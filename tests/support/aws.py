@@ -35,7 +35,10 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server on a free port; yields its endpoint URL."""
+    """A moto server on a free port; yields its endpoint URL.
+
+    All moto servers of one process share moto's in-memory backend: give queues names
+    unique to their fixture, or two fixtures will collide (QueueAlreadyExists)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

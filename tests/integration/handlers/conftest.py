@@ -168,8 +168,11 @@ def stack(migrated_url: str) -> Iterator[Stack]:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        urls = create_queues(sqs, TOPICS)
-        urls = {topic: urls[topic] for topic in TOPICS}
+        # Every moto server in this process shares one backend, so queue names must be
+        # unique to this fixture (another suite may create "route" with other settings).
+        prefix = f"handlers{uuid.uuid4().hex[:8]}"
+        urls = create_queues(sqs, [f"{prefix}-{topic}" for topic in TOPICS])
+        urls = {topic: urls[f"{prefix}-{topic}"] for topic in TOPICS}
         management = ManagementApi()
         management.start()
         env = {
