@@ -25,6 +25,7 @@ from tests.faults.harness import (
     UpProcess,
     create_database,
     drop_database,
+    moto_process,
     new_api_key,
 )
 from tests.faults.seeds import reproduce_hint, run_seed
@@ -81,10 +82,15 @@ def _fault_stack(fault_database_url: str) -> Iterator[FaultStack]:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+        # Every moto server of this process shares one backend: names of our own.
+        prefix = f"faults{uuid.uuid4().hex[:8]}"
         urls = create_queues(
-            sqs, TOPICS, max_receive_count=MAX_RECEIVES, visibility_timeout=VISIBILITY_SECONDS
+            sqs,
+            [f"{prefix}-{topic}" for topic in TOPICS],
+            max_receive_count=MAX_RECEIVES,
+            visibility_timeout=VISIBILITY_SECONDS,
         )
-        urls = {topic: urls[topic] for topic in TOPICS}
+        urls = {topic: urls[f"{prefix}-{topic}"] for topic in TOPICS}
         management = ManagementApi()
         management.start()
         env = {
@@ -158,7 +164,7 @@ def scratch_database_url(database_url: str) -> Iterator[str]:
 def up(scratch_database_url: str, tmp_path: Path) -> Iterator[Callable[..., UpProcess]]:
     """Makes `order-engine up` subprocesses on a database of the test's own and a moto
     server that outlives them; whatever still runs at the end is stopped."""
-    with moto_server() as sqs_url:
+    with moto_process() as sqs_url:
         started: list[UpProcess] = []
         key = new_api_key(scratch_database_url)
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -413,6 +414,36 @@ class OwnedPostgres:
 
 
 # --- `order-engine up` as a subprocess ---------------------------------------------
+
+
+@contextmanager
+def moto_process() -> Iterator[str]:
+    """A moto server in a process of its own; yields its endpoint URL.
+
+    Not tests.support.aws.moto_server: the moto servers of one process share one
+    backend, so queues named `local-…` by an earlier test (with its leftover messages)
+    would still be there, and this test's `up` would consume them, and they its."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "moto server exited"
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "moto server did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 class UpProcess:
