@@ -67,6 +67,15 @@ PROFILES = {"realistic": "1", "instant": "0"}
     "replaced at once. Default without --rate: 10.",
 )
 @click.option(
+    "--sockets",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="WebSocket connections shared by all orders, each subscribing to many (as a "
+    "trading client holds them); 0: one connection per order, opened after its POST "
+    "and closed at its end (as a page following one order does).",
+)
+@click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),
     default="realistic",
@@ -119,6 +128,7 @@ def bench(
     orders: int,
     rate: float | None,
     concurrency: int | None,
+    sockets: int,
     profile: str,
     sqs: str,
     stack_concurrency: int,
@@ -169,6 +179,7 @@ def bench(
             deadline=deadline,
             # The development key `up` saved (read after it started: a first run makes it).
             api_key=api_key or read_saved_key(DEV_KEY_FILE),
+            sockets=sockets,
         )
         report = _run(console, api_url, plan, stack)
     if profile == "realistic":
@@ -178,6 +189,7 @@ def bench(
         "orders": orders,
         "rate_per_minute": rate,
         "concurrency": concurrency,
+        "sockets": sockets,
         "profile": profile,
         "sqs": sqs if stack is not None else "(the running stack's)",
         "stack_concurrency": stack_concurrency if stack is not None else None,

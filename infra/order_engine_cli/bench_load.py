@@ -21,13 +21,14 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import websockets
 
+from order_engine_cli.bench_sockets import Received, SharedSockets, SocketClosed, own_socket
 from order_engine_cli.bench_stats import ObservedEvent, OrderTrace, parse_at
 from order_engine_cli.client import TERMINAL, StatusStream
 
@@ -48,6 +49,7 @@ class LoadPlan:
     concurrency: int | None  # most orders in flight at once; None: no cap
     deadline: float  # seconds an accepted order may take to become terminal, else lost
     api_key: str | None = None
+    sockets: int = 0  # WebSocket connections shared by all orders; 0: one per order
 
 
 @dataclass
@@ -122,6 +124,7 @@ class LoadDriver:
         self.traces: list[OrderTrace] = []
         self._on_change = on_change
         self._pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="bench-http")
+        self._shared = SharedSockets(plan.sockets) if plan.sockets else None
 
     async def run(self) -> list[OrderTrace]:
         """Place every order of the plan and follow each to its end (or its deadline)."""
@@ -144,6 +147,8 @@ class LoadDriver:
             for task in tasks:
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._shared is not None:
+                await self._shared.close()
         return self.traces
 
     async def _one(self, index: int, trace: OrderTrace) -> None:
@@ -168,7 +173,7 @@ class LoadDriver:
             await asyncio.wait_for(self._follow(trace, ws_url), max(0.1, deadline - time.time()))
         except TimeoutError:
             pass
-        except (OSError, ValueError, websockets.WebSocketException) as error:
+        except (OSError, ValueError, SocketClosed, websockets.WebSocketException) as error:
             # Accepted but not followed to its end: counted as lost, with this reason.
             trace.follow_error = f"websocket: {type(error).__name__}: {str(error)[:80]}"
         if trace.terminal_at is None:
@@ -184,13 +189,15 @@ class LoadDriver:
         )
 
     async def _follow(self, trace: OrderTrace, ws_url: str) -> None:
-        stream = StatusStream()
         assert trace.order_id is not None
-        async with websockets.connect(ws_url, open_timeout=30, max_queue=None) as socket:
-            await socket.send(json.dumps({"action": "subscribe", "orderId": trace.order_id}))
-            async for raw in socket:
-                received = time.time()
-                message = json.loads(raw)
+        messages: AsyncGenerator[Received, None]
+        if self._shared is not None:
+            messages = self._shared.follow(ws_url, trace.order_id)
+        else:
+            messages = own_socket(ws_url, trace.order_id)
+        stream = StatusStream()
+        try:
+            async for received, message in messages:
                 jumps = len(stream.out_of_order)
                 for event in stream.accept(message):
                     trace.events.append(
@@ -207,6 +214,8 @@ class LoadDriver:
                 trace.seq_jumps += [(last, seq) for _, last, seq in stream.out_of_order[jumps:]]
                 if trace.status in TERMINAL:
                     return
+        finally:
+            await messages.aclose()  # closes the order's own socket, if it has one
 
     def server_status(self, order_id: str) -> str:
         """What GET /api/orders/{id} says now (for orders the client lost track of)."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from local_runtime.runtime import LocalRuntime
 from order_engine_cli.bench import bench
 
 
+@pytest.mark.parametrize("sockets", ["0", "2"], ids=["a-socket-per-order", "shared-sockets"])
 def test_a_small_bench_run_follows_every_order_to_its_end_and_writes_figures(
-    runtime: LocalRuntime, fresh_api_key: str, tmp_path: Path
+    runtime: LocalRuntime, fresh_api_key: str, tmp_path: Path, sockets: str
 ) -> None:
     report_path = tmp_path / "bench.json"
     result = CliRunner().invoke(
@@ -30,6 +32,8 @@ def test_a_small_bench_run_follows_every_order_to_its_end_and_writes_figures(
             "5",
             "--concurrency",
             "5",
+            "--sockets",
+            sockets,
             "--deadline",
             "60",
             "--json",
