@@ -29,6 +29,10 @@ from tests.faults.seeds import (  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The CLI's rich tables fit themselves to the terminal; tests read them at one fixed,
+# wide width, so a CI job without a terminal (80 columns) sees the same cells.
+os.environ["COLUMNS"] = "200"
+
 
 def _with_dbname(url: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(url, dbname=dbname)

@@ -73,7 +73,12 @@ def list_command(
     target = connect(ctx, endpoint_url, region, stack_name)
     table = Table(title="dead-letter queues", title_justify="left")
     for column in ("dead-letter queue", "source queue", "messages", "in flight", "oldest"):
-        table.add_column(column, justify="right" if column in {"messages", "in flight"} else "left")
+        # Fold rather than cut: operators copy queue names from here.
+        table.add_column(
+            column,
+            justify="right" if column in {"messages", "in flight"} else "left",
+            overflow="fold",
+        )
     total = 0
     with sqs_errors(target.where):
         for queue in target.dead_letter_queues():
