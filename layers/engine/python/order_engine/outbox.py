@@ -123,16 +123,16 @@ class OutboxStore(StoreBase):
             cur.execute("SELECT * FROM outbox WHERE order_id = %s ORDER BY id", (order_id,))
             return [OutboxRow.from_row(row) for row in cur.fetchall()]
 
-    @contextmanager
-    def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> Iterator[list[Order]]:
-        """Lock up to `limit` stuck orders (as `find_stuck` names them), oldest first, and
-        touch them (updated_at = now()): a re-driven order gets a new deadline.
+    def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
+        """Take up to `limit` stuck orders (as `find_stuck` names them), oldest first, by
+        touching them (updated_at = now()): a re-driven order gets a new deadline.
 
-        Orders another sweeper holds are skipped (FOR UPDATE SKIP LOCKED), and a touched
-        order is not stuck again until the deadline has passed once more, so two
-        sweepers at once, or two sweeps in a row, re-drive each order once. If the block
-        raises (the re-send failed), the claim rolls back and the orders stay stuck for
-        the next sweep. The orders are yielded as they were before the touch.
+        One statement, committed at once: orders another sweeper is claiming are
+        skipped (FOR UPDATE SKIP LOCKED), and a touched order is not stuck again until
+        the deadline has passed once more, so two sweepers at once, or two sweeps in a
+        row, take each order once. No lock is held while the caller re-sends (workers
+        would queue behind it, holding their connections); if a re-send fails, that
+        order waits one more deadline. The orders are returned as they were before.
         """
         with self._transaction() as cur:
             cur.execute(
@@ -148,7 +148,7 @@ class OutboxStore(StoreBase):
                 (older_than_seconds, limit),
             )
             stuck = [Order.from_row(row) for row in cur.fetchall()]
-            yield sorted(stuck, key=lambda order: order.updated_at)
+        return sorted(stuck, key=lambda order: order.updated_at)
 
     def find_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
         """Live orders untouched for longer than the deadline with no unsent outbox row:

@@ -69,17 +69,17 @@ class Sweeper:
     def redrive_stuck(self) -> int:
         # Claimed, not just found: each stuck order is re-driven by one sweeper, once per
         # deadline (the claim touches it), however many sweeps run or overlap.
-        with self._store.claim_stuck(older_than_seconds=self._stuck_after_seconds) as stuck:
-            for order in stuck:
-                step = step_for(order.status)
-                if step is None:
-                    continue
-                log.warning(
-                    "order %s stuck in %s since %s: re-sending %s",
-                    order.id,
-                    order.status,
-                    order.updated_at,
-                    step,
-                )
-                self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
-            return len(stuck)
+        stuck = self._store.claim_stuck(older_than_seconds=self._stuck_after_seconds)
+        for order in stuck:
+            step = step_for(order.status)
+            if step is None:
+                continue
+            log.warning(
+                "order %s stuck in %s since %s: re-sending %s",
+                order.id,
+                order.status,
+                order.updated_at,
+                step,
+            )
+            self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
+        return len(stuck)
