@@ -25,6 +25,7 @@ from tests.faults.seeds import (  # noqa: F401
     pytest_addoption,
     pytest_configure,
     pytest_report_header,
+    pytest_terminal_summary,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

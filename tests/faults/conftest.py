@@ -28,7 +28,7 @@ from tests.faults.harness import (
     moto_process,
     new_api_key,
 )
-from tests.faults.seeds import reproduce_hint, run_seed
+from tests.faults.seeds import reproduce_hint, use_seed
 from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
 
@@ -41,7 +41,7 @@ NEVER = str(30 * 24 * 3600)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fault_seed" not in metafunc.fixturenames:
         return
-    seed = run_seed(metafunc.config)
+    seed = use_seed(metafunc.config)
     pinned = [s for mark in metafunc.definition.iter_markers("pinned_seeds") for s in mark.args]
     params = [pytest.param(seed, id="run-seed")]
     params += [pytest.param(s, id=f"pinned-{s}") for s in dict.fromkeys(pinned) if s != seed]

@@ -4,7 +4,8 @@ Every fault scenario draws its randomness (order sizes, the venues' price stream
 swap fates, which messages are duplicated, reordered or crashed on) from one seed.
 
 - `--fault-seed N` or `FAULT_SEED=N` replays a run exactly; without either, the run
-  draws a seed and prints it in pytest's header (and in every failure).
+  draws a seed and prints it in pytest's header, in the summary at the end (`-q` has
+  no header) and under every failure.
 - A seed that once failed is pinned on the test that failed with it:
   `@pytest.mark.pinned_seeds(1234)`. The test then runs with the run's seed
   (id `run-seed`) and with every pinned one (id `pinned-1234`), every time.
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pytest
 
 SEED_VARIABLE = "FAULT_SEED"
 _SEED_KEY = pytest.StashKey[int]()
+_USED_KEY = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +54,21 @@ def run_seed(config: pytest.Config) -> int:
             given if given is not None else random.SystemRandom().randrange(1, 2**31)
         )
     return config.stash[_SEED_KEY]
+
+
+def use_seed(config: pytest.Config) -> int:
+    """The run's seed, for a test about to be generated with it (see the summary)."""
+    config.stash[_USED_KEY] = True
+    return run_seed(config)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    # Again at the end: `pytest -q` prints no header.
+    if config.stash.get(_USED_KEY, False):
+        seed = run_seed(config)
+        terminalreporter.write_sep(
+            "-", f"fault suite seed {seed}: replay with {SEED_VARIABLE}={seed}"
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
