@@ -13,8 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.types import Send
-
+from local_runtime.asgi import Send
 from local_runtime.websocket_events import WsClient
 
 

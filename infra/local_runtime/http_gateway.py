@@ -14,8 +14,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.types import Receive, Scope, Send
-
+from local_runtime.asgi import Receive, Scope, Send
 from local_runtime.functions import LambdaFunction
 from local_runtime.rest_events import (
     ApiContext,

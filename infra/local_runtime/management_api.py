@@ -14,8 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
-
+from local_runtime.asgi import Receive, Scope, Send
 from local_runtime.connections import Connection
 
 MAX_PAYLOAD = 128 * 1024  # bytes, as on AWS

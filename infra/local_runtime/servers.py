@@ -13,7 +13,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import uvicorn
-from starlette.types import ASGIApp
+
+from local_runtime.asgi import ASGIApp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

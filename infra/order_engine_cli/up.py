@@ -26,6 +26,7 @@ def banner(runtime: LocalRuntime, database: str, dev_key: DevKey | None = None) 
     http, ws = runtime.http_url, runtime.ws_url()
     key = dev_key.key if dev_key else "$ORDER_ENGINE_API_KEY"
     text = (
+        f"[bold]Dashboard[/]      {http}/   (open it in a browser, paste the API key)\n"
         f"[bold]HTTP API[/]       {http}   (GET /health, POST /api/orders/execute, "
         "GET /api/orders/{{id}})\n"
         f"[bold]WebSocket API[/]  {ws}   (@connections at {runtime.management_url()})\n"

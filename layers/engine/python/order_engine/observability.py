@@ -21,9 +21,18 @@ logger = Logger(service=SERVICE, level=os.environ.get("LOG_LEVEL", "INFO"))
 _configured = False
 
 
+def wants_json_logs() -> bool:
+    """JSON on Lambda (CloudWatch Logs Insights reads it), or when LOG_FORMAT=json;
+    a terminal (`order-engine up`) keeps readable lines, whose invocation lines carry
+    the order id as their correlation id."""
+    return (
+        bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or os.environ.get("LOG_FORMAT") == "json"
+    )
+
+
 def setup_logging() -> None:
     global _configured
-    if not _configured:
+    if not _configured and wants_json_logs():
         copy_config_to_registered_loggers(source_logger=logger, include={"order_engine"})
         _configured = True
 

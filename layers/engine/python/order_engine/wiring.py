@@ -20,6 +20,7 @@ from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
+from order_engine.observability import setup_logging
 from order_engine.pipeline import Pipeline
 from order_engine.service import OrderService
 from order_engine.settings import Settings
@@ -126,6 +127,7 @@ def engine() -> Engine:
     global _engine
     with _lock:
         if _engine is None:
+            setup_logging()
             _engine = Engine(Settings.from_env())
         return _engine
 
