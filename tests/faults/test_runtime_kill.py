@@ -44,12 +44,16 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
 
     loader = threading.Thread(target=load)
     loader.start()
-    time.sleep(random.Random(fault_seed).uniform(1.0, 2.5))  # the seed picks the moment
+    deadline = time.monotonic() + 30
+    while len(accepted) < 5:  # under load first…
+        assert time.monotonic() < deadline and loader.is_alive(), stack.tail()
+        time.sleep(0.05)
+    time.sleep(random.Random(fault_seed).uniform(0.2, 1.5))  # …then the seed picks the moment
     assert stack.kill() == -9
     loader.join(timeout=30)
     before = statuses(stack.database_url, accepted)
     in_flight = [oid for oid, status in before.items() if status not in TERMINAL]
-    assert len(accepted) >= 5 and in_flight, (len(accepted), before)
+    assert in_flight, before  # a swap confirms 2-3 s after submission: some are mid-way
 
     stack.start()
     checker = stack.checker(fault_seed)
