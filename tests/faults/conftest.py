@@ -17,18 +17,15 @@ import boto3
 import pytest
 
 from order_engine.wiring import engine, reset_engine
-from tests.faults.harness import (
-    MAX_RECEIVES,
-    VISIBILITY_SECONDS,
-    DeliveryLog,
-    FaultStack,
+from tests.faults.harness import MAX_RECEIVES, VISIBILITY_SECONDS, DeliveryLog, FaultStack
+from tests.faults.seeds import reproduce_hint, use_seed
+from tests.faults.servers import (
     UpProcess,
     create_database,
     drop_database,
     moto_process,
     new_api_key,
 )
-from tests.faults.seeds import reproduce_hint, use_seed
 from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
 

@@ -7,51 +7,37 @@
 - `DeliveryLog`: records every step delivery (what it returned, how many transitions it
   applied, how many swaps it made) for the checker's I4.
 - `ProcessCrash` and `crash_once`: the process dies at a chosen point.
-- `OwnedPostgres`: a PostgreSQL server the test owns, so it may stop and restart it.
-- `UpProcess`: `order-engine up` as a subprocess, to be killed with SIGKILL.
+
+Servers a scenario may break (a database, PostgreSQL itself, moto, `order-engine up`)
+are in servers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-import boto3
-import psycopg
 import pytest
 from chalice.test import Client
-from psycopg import sql
 
-from order_engine.account_store import AccountStore
-from order_engine.accounts import Accounts
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import Fault, simulated_venues
-from order_engine.migrate import migrate
 from order_engine.orders import TERMINAL, Step
 from order_engine.pipeline import Pipeline, RetryLater
 from order_engine.store import PostgresLedger, Store
 from order_engine.sweeper import Sweeper
 from order_engine.wiring import engine, reset_engine
-from order_engine_cli.client import OrderClient
 from tests.faults.checker import Checker, Delivery
 from tests.integration.handlers.conftest import TOPICS, Stack, queue_environment
-from tests.support.aws import FAKE_CREDENTIALS, create_queues, free_port
+from tests.support.aws import create_queues, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_SECONDS = 1
 MAX_RECEIVES = 5
 # Wide tolerance, so that orders fail on purpose only (the simulation's execution drift
@@ -345,187 +331,3 @@ class FaultStack(Stack):
                 ReceiptHandle=message["ReceiptHandle"],
                 VisibilityTimeout=0,
             )
-
-
-# --- databases ---------------------------------------------------------------------
-
-
-def create_database(server_url: str, prefix: str) -> str:
-    """A new, migrated database on the server of `server_url`."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    migrate(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    admin_url = psycopg.conninfo.make_conninfo(url, dbname="postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
-        )
-
-
-def new_api_key(database_url: str, name: str = "faults") -> str:
-    with AccountStore(database_url, max_size=1) as store:
-        return Accounts(store).create_key(f"{name}-{uuid.uuid4().hex[:8]}").key
-
-
-class OwnedPostgres:
-    """A PostgreSQL server of this test's own (pgserver's binaries, a temporary data
-    directory), which it may crash and restart: never the session's shared server,
-    never the machine's."""
-
-    def __init__(self, data_dir: Path) -> None:
-        import pgserver
-
-        self._server = pgserver.get_server(data_dir, cleanup_mode="delete")
-        self.url = self._server.get_uri()
-        self._socket_dir = parse_qs(urlparse(self.url).query)["host"][0]
-
-    def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
-
-        pg_ctl(list(args), pgdata=self._server.pgdata, user=self._server.system_user, timeout=60)
-
-    def crash(self) -> None:
-        """Stop at once, as a power cut would (recovery runs at the next start)."""
-        self._pg_ctl("-w", "-m", "immediate", "stop")
-
-    def start(self) -> None:
-        self._pg_ctl(
-            "-w",
-            "-o",
-            '-h ""',
-            "-o",
-            f"-k {self._socket_dir}",
-            "-l",
-            str(self._server.log),
-            "start",
-        )
-
-    def close(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-            self._pg_ctl("-w", "-m", "fast", "stop")
-        self._server.cleanup()
-
-
-# --- `order-engine up` as a subprocess ---------------------------------------------
-
-
-@contextmanager
-def moto_process() -> Iterator[str]:
-    """A moto server in a process of its own; yields its endpoint URL.
-
-    Not tests.support.aws.moto_server: the moto servers of one process share one
-    backend, so queues named `local-…` by an earlier test (with its leftover messages)
-    would still be there, and this test's `up` would consume them, and they its."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "moto server exited"
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-class UpProcess:
-    """`order-engine up` as a user runs it, against an SQS and a database that outlive
-    it, so it can be killed (SIGKILL) and started again."""
-
-    def __init__(
-        self,
-        database_url: str,
-        sqs_url: str,
-        workdir: Path,
-        api_key: str,
-        *,
-        latency_scale: str = "1",
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.http_port, self.ws_port = free_port(), free_port()
-        self.command = [
-            str(Path(sys.executable).parent / "order-engine"),
-            "up",
-            "--sqs",
-            sqs_url,
-            "--database-url",
-            database_url,
-            "--http-port",
-            str(self.http_port),
-            "--ws-port",
-            str(self.ws_port),
-            "--latency-scale",
-            latency_scale,
-            "--schedule-speed",
-            "60",
-            "--dev-key-file",
-            str(workdir / "dev-api-key"),
-        ]
-        self.env = {**os.environ, **FAKE_CREDENTIALS, **(env or {})}
-        self.database_url, self.sqs_url = database_url, sqs_url
-        self.log = workdir / "up.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client = OrderClient(f"http://127.0.0.1:{self.http_port}", timeout=5, api_key=api_key)
-
-    def start(self, timeout: float = 60.0) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=log, cwd=ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.tail()
-            try:
-                if self.client.request("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"order-engine up did not become healthy:\n{self.tail()}")
-
-    def kill(self) -> int:
-        """SIGKILL: no handler runs, nothing is released, nothing is flushed."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        return self.process.wait(timeout=30)
-
-    def interrupt(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            return self.process.returncode
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=60)
-
-    def checker(self, seed: int | None = None) -> Checker:
-        """A checker of this stack's database and dead-letter queues (stack `local`)."""
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.sqs_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        urls = sqs.list_queues(QueueNamePrefix="local-").get("QueueUrls", [])
-        dlqs = {url.rsplit("/", 1)[-1]: url for url in urls if url.endswith("-dlq")}
-        return Checker(self.database_url, sqs=sqs, dlq_urls=dlqs, seed=seed)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

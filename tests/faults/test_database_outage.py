@@ -15,7 +15,8 @@ import pytest
 
 import order_engine.store
 from order_engine.migrate import migrate
-from tests.faults.harness import FaultStack, OwnedPostgres
+from tests.faults.harness import FaultStack
+from tests.faults.servers import OwnedPostgres
 
 
 def execute(url: str, query: str) -> list[Any]:

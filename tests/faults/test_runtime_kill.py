@@ -14,7 +14,8 @@ from collections.abc import Callable
 import psycopg
 
 from order_engine_cli.client import TERMINAL, ApiError
-from tests.faults.harness import ORDER, UpProcess
+from tests.faults.harness import ORDER
+from tests.faults.servers import UpProcess
 
 
 def statuses(url: str, order_ids: list[str]) -> dict[str, str]:

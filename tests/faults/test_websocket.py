@@ -17,7 +17,8 @@ import websockets
 
 from order_engine.orders import Step
 from order_engine_cli.client import TERMINAL, StatusStream, authorization
-from tests.faults.harness import ORDER, FaultStack, UpProcess
+from tests.faults.harness import ORDER, FaultStack
+from tests.faults.servers import UpProcess
 from tests.support.events import (
     new_connection_id,
     ws_connect_event,
