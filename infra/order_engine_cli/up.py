@@ -23,27 +23,35 @@ EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.
 
 
 def banner(runtime: LocalRuntime, database: str, dev_key: DevKey | None = None) -> Panel:
+    """Where everything is. The commands to try come after, unboxed (see `try_it`)."""
     http, ws = runtime.http_url, runtime.ws_url()
-    key = dev_key.key if dev_key else "$ORDER_ENGINE_API_KEY"
     text = (
-        f"[bold]Dashboard[/]      {http}/   (open it in a browser, paste the API key)\n"
-        f"[bold]HTTP API[/]       {http}   (GET /health, POST /api/orders/execute, "
-        "GET /api/orders/{{id}})\n"
-        f"[bold]WebSocket API[/]  {ws}   (@connections at {runtime.management_url()})\n"
+        f"[bold]Dashboard[/]      {http}/  (in a browser, with the key below)\n"
+        f"[bold]HTTP API[/]       {http}\n"
+        f"[bold]WebSocket API[/]  {ws}\n"
+        f"[bold]@connections[/]   {runtime.management_url()}\n"
         f"[bold]SQS[/]            {runtime.sqs.description if runtime.sqs else '?'}\n"
         f"[bold]PostgreSQL[/]     {database}\n"
-        f"[bold]API key[/]        {_describe_key(dev_key)}\n\n"
-        "[bold]Place an order:[/]\n"
+        f"[bold]API key[/]        {_describe_key(dev_key)}"
+    )
+    return Panel(text, title="order-engine is up", expand=False)
+
+
+def try_it(runtime: LocalRuntime, dev_key: DevKey | None) -> str:
+    """Commands to copy and paste: plain text, never wrapped inside a box."""
+    http, ws = runtime.http_url, runtime.ws_url()
+    key = dev_key.key if dev_key else "$ORDER_ENGINE_API_KEY"
+    return (
+        "Place an order:\n"
         f"  curl -s -X POST {http}/api/orders/execute -H 'Content-Type: application/json' \\\n"
         f'       -H "Authorization: Bearer {key}" \\\n'
         f"       -d '{EXAMPLE_ORDER}'\n"
-        "[bold]Watch it[/] (use the orderId from the answer):\n"
+        "Watch it (use the orderId from the answer):\n"
         f'  .venv/bin/python -m websockets "{ws}?orderId=ORDER_ID&apiKey={key}"\n'
-        "[bold]Or watch five at once:[/]\n"
+        "Or watch five at once:\n"
         f"  .venv/bin/order-engine demo --api {http}\n\n"
         "Ctrl-C stops everything; orders in flight stay on their queues."
     )
-    return Panel(text.replace("{{id}}", "{id}"), title="order-engine is up", expand=False)
 
 
 def _describe_key(dev_key: DevKey | None) -> str:
@@ -144,6 +152,8 @@ def up(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if not verbose:  # pgserver logs every initdb/pg_ctl line it runs
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
     console = Console()
     with ExitStack() as stack:
         with console.status("starting PostgreSQL and applying migrations…"):
@@ -169,6 +179,7 @@ def up(
         with console.status(f"starting SQS ({sqs}) and the functions…"):
             runtime.start()
         console.print(banner(runtime, database.describe(), dev_key))
+        click.echo(try_it(runtime, dev_key))
         # .data/run/<pid>.json tells `order-engine dlq` where this SQS is (moto's port).
         stack.enter_context(announce_running(runtime, database))
         runtime.run_forever()  # until Ctrl-C; then the database stops too

@@ -20,7 +20,7 @@ from order_engine.store import Store
 from order_engine_cli import demo as demo_module
 from order_engine_cli.dev_key import DEV_ACCOUNT, ensure_dev_key, read_saved_key
 from order_engine_cli.main import cli
-from order_engine_cli.up import banner
+from order_engine_cli.up import banner, try_it
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_no_dev_key_is_made_on_a_database_that_has_keys(
     assert read_saved_key(path) == "oe_live_0123abcd_" + "f" * 43  # left alone
 
 
-def test_the_banner_shows_the_dev_key_in_its_examples(tmp_path: Path) -> None:
+def test_the_banner_and_its_examples_show_the_dev_key(tmp_path: Path) -> None:
     runtime = SimpleNamespace(
         http_url="http://127.0.0.1:3000",
         ws_url=lambda: "ws://127.0.0.1:3001/v1",
@@ -151,11 +151,12 @@ def test_the_banner_shows_the_dev_key_in_its_examples(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
 
     console.print(banner(runtime, "PostgreSQL", dev_key))  # type: ignore[arg-type]
+    examples = try_it(runtime, dev_key)  # type: ignore[arg-type]
 
-    text = console.export_text()
-    assert f'-H "Authorization: Bearer {key}"' in text
-    assert f"?orderId=ORDER_ID&apiKey={key}" in text
-    assert "account local-dev" in text
+    assert "account local-dev" in console.export_text()
+    assert f'-H "Authorization: Bearer {key}"' in examples
+    assert f"?orderId=ORDER_ID&apiKey={key}" in examples
+    assert "│" not in examples  # plain lines: they copy and paste as they are
 
 
 def test_demo_without_any_key_says_how_to_get_one(
