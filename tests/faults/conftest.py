@@ -8,7 +8,6 @@ seed (id `run-seed`) and once per seed pinned on it with `@pytest.mark.pinned_se
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.faults.servers import (
 )
 from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
+from tests.support.env import engine_environment
 
 # Thresholds the process's own sweeper (wiring.engine().sweeper, which a runtime left
 # running by another test module may still fire) never reaches: in this suite, only
@@ -105,31 +105,23 @@ def _fault_stack(fault_database_url: str) -> Iterator[FaultStack]:
             "RATE_LIMIT_PER_MINUTE": "0",
             "DB_POOL_MAX": "8",
         }
-        saved = {key: os.environ.get(key) for key in [*env, "DEX_SEED"]}
-        os.environ.update(env)
-        reset_engine()
-        try:
-            issued = engine().accounts.create_key(f"fault-suite-{uuid.uuid4().hex[:8]}")
-            yield FaultStack(
-                issued_key=issued,
-                sqs=sqs,
-                queue_urls=urls,
-                management=management,
-                api=load_function("api"),
-                websocket=load_function("websocket"),
-                workers=load_function("workers"),
-                notifier=load_function("notifier"),
-                sweeper=load_function("sweeper"),
-                database_url=fault_database_url,
-            )
-        finally:
-            reset_engine()
-            management.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with engine_environment(env, also_restore=["DEX_SEED"]):
+            try:
+                issued = engine().accounts.create_key(f"fault-suite-{uuid.uuid4().hex[:8]}")
+                yield FaultStack(
+                    issued_key=issued,
+                    sqs=sqs,
+                    queue_urls=urls,
+                    management=management,
+                    api=load_function("api"),
+                    websocket=load_function("websocket"),
+                    workers=load_function("workers"),
+                    notifier=load_function("notifier"),
+                    sweeper=load_function("sweeper"),
+                    database_url=fault_database_url,
+                )
+            finally:
+                management.stop()
 
 
 @pytest.fixture

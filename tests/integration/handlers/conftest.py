@@ -28,6 +28,7 @@ from order_engine.orders import TERMINAL, Status, Step
 from order_engine.records import Order
 from order_engine.wiring import Engine, engine, reset_engine
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
+from tests.support.env import engine_environment
 
 FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 TOPICS = [step.value for step in Step] + ["notify"]
@@ -186,30 +187,22 @@ def stack(migrated_url: str) -> Iterator[Stack]:
             "DEX_SEED": "11",
             "ORDER_RETRY_BASE_SECONDS": "1",
         }
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        reset_engine()
-        try:
-            issued = engine().accounts.create_key(f"handler-tests-{uuid.uuid4().hex[:8]}")
-            yield Stack(
-                issued_key=issued,
-                sqs=sqs,
-                queue_urls=urls,
-                management=management,
-                api=load_function("api"),
-                websocket=load_function("websocket"),
-                workers=load_function("workers"),
-                notifier=load_function("notifier"),
-                sweeper=load_function("sweeper"),
-            )
-        finally:
-            reset_engine()
-            management.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with engine_environment(env):
+            try:
+                issued = engine().accounts.create_key(f"handler-tests-{uuid.uuid4().hex[:8]}")
+                yield Stack(
+                    issued_key=issued,
+                    sqs=sqs,
+                    queue_urls=urls,
+                    management=management,
+                    api=load_function("api"),
+                    websocket=load_function("websocket"),
+                    workers=load_function("workers"),
+                    notifier=load_function("notifier"),
+                    sweeper=load_function("sweeper"),
+                )
+            finally:
+                management.stop()
 
 
 @pytest.fixture
