@@ -48,7 +48,13 @@ class PostgresLedger:
                     return _ledger_entry(row, first=True)
                 cur.execute("SELECT * FROM dex_submissions WHERE signature = %s", (signature,))
                 return _ledger_entry(fetch_one(cur), first=False)
-        except psycopg.errors.UniqueViolation as exc:  # on order_id: the signature is new
+        except psycopg.errors.UniqueViolation as exc:
+            # On order_id. Either a concurrent submit of this very signature committed
+            # first (ON CONFLICT only arbitrates the signature, so the race surfaces
+            # here): a resend, not a second swap; or a different signature for the order.
+            known = self.get(signature)
+            if known is not None:
+                return known
             raise SecondSwapError(
                 f"order {order_id} already has a transaction; refusing {signature}"
             ) from exc
