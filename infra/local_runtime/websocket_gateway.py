@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.types import Receive, Scope, Send
-
+from local_runtime.asgi import Receive, Scope, Send
 from local_runtime.connections import Connection
 from local_runtime.functions import InvocationResult, LambdaFunction
 from local_runtime.http_gateway import _lifespan
