@@ -120,13 +120,22 @@ class StatusStream:
 
 
 async def follow(
-    ws_url: str, *, api_key: str | None = None, open_timeout: float = 10.0
+    ws_url: str,
+    *,
+    api_key: str | None = None,
+    subscribe: str | None = None,
+    open_timeout: float = 10.0,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield each event of the order `ws_url` subscribes to, until it is terminal."""
+    """Yield each event of an order until it is terminal: the order `ws_url` subscribes
+    to in the handshake (`?orderId=`), or the one named by `subscribe`, sent as a
+    message once the socket is open. The message answers with the snapshot at once; a
+    handshake subscription starts about a second later (see OrderService.connect)."""
     stream = StatusStream()
     async with websockets.connect(
         ws_url, additional_headers=authorization(api_key), open_timeout=open_timeout
     ) as socket:
+        if subscribe is not None:
+            await socket.send(json.dumps({"action": "subscribe", "orderId": subscribe}))
         async for raw in socket:
             for event in stream.accept(json.loads(raw)):
                 yield event

@@ -81,7 +81,10 @@ async def run_one(client: OrderClient, row: Row) -> None:
     try:
         placed = await asyncio.to_thread(client.place, row.order)
         row.order_id = placed["orderId"]
-        async for event in follow(placed["wsUrl"], api_key=client.api_key):
+        # Subscribed by message, not by wsUrl's ?orderId=: the snapshot comes at once, so
+        # the states show as they happen rather than a second late, all together.
+        ws_url = placed["wsUrl"].split("?", 1)[0]
+        async for event in follow(ws_url, api_key=client.api_key, subscribe=row.order_id):
             row.record(event)
     except Exception as exc:
         row.status, row.outcome = "error", str(exc)

@@ -1,0 +1,28 @@
+"""`order-engine demo` against a running stack: five orders at once, each one's every
+state shown as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+
+from local_runtime.runtime import LocalRuntime
+from order_engine_cli.demo import STATES, run_demo
+
+
+def test_the_demo_follows_five_orders_at_once_through_every_state(
+    runtime: LocalRuntime, fresh_api_key: str
+) -> None:
+    rows = asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60))
+
+    assert len({row.order_id for row in rows}) == 5
+    for row in rows:
+        assert row.status in ("confirmed", "failed"), (row.status, row.outcome)
+        # One arrival time per state, in the pipeline's order (a failure may end early).
+        reached = len(row.timeline)
+        assert reached == len(STATES) if row.status == "confirmed" else reached >= 2
+        arrivals = [float(t) for t in row.timeline]
+        assert arrivals == sorted(arrivals)
+        # Subscribed by message, the first states show at once, not after the second a
+        # handshake subscription waits.
+        assert arrivals[0] < 1.0, row.timeline
+        assert row.venue in ("raydium", "meteora")
