@@ -36,6 +36,9 @@ class RuntimeOptions:
     schedule_speed: float = 1.0  # 60: rate(1 minute) fires every second
     schedules: bool = True
     pollers: bool = True
+    # 0: SQS pollers run in this process. N: in N worker processes, each with its share
+    # of every mapping's MaximumConcurrency (see worker_processes.py).
+    worker_processes: int = 0
     idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish

@@ -5,7 +5,8 @@
         runtime.run_forever()  # until SIGINT/SIGTERM
 
 Start: SQS (and the template's queues, dead-letter queues first) -> environment ->
-on_start hooks -> functions -> HTTP/WebSocket servers -> SQS pollers -> schedules.
+on_start hooks -> functions -> HTTP/WebSocket servers -> SQS pollers (here, or in
+worker processes) -> schedules.
 Stop runs the other way: no more polling or firing, WebSocket clients closed with 1001
 (their $disconnect runs), running invocations may finish (bounded), servers and the
 SQS we started stopped. A message whose invocation did not finish is not lost: it was
@@ -45,6 +46,7 @@ from local_runtime.sqs_backends import (
 )
 from local_runtime.template import SamTemplate, TemplateError
 from local_runtime.websocket_gateway import WebSocketGateway
+from local_runtime.worker_processes import WorkerProcesses, plan_workers
 
 log = logging.getLogger("local_runtime")
 
@@ -70,6 +72,7 @@ class LocalRuntime:
         self._servers: AsgiServers | None = None
         self._applied_env: AppliedEnvironment | None = None
         self._reloader: Reloader | None = None
+        self._workers: WorkerProcesses | None = None
         self._started = False
         self._stop_requested = threading.Event()
 
@@ -101,9 +104,11 @@ class LocalRuntime:
 
     @property
     def started_pids(self) -> list[int]:
-        """Processes this runtime started (and will stop): the SQS server, if any."""
+        """Processes this runtime started (and will stop): the SQS server, if any, and
+        the worker processes."""
         pid = self._backend.pid if self._backend is not None else None
-        return [pid] if pid is not None else []
+        workers = self._workers.pids if self._workers is not None else []
+        return ([pid] if pid is not None else []) + workers
 
     def sqs_client(self) -> Any:
         if self.sqs is None:
@@ -171,7 +176,9 @@ class LocalRuntime:
             for function in self.functions.values():
                 function.code.handler()
         self._start_servers()
-        if options.pollers:
+        if options.pollers and options.worker_processes:
+            self._start_workers()
+        elif options.pollers:
             self.pollers = start_pollers(
                 self.functions,
                 self.queues,
@@ -243,6 +250,26 @@ class LocalRuntime:
                 spec, code, self.in_flight, self.options.correlation_keys
             )
 
+    def _start_workers(self) -> None:
+        assert self.sqs is not None
+        options = self.options
+        plans = plan_workers(
+            options.worker_processes,
+            self.function_specs,
+            queues=tuple(self.queues.values()),
+            sqs=self.sqs,
+            environment=dict(os.environ),
+            region=options.region,
+            wait_seconds=options.poll_wait_seconds,
+            correlation_keys=tuple(options.correlation_keys),
+            websocket_endpoint=self.management_url() if self.websocket_apis else None,
+            reload=options.reload,
+            shutdown_timeout=options.shutdown_timeout,
+            **WorkerProcesses.log_settings(),
+        )
+        self._workers = WorkerProcesses(plans)
+        self._workers.start()
+
     def _start_servers(self) -> None:
         http_gateway, ws_gateways = build_gateways(
             self.rest_apis,
@@ -301,6 +328,17 @@ class LocalRuntime:
             lines.append(f"  SQS             {self.sqs.description}")
         for poller in self.pollers:
             lines.append(f"  poller          {poller.name}")
+        if self._workers is not None:
+            queue_names = {queue.arn: queue.name for queue in self.queues.values()}
+            for function in self.function_specs.values():
+                for event in function.sqs_events:
+                    if event.enabled:
+                        name = f"{function.logical_id}/{event.name}"
+                        lines.append(f"  poller          {name} <- {queue_names[event.queue_arn]}")
+            lines.append(
+                f"  pollers run in  {len(self._workers.plans)} worker processes "
+                f"(pids {', '.join(map(str, self._workers.pids))})"
+            )
         for schedule in self.schedules:
             lines.append(f"  schedule        {schedule.function.name}: {schedule.spec.expression}")
         return "\n".join(lines)
@@ -316,6 +354,9 @@ class LocalRuntime:
             poller.stop_polling()
         for schedule in self.schedules:
             schedule.stop()
+        if self._workers is not None:
+            self._workers.stop(timeout)  # their pollers stop and their invocations end
+            self._workers = None
         if self._reloader is not None:
             self._reloader.stop()
         if self._servers is not None and self._servers.running:

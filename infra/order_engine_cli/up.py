@@ -110,6 +110,14 @@ def _pool_env(concurrency: int) -> dict[str, str]:
     "database pool follows (DB_POOL_MAX: twice this, at most 40, unless set).",
 )
 @click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 16),
+    help="Poll the queues from N worker processes, sharing each queue's concurrency, "
+    "so queue work is not held to one interpreter (0: in this process).",
+)
+@click.option(
     "--schedule-speed",
     default=1.0,
     show_default=True,
@@ -140,6 +148,7 @@ def up(
     database_url: str | None,
     latency_scale: str,
     concurrency: int,
+    workers: int,
     schedule_speed: float,
     reload: bool,
     template: Path,
@@ -171,6 +180,7 @@ def up(
             extra_env=_pool_env(concurrency),
             correlation_keys=("orderId",),
             reload=reload,
+            worker_processes=workers,
             schedule_speed=schedule_speed,
             data_dir=DATA_DIR,
             announce=False,  # the banner below says it all

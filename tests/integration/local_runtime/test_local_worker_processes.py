@@ -1,0 +1,89 @@
+"""SQS pollers in worker processes (worker_processes=N): the same Lambda semantics, run
+outside the gateways' interpreter, and nothing left running after stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from toy_runtime import Records, copy_toy_app, toy_options
+
+from local_runtime import LocalRuntime
+
+
+@pytest.fixture(scope="module")
+def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-records") / "records.jsonl"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory, records_file: Path) -> Iterator[LocalRuntime]:
+    template = copy_toy_app(tmp_path_factory.mktemp("toy-workers") / "app")
+    options = toy_options(records_file, worker_processes=2)
+    with LocalRuntime(template, options) as running:
+        yield running
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_queue_messages_are_handled_in_the_workers_with_partial_batches_intact(
+    runtime: LocalRuntime, records_file: Path
+) -> None:
+    records, marker = Records(records_file), uuid.uuid4().hex
+    workers = set(runtime.started_pids[1:])  # the first is the moto server
+    assert len(workers) == 2 and os.getpid() not in workers
+    entries = [
+        {"Id": str(i), "MessageBody": json.dumps({"marker": marker, "fail": i == 2})}
+        for i in range(6)
+    ]
+    sent = runtime.sqs_client().send_message_batch(
+        QueueUrl=runtime.queue_url("WorkQueue"), Entries=entries
+    )
+    failing = next(e["MessageId"] for e in sent["Successful"] if e["Id"] == "2")
+
+    def mine(batch: dict[str, object]) -> bool:
+        return any(marker in body for body in batch["bodies"])  # type: ignore[attr-defined]
+
+    # Only the failed message comes back (after the 2 s visibility timeout), with count 2.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        batches = [b for b in records.all("batch") if mine(b)]
+        retried = [
+            message_id
+            for batch in batches
+            for message_id, count in zip(batch["ids"], batch["counts"], strict=True)
+            if count != "1"
+        ]
+        if retried:
+            break
+        time.sleep(0.1)
+    assert retried == [failing]
+    assert {batch["pid"] for batch in batches} <= workers
+    assert sorted(i for b in batches for i in b["ids"] if i != failing) == sorted(
+        e["MessageId"] for e in sent["Successful"] if e["Id"] != "2"
+    )
+
+
+def test_the_banner_says_where_the_pollers_run(runtime: LocalRuntime) -> None:
+    text = runtime.describe()
+    assert "BatchFunction/Work <- local-WorkQueue" in text
+    assert "pollers run in  2 worker processes" in text
+
+
+def test_stop_ends_every_worker(tmp_path: Path) -> None:
+    template = copy_toy_app(tmp_path / "app")
+    with LocalRuntime(template, toy_options(tmp_path / "r.jsonl", worker_processes=2)) as rt:
+        workers = rt.started_pids[1:]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
