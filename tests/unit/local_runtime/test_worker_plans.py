@@ -41,8 +41,12 @@ def function(name: str, *events: SqsEventSpec, api: bool = False) -> FunctionSpe
 def concurrency_by_worker(functions: list[FunctionSpec], workers: int) -> list[dict[str, int]]:
     plans = plan_workers(workers, {f.logical_id: f for f in functions}, **COMMON)
     return [
-        {f"{f.logical_id}/{e.name}": e.maximum_concurrency for f in p.functions for e in f.sqs_events}
-        for p in plans
+        {
+            f"{f.logical_id}/{e.name}": e.maximum_concurrency
+            for f in plan.functions
+            for e in f.sqs_events
+        }
+        for plan in plans
     ]
 
 
