@@ -5,8 +5,8 @@
         runtime.run_forever()  # until SIGINT/SIGTERM
 
 Start: SQS (and the template's queues, dead-letter queues first) -> environment ->
-on_start hooks -> functions -> HTTP/WebSocket servers -> SQS pollers (here, or in
-worker processes) -> schedules.
+on_start hooks -> functions -> (worker processes polling SQS) -> HTTP/WebSocket
+servers -> (SQS pollers in this process) -> schedules.
 Stop runs the other way: no more polling or firing, WebSocket clients closed with 1001
 (their $disconnect runs), running invocations may finish (bounded), servers and the
 SQS we started stopped. A message whose invocation did not finish is not lost: it was
@@ -175,10 +175,12 @@ class LocalRuntime:
         if options.preload:
             for function in self.functions.values():
                 function.code.handler()
-        self._start_servers()
         if options.pollers and options.worker_processes:
+            # Before the servers: once the APIs answer, the runtime is fully started
+            # (a worker takes seconds to spawn and import its handlers).
             self._start_workers()
-        elif options.pollers:
+        self._start_servers()
+        if options.pollers and not options.worker_processes:
             self.pollers = start_pollers(
                 self.functions,
                 self.queues,

@@ -16,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 PROC = Path("/proc")
+# What a word of a command line says the process is. `up --workers` spawns its worker
+# processes through multiprocessing.
+KNOWN_PROCESSES = (
+    ("localstack", "localstack"),
+    ("moto", "moto"),
+    ("postgres", "postgres"),
+    ("multiprocessing.spawn", "workers"),
+)
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -66,9 +74,9 @@ def label(pid: int, root: int) -> str:
         return "?"
     words = [part.decode(errors="replace") for part in argv if part]
     for word in words:
-        for known in ("localstack", "moto", "postgres"):
+        for known, name in KNOWN_PROCESSES:
             if known in word:
-                return known
+                return name
     return Path(words[0]).name if words else "?"
 
 

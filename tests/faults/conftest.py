@@ -157,8 +157,10 @@ def up(scratch_database_url: str, tmp_path: Path) -> Iterator[Callable[..., UpPr
         started: list[UpProcess] = []
         key = new_api_key(scratch_database_url)
 
-        def make(**env: str) -> UpProcess:
-            process = UpProcess(scratch_database_url, sqs_url, tmp_path, key, env=env)
+        def make(*args: str, **env: str) -> UpProcess:
+            process = UpProcess(
+                scratch_database_url, sqs_url, tmp_path, key, env=env, extra_args=args
+            )
             started.append(process)
             return process
 

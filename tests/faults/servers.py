@@ -147,6 +147,7 @@ class UpProcess:
         *,
         latency_scale: str = "1",
         env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.http_port, self.ws_port = free_port(), free_port()
         self.command = [
@@ -166,6 +167,7 @@ class UpProcess:
             "60",
             "--dev-key-file",
             str(workdir / "dev-api-key"),
+            *extra_args,
         ]
         self.env = {**os.environ, **FAKE_CREDENTIALS, **(env or {})}
         self.database_url, self.sqs_url = database_url, sqs_url

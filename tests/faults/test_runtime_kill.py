@@ -6,13 +6,16 @@ re-drives what is stuck and publishes what was left in the outbox.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 
+from order_engine_cli.bench_resources import children_of
 from order_engine_cli.client import TERMINAL, ApiError
 from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess
@@ -26,13 +29,24 @@ def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
 def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
-    up: Callable[..., UpProcess], fault_seed: int
+    up: Callable[..., UpProcess], fault_seed: int, workers: int
 ) -> None:
     # Short deadlines, so the restarted sweeper (every second at --schedule-speed 60)
     # re-drives the orders whose messages the killed process held (60 s visibility).
-    stack = up(ORDER_STUCK_AFTER_SECONDS="3", OUTBOX_GRACE_SECONDS="1")
+    stack = up("--workers", str(workers), ORDER_STUCK_AFTER_SECONDS="3", OUTBOX_GRACE_SECONDS="1")
     stack.start()
+    assert stack.process is not None
+    children = [pid for pid in children_of(stack.process.pid) if pid != stack.process.pid]
     accepted: list[str] = []
 
     def load() -> None:  # an order every 50 ms until the stack stops answering
@@ -51,6 +65,12 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
         time.sleep(0.05)
     time.sleep(random.Random(fault_seed).uniform(0.2, 1.5))  # …then the seed picks the moment
     assert stack.kill() == -9
+    # Worker processes (and multiprocessing's resource tracker) die with the runtime:
+    # none goes on polling for a dead parent.
+    deadline = time.monotonic() + 5
+    while any(map(alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(children) >= workers and not any(map(alive, children))
     loader.join(timeout=30)
     before = statuses(stack.database_url, accepted)
     in_flight = [oid for oid, status in before.items() if status not in TERMINAL]
