@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from local_runtime.processes import pid_alive
 from order_engine_cli.project import DATA_DIR
 
 if TYPE_CHECKING:
@@ -78,18 +79,8 @@ def running_stacks(run_dir: Path | None = None) -> list[RunningStack]:
             stack = RunningStack(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             continue  # being written, or not ours: leave it alone
-        if _alive(stack.pid):
+        if pid_alive(stack.pid):
             found.append(stack)
         else:
             path.unlink(missing_ok=True)
     return sorted(found, key=lambda stack: stack.started_at)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, but alive
-    return True

@@ -6,7 +6,6 @@ re-drives what is stuck and publishes what was left in the outbox.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -15,6 +14,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from local_runtime.processes import pid_alive
 from order_engine_cli.bench_resources import children_of
 from order_engine_cli.client import TERMINAL, ApiError
 from tests.faults.harness import ORDER
@@ -27,14 +27,6 @@ def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
             "SELECT id::text, status FROM orders WHERE id = ANY(%s::uuid[])", (order_ids,)
         ).fetchall()
     return dict(rows)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
@@ -68,9 +60,9 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
     # Worker processes (and multiprocessing's resource tracker) die with the runtime:
     # none goes on polling for a dead parent.
     deadline = time.monotonic() + 5
-    while any(map(alive, children)) and time.monotonic() < deadline:
+    while any(map(pid_alive, children)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(children) >= workers and not any(map(alive, children))
+    assert len(children) >= workers and not any(map(pid_alive, children))
     loader.join(timeout=30)
     before = statuses(stack.database_url, accepted)
     in_flight = [oid for oid, status in before.items() if status not in TERMINAL]

@@ -14,6 +14,7 @@ import pytest
 from toy_runtime import Records, copy_toy_app, toy_options
 
 from local_runtime import LocalRuntime
+from local_runtime.processes import pid_alive
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,6 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, records_file: Path) -> Ite
     options = toy_options(records_file, worker_processes=2)
     with LocalRuntime(template, options) as running:
         yield running
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_queue_messages_are_handled_in_the_workers_with_partial_batches_intact(
@@ -85,5 +78,5 @@ def test_stop_ends_every_worker(tmp_path: Path) -> None:
     template = copy_toy_app(tmp_path / "app")
     with LocalRuntime(template, toy_options(tmp_path / "r.jsonl", worker_processes=2)) as rt:
         workers = rt.started_pids[1:]
-        assert len(workers) == 2 and all(alive(pid) for pid in workers)
-    assert not any(alive(pid) for pid in workers)
+        assert len(workers) == 2 and all(pid_alive(pid) for pid in workers)
+    assert not any(pid_alive(pid) for pid in workers)
