@@ -22,6 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import FunctionCode
 from local_runtime.lambda_context import LambdaContext
 from local_runtime.specs import FunctionSpec
@@ -214,3 +215,24 @@ class LambdaFunction:
             outcome,
             f" correlation={','.join(ids)}" if ids else "",
         )
+
+
+def make_functions(
+    specs: Iterable[FunctionSpec],
+    in_flight: InFlight,
+    *,
+    correlation_keys: Iterable[str],
+    websocket_endpoint: str | None,
+) -> dict[str, LambdaFunction]:
+    """The functions of `specs`, each handler prepared as it is imported (see
+    chalice_support: thread safety, and the local @connections endpoint)."""
+
+    def on_load(handler: Any) -> None:
+        prepare_handler(handler, websocket_endpoint)
+
+    return {
+        spec.logical_id: LambdaFunction(
+            spec, FunctionCode(spec, on_load=on_load), in_flight, correlation_keys
+        )
+        for spec in specs
+    }

@@ -24,12 +24,10 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from local_runtime.chalice_support import prepare_handler
 from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
 from local_runtime.event_source_mapping import SqsPoller
 from local_runtime.event_sources import start_pollers, start_schedules
-from local_runtime.function_code import FunctionCode
-from local_runtime.functions import InFlight, InvocationResult, LambdaFunction
+from local_runtime.functions import InFlight, InvocationResult, LambdaFunction, make_functions
 from local_runtime.gateways import build_gateways
 from local_runtime.options import RuntimeOptions
 from local_runtime.processes import free_port
@@ -241,16 +239,16 @@ class LocalRuntime:
 
     def _make_functions(self) -> None:
         self._check_runtimes()
-        endpoint = self.management_url() if self.websocket_apis else None
+        self.functions = make_functions(
+            self.function_specs.values(),
+            self.in_flight,
+            correlation_keys=self.options.correlation_keys,
+            websocket_endpoint=self._websocket_endpoint(),
+        )
 
-        def on_load(handler: Any) -> None:
-            prepare_handler(handler, endpoint)
-
-        for logical_id, spec in self.function_specs.items():
-            code = FunctionCode(spec, on_load=on_load)
-            self.functions[logical_id] = LambdaFunction(
-                spec, code, self.in_flight, self.options.correlation_keys
-            )
+    def _websocket_endpoint(self) -> str | None:
+        """Where a handler's Chalice websocket_api posts: the local @connections."""
+        return self.management_url() if self.websocket_apis else None
 
     def _start_workers(self) -> None:
         assert self.sqs is not None
@@ -264,7 +262,7 @@ class LocalRuntime:
             region=options.region,
             wait_seconds=options.poll_wait_seconds,
             correlation_keys=tuple(options.correlation_keys),
-            websocket_endpoint=self.management_url() if self.websocket_apis else None,
+            websocket_endpoint=self._websocket_endpoint(),
             reload=options.reload,
             shutdown_timeout=options.shutdown_timeout,
             **WorkerProcesses.log_settings(),

@@ -33,10 +33,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, cast
 
-from local_runtime.chalice_support import prepare_handler
 from local_runtime.event_sources import start_pollers
-from local_runtime.function_code import FunctionCode
-from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.functions import InFlight, make_functions
 from local_runtime.reloader import Reloader
 from local_runtime.specs import FunctionSpec, QueueSpec
 from local_runtime.sqs_backends import SqsTarget
@@ -195,15 +193,12 @@ def worker_main(plan: WorkerPlan, parent: Connection) -> None:
     os.environ.update(plan.environment)
     try:
         in_flight = InFlight()
-        functions = {
-            spec.logical_id: LambdaFunction(
-                spec,
-                FunctionCode(spec, on_load=lambda h: prepare_handler(h, plan.websocket_endpoint)),
-                in_flight,
-                plan.correlation_keys,
-            )
-            for spec in plan.functions
-        }
+        functions = make_functions(
+            plan.functions,
+            in_flight,
+            correlation_keys=plan.correlation_keys,
+            websocket_endpoint=plan.websocket_endpoint,
+        )
         for function in functions.values():
             function.code.handler()
         pollers = start_pollers(
