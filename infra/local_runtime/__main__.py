@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reload", action="store_true", help="reload code when files change")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="poll the SQS queues from N worker processes (default 0: in this one)",
+    )
+    parser.add_argument(
         "--schedule-speed",
         type=float,
         default=1.0,
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=_pairs(args.env, "--env"),
         correlation_keys=tuple(args.correlation_key),
         reload=args.reload,
+        worker_processes=args.workers,
         schedule_speed=args.schedule_speed,
         idle_timeout=args.idle_timeout,
         data_dir=args.data_dir,

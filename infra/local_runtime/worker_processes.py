@@ -63,6 +63,7 @@ class WorkerPlan:
     shutdown_timeout: float
     log_level: int
     log_format: str
+    logger_levels: dict[str, int]  # the parent's own settings (e.g. a quiet botocore)
 
 
 def share(total: int, workers: int, index: int) -> int:
@@ -113,9 +114,16 @@ class WorkerProcesses:
 
     @staticmethod
     def log_settings() -> dict[str, Any]:
+        """The parent's logging, so a worker's lines read like the parent's."""
+        loggers = logging.root.manager.loggerDict.items()
         return {
             "log_level": logging.getLogger().getEffectiveLevel(),
             "log_format": _root_log_format(),
+            "logger_levels": {
+                name: logger.level
+                for name, logger in loggers
+                if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+            },
         }
 
     @property
@@ -189,6 +197,8 @@ def worker_main(plan: WorkerPlan, parent: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_requested)
     logging.basicConfig(level=plan.log_level, format=plan.log_format)
+    for name, level in plan.logger_levels.items():
+        logging.getLogger(name).setLevel(level)
     os.environ.clear()
     os.environ.update(plan.environment)
     try:

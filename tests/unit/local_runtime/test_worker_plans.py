@@ -23,6 +23,7 @@ COMMON: dict[str, Any] = {
     "shutdown_timeout": 1.0,
     "log_level": 20,
     "log_format": "%(message)s",
+    "logger_levels": {},
 }
 
 
