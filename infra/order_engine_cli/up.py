@@ -18,7 +18,8 @@ from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
-MAX_DB_POOL = 40
+MAX_DB_POOL = 40  # connections one process may hold
+MAX_DB_CONNECTIONS = 80  # all of `up`'s processes together (the embedded server allows 100)
 EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
 
 
@@ -65,18 +66,20 @@ def _describe_key(dev_key: DevKey | None) -> str:
     return f"{dev_key.key}\n               ({made}account local-dev, saved in {path})"
 
 
-def _pool_env(concurrency: int) -> dict[str, str]:
-    """DB_POOL_MAX for this process, unless the environment sets it.
+def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
+    """DB_POOL_MAX for each of `up`'s processes, unless the environment sets it.
 
     On Lambda a container runs one batch at a time, whose records the engine's default
     pool (4) serves. Here every function's invocations share one process and one
     pool: up to `concurrency` batches per queue, each running its records at once. They
     hold a connection only for their queries (never while a venue answers), so twice the
-    concurrency serves them; capped, since the embedded PostgreSQL allows 100 in all and
-    other local processes share it."""
+    concurrency serves them; capped per process, and over this process and its workers
+    together, since the embedded PostgreSQL allows 100 in all and other local processes
+    (the CLI, tests) share it."""
     if os.environ.get("DB_POOL_MAX"):
         return {}
-    return {"DB_POOL_MAX": str(min(MAX_DB_POOL, 2 * concurrency))}
+    per_process = min(MAX_DB_POOL, 2 * concurrency, MAX_DB_CONNECTIONS // (workers + 1))
+    return {"DB_POOL_MAX": str(per_process)}
 
 
 @click.command()
@@ -107,7 +110,8 @@ def _pool_env(concurrency: int) -> dict[str, str]:
     show_default=True,
     type=click.IntRange(2, 1000),
     help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency); the "
-    "database pool follows (DB_POOL_MAX: twice this, at most 40, unless set).",
+    "database pool follows (DB_POOL_MAX: twice this, at most 40 per process and 80 "
+    "over the workers and this process, unless set).",
 )
 @click.option(
     "--workers",
@@ -177,7 +181,7 @@ def up(
                 "DexLatencyScale": latency_scale,
                 "MaximumConcurrency": str(concurrency),
             },
-            extra_env=_pool_env(concurrency),
+            extra_env=_pool_env(concurrency, workers),
             correlation_keys=("orderId",),
             reload=reload,
             worker_processes=workers,
