@@ -189,6 +189,7 @@ class UpProcess:
             except OSError:
                 pass
             time.sleep(0.2)
+        self.interrupt()  # never leave it running behind a failed test
         raise AssertionError(f"order-engine up did not become healthy:\n{self.tail()}")
 
     def kill(self) -> int:
