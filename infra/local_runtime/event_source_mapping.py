@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 20  # SQS's ceiling for long polling
 
 
+def mapping_name(function: str, mapping: SqsEventSpec, queue: QueueSpec) -> str:
+    """How logs and the banner name an event source mapping: Function/Event <- queue."""
+    return f"{function}/{mapping.name} <- {queue.name}"
+
+
 class SqsPoller:
     def __init__(
         self,
@@ -54,7 +59,7 @@ class SqsPoller:
 
     @property
     def name(self) -> str:
-        return f"{self.function.name}/{self.mapping.name} <- {self.queue.name}"
+        return mapping_name(self.function.name, self.mapping, self.queue)
 
     def start(self) -> None:
         self._thread.start()

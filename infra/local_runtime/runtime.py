@@ -25,7 +25,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
-from local_runtime.event_source_mapping import SqsPoller
+from local_runtime.event_source_mapping import SqsPoller, mapping_name
 from local_runtime.event_sources import start_pollers, start_schedules
 from local_runtime.functions import InFlight, InvocationResult, LambdaFunction, make_functions
 from local_runtime.gateways import build_gateways
@@ -258,7 +258,6 @@ class LocalRuntime:
             self.function_specs,
             queues=tuple(self.queues.values()),
             sqs=self.sqs,
-            environment=dict(os.environ),
             region=options.region,
             wait_seconds=options.poll_wait_seconds,
             correlation_keys=tuple(options.correlation_keys),
@@ -329,12 +328,12 @@ class LocalRuntime:
         for poller in self.pollers:
             lines.append(f"  poller          {poller.name}")
         if self._workers is not None:
-            queue_names = {queue.arn: queue.name for queue in self.queues.values()}
+            by_arn = {queue.arn: queue for queue in self.queues.values()}
             for function in self.function_specs.values():
                 for event in function.sqs_events:
                     if event.enabled:
-                        name = f"{function.logical_id}/{event.name}"
-                        lines.append(f"  poller          {name} <- {queue_names[event.queue_arn]}")
+                        name = mapping_name(function.logical_id, event, by_arn[event.queue_arn])
+                        lines.append(f"  poller          {name}")
             lines.append(
                 f"  pollers run in  {len(self._workers.plans)} worker processes "
                 f"(pids {', '.join(map(str, self._workers.pids))})"

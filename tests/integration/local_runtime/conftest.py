@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from toy_runtime import Records, copy_toy_app, toy_options
+from toy_runtime import Records, running_toy_app
 
 from local_runtime import LocalRuntime
 
@@ -23,8 +23,7 @@ def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory: pytest.TempPathFactory, records_file: Path) -> Iterator[LocalRuntime]:
-    template = copy_toy_app(tmp_path_factory.mktemp("toy") / "app")
-    with LocalRuntime(template, toy_options(records_file)) as running:
+    with running_toy_app(tmp_path_factory.mktemp("toy"), records_file) as running:
         yield running
 
 

@@ -6,13 +6,9 @@ import json
 import time
 from typing import Any
 
-from toy_runtime import Records
+from toy_runtime import Records, batches_with
 
 from local_runtime import LocalRuntime
-
-
-def batches_with(records: Records, marker: str) -> list[dict[str, Any]]:
-    return [r for r in records.all("batch") if any(marker in body for body in r["bodies"])]
 
 
 def test_a_message_reaches_the_function_as_a_lambda_sqs_record_and_is_deleted(

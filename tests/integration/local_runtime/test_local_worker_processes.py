@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from toy_runtime import Records, copy_toy_app, toy_options
+from toy_runtime import Records, batches_with, running_toy_app
 
 from local_runtime import LocalRuntime
 from local_runtime.processes import pid_alive
@@ -24,9 +24,8 @@ def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory, records_file: Path) -> Iterator[LocalRuntime]:
-    template = copy_toy_app(tmp_path_factory.mktemp("toy-workers") / "app")
-    options = toy_options(records_file, worker_processes=2)
-    with LocalRuntime(template, options) as running:
+    folder = tmp_path_factory.mktemp("toy-workers")
+    with running_toy_app(folder, records_file, worker_processes=2) as running:
         yield running
 
 
@@ -45,13 +44,10 @@ def test_queue_messages_are_handled_in_the_workers_with_partial_batches_intact(
     )
     failing = next(e["MessageId"] for e in sent["Successful"] if e["Id"] == "2")
 
-    def mine(batch: dict[str, object]) -> bool:
-        return any(marker in body for body in batch["bodies"])  # type: ignore[attr-defined]
-
     # Only the failed message comes back (after the 2 s visibility timeout), with count 2.
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        batches = [b for b in records.all("batch") if mine(b)]
+        batches = batches_with(records, marker)
         retried = [
             message_id
             for batch in batches
@@ -75,8 +71,7 @@ def test_the_banner_says_where_the_pollers_run(runtime: LocalRuntime) -> None:
 
 
 def test_stop_ends_every_worker(tmp_path: Path) -> None:
-    template = copy_toy_app(tmp_path / "app")
-    with LocalRuntime(template, toy_options(tmp_path / "r.jsonl", worker_processes=2)) as rt:
+    with running_toy_app(tmp_path, tmp_path / "r.jsonl", worker_processes=2) as rt:
         workers = rt.started_pids[1:]
         assert len(workers) == 2 and all(pid_alive(pid) for pid in workers)
     assert not any(pid_alive(pid) for pid in workers)

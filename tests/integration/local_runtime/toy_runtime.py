@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local_runtime import RuntimeOptions
+from local_runtime import LocalRuntime, RuntimeOptions
 
 ROOT = Path(__file__).resolve().parents[3]
 TOY_APP = ROOT / "tests" / "fixtures" / "toy_app"
@@ -68,3 +69,16 @@ def toy_options(records_file: Path, **overrides: Any) -> RuntimeOptions:
     for key, value in overrides.items():
         setattr(options, key, value)
     return options
+
+
+@contextmanager
+def running_toy_app(folder: Path, records_file: Path, **overrides: Any) -> Iterator[LocalRuntime]:
+    """A fresh copy of the toy app in `folder`, running with `toy_options`."""
+    template = copy_toy_app(folder / "app")
+    with LocalRuntime(template, toy_options(records_file, **overrides)) as running:
+        yield running
+
+
+def batches_with(records: Records, marker: str) -> list[dict[str, Any]]:
+    """The batches the toy SQS handler recorded with a message carrying `marker`."""
+    return [r for r in records.all("batch") if any(marker in body for body in r["bodies"])]

@@ -119,9 +119,9 @@ class Publisher:
         """Raise unless SQS answers for every configured queue.
 
         GetQueueUrl, not GetQueueAttributes: it proves the same (SQS is reachable, the
-        queue exists) and costs nothing on any SQS, where moto computes every attribute,
-        message counts included, by scanning the queue (300 ms with 2,000 waiting), so a
-        health check under a backlog took seconds."""
+        queue exists) and is cheap everywhere, while moto answers GetQueueAttributes by
+        scanning the whole queue for its counts (300 ms with 2,000 messages waiting), so
+        a health check under a backlog took seconds."""
         if not self._queue_urls:
             raise LookupError("no queues are configured")
         for url in self._queue_urls.values():
