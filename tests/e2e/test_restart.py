@@ -28,9 +28,8 @@ def sqs_url() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
 def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
-    migrated_url: str, sqs_url: str, tmp_path: Path, fresh_api_key: str, workers: int
+    migrated_url: str, sqs_url: str, tmp_path: Path, fresh_api_key: str
 ) -> None:
     stack = UpProcess(
         migrated_url,
@@ -38,7 +37,6 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
         tmp_path,
         fresh_api_key,
         env={"ORDER_STUCK_AFTER_SECONDS": "5", "OUTBOX_GRACE_SECONDS": "1"},
-        extra_args=("--workers", str(workers)),
     )
     stack.start()
     accepted: list[str] = []
