@@ -21,6 +21,12 @@ from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess
 
 
+def every_order(url: str) -> list[str]:
+    """The ids of all orders in the test's own database, acknowledged or not."""
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute("SELECT id::text FROM orders").fetchall()]
+
+
 def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -29,6 +35,10 @@ def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
+# 991668334: the kill fell between an order's commit and its 202, and the check ran
+# while the sweeper was still re-driving that unacknowledged order (it settled only the
+# acknowledged ones).
+@pytest.mark.pinned_seeds(991668334)
 @pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
 def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
     up: Callable[..., UpProcess], fault_seed: int, workers: int
@@ -70,7 +80,9 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
 
     stack.start()
     checker = stack.checker(fault_seed)
-    unfinished = checker.settle(accepted, timeout=60)
+    # Every order in the database must end, including one committed just before the
+    # kill whose 202 never came back: wait for those too before checking.
+    unfinished = checker.settle(every_order(stack.database_url), timeout=60)
     report = checker.check(accepted, every_order_in_database=True)
     print(f"{len(in_flight)} of {len(accepted)} accepted orders were in flight at the kill")
     print(report.summary())

@@ -34,7 +34,10 @@ class Records:
     def all(self, kind: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        # Only whole lines: a handler (a thread, or a worker process) may be halfway
+        # through writing the last one.
+        complete = self.path.read_text().split("\n")[:-1]
+        lines = [json.loads(line) for line in complete if line]
         return [r for r in lines if kind is None or r["kind"] == kind]
 
     def wait_for(
