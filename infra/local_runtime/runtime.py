@@ -258,6 +258,7 @@ class LocalRuntime:
             self.function_specs,
             queues=tuple(self.queues.values()),
             sqs=self.sqs,
+            environment=dict(os.environ),
             region=options.region,
             wait_seconds=options.poll_wait_seconds,
             correlation_keys=tuple(options.correlation_keys),

@@ -10,12 +10,14 @@ in several containers. The parent keeps the HTTP and WebSocket APIs, `@connectio
 and the schedules.
 
 A worker is spawned (never forked: the parent runs threads and an event loop) with
-what it needs already resolved: the function specs, the queues and the SQS; it inherits
-the environment the parent applied (os.environ, at spawn time). It imports its
-handlers, starts its pollers and reports ready. It stops when the parent asks (polling
-stops, running invocations may finish, as in the parent), and at once if the parent
-dies: a SIGKILLed runtime leaves nothing behind, and its unfinished messages come back
-after their visibility timeout, as a crashed Lambda's do.
+what it needs already resolved: the function specs, the queues, the SQS and a copy of
+the os.environ the parent applied, set again in the worker. (Relying on inheritance
+alone lost it once: inside the full test suite a worker ran without the variables the
+runtime had applied.) It imports its handlers, starts its pollers and reports ready. It
+stops when the parent asks (polling stops, running invocations may finish, as in the
+parent), and at once if the parent dies: a SIGKILLed runtime leaves nothing behind, and
+its unfinished messages come back after their visibility timeout, as a crashed
+Lambda's do.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class WorkerPlan:
     functions: tuple[FunctionSpec, ...]  # each with only the SQS events this worker polls
     queues: tuple[QueueSpec, ...]
     sqs: SqsTarget
+    environment: dict[str, str]
     region: str
     wait_seconds: int
     correlation_keys: tuple[str, ...]
@@ -199,6 +202,8 @@ def worker_main(plan: WorkerPlan, parent: Connection) -> None:
     logging.basicConfig(level=plan.log_level, format=plan.log_format)
     for name, level in plan.logger_levels.items():
         logging.getLogger(name).setLevel(level)
+    os.environ.clear()
+    os.environ.update(plan.environment)
     try:
         in_flight = InFlight()
         functions = make_functions(

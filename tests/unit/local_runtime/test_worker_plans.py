@@ -14,6 +14,7 @@ from local_runtime.worker_processes import plan_workers
 COMMON: dict[str, Any] = {
     "queues": (),
     "sqs": SqsTarget("http://127.0.0.1:1", "moto", "123456789012", emulated=True, kind="moto"),
+    "environment": {},
     "region": "us-east-1",
     "wait_seconds": 1,
     "correlation_keys": (),
