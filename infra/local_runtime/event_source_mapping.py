@@ -3,9 +3,10 @@
 One receive loop per mapping long-polls the queue and hands each batch to the function
 on a thread of its own, holding one of `MaximumConcurrency` slots until the batch is
 settled, so at most that many invocations of the mapping run at once. After the
-invocation only the messages that succeeded are deleted (DeleteMessageBatch); failed
-ones are left alone and reappear when their visibility timeout ends, which is also how
-SQS counts receives toward the queue's own redrive to its dead-letter queue.
+invocation only the messages that succeeded are deleted (DeleteMessageBatch, gathered
+across invocations: sqs_deletes.py says why); failed ones are left alone and reappear
+when their visibility timeout ends, which is also how SQS counts receives toward the
+queue's own redrive to its dead-letter queue.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from local_runtime.batch_results import BatchVerdict, judge_batch
 from local_runtime.functions import InvocationResult, LambdaFunction
 from local_runtime.specs import QueueSpec, SqsEventSpec
+from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
 from local_runtime.sqs_records import sqs_event
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,14 @@ class SqsPoller:
         self.queue = queue
         self.region = region
         self._client = client_factory()
+        # Well inside the visibility timeout: a settled message must not come back.
+        visibility = float(queue.attributes.get("VisibilityTimeout", 30))
+        self._deletes = BatchedDeletes(
+            self._client,
+            queue.url,
+            name=self.name,
+            linger=min(DEFAULT_LINGER_SECONDS, visibility / 4),
+        )
         self._wait_seconds = max(0, min(MAX_WAIT_SECONDS, wait_seconds))
         self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
         self._stopping = threading.Event()
@@ -75,6 +85,7 @@ class SqsPoller:
             running = list(self._batches)
         for thread in running:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._deletes.close(max(0.5, deadline - time.monotonic()))
         self._thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
 
     # -- receiving -------------------------------------------------------------------
@@ -170,22 +181,10 @@ class SqsPoller:
                 return verdict.describe() if result.succeeded else result.outcome
 
             self.function.invoke(event, describe)
-            self._delete([m for m in messages if m["MessageId"] in verdicts[0].succeeded])
+            self._deletes.add([m for m in messages if m["MessageId"] in verdicts[0].succeeded])
         except Exception:
             log.exception("%s: batch handling failed", self.name)
         finally:
             with self._batches_lock:
                 self._batches.discard(threading.current_thread())
             self._slots.release()
-
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            response = self._client.delete_message_batch(
-                QueueUrl=self.queue.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                ],
-            )
-            for failure in response.get("Failed") or []:
-                log.warning("%s: delete failed: %s", self.name, failure)
