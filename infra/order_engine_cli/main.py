@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from order_engine_cli.bench import bench
+from order_engine_cli.bench_sqs import bench_sqs
 from order_engine_cli.demo import demo
 from order_engine_cli.dlq import dlq
 from order_engine_cli.keys import keys
@@ -44,3 +45,4 @@ cli.add_command(demo)
 cli.add_command(dlq)
 cli.add_command(keys)
 cli.add_command(bench)
+cli.add_command(bench_sqs)

@@ -1,0 +1,263 @@
+"""`order-engine bench-sqs`: the stack's SQS traffic alone, with no engine at all.
+
+Each order of the real stack puts eight messages through five queues: the route step
+when it is accepted, then for each of the four steps a notify message and (but after
+confirm) the next step's message; every message is received and deleted by a poller.
+This command replays exactly that traffic against an SQS backend, from a few
+processes that do nothing else: no database, no HTTP, no WebSocket, no venue. So it
+measures the floor that any stack built on these queues pays on this machine: what
+the SQS server spends per order and how fast it can go, and what boto3 spends calling
+it. docs/benchmarks.md uses it to tell the emulator's share of the limit from ours.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from local_runtime.sqs_backends import SqsBackend, SqsTarget
+from local_runtime.sqs_deletes import BatchedDeletes
+from order_engine_cli import bench_resources
+from order_engine_cli.bench_stats import distribution
+from order_engine_cli.project import DATA_DIR
+
+# The stack's queues in the order a message passes them (template.yaml).
+STEPS = ("route", "build", "submit", "confirm")
+NOTIFY = "notify"
+
+
+@click.command("bench-sqs")
+@click.option("--orders", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--rate",
+    default=1000.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Orders per minute, open loop (each order is eight messages through five queues).",
+)
+@click.option(
+    "--sqs",
+    default="localstack",
+    show_default=True,
+    help="moto or localstack (started for the run), or the URL of an SQS already running.",
+)
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Replaying processes; each polls every queue, as `up --workers` does.",
+)
+@click.option("--deadline", default=60.0, show_default=True, help="Seconds to wait at the end.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def bench_sqs(
+    orders: int, rate: float, sqs: str, processes: int, deadline: float, json_path: Path | None
+) -> None:
+    """Replay the SQS traffic of ORDERS orders with no engine, and print what it cost.
+
+    The SQS calls per order are the stack's own: SendMessageBatch of one message per
+    publish, ReceiveMessage of up to ten, and DeleteMessageBatch gathered as the local
+    runtime's pollers gather them. Compare its figures with `order-engine bench` at the
+    same rate: what the stack spends beyond these is the engine's, the APIs' and
+    PostgreSQL's.
+    """
+    console = Console(stderr=True)
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    backend = SqsBackend(sqs, data_dir=DATA_DIR, region=region)
+    with console.status(f"starting SQS ({sqs})"):
+        target = backend.start()
+    try:
+        report = _run(target, region, orders, rate, processes, deadline, console)
+    finally:
+        backend.stop()
+    report["config"] = {"orders": orders, "rate": rate, "sqs": sqs, "processes": processes}
+    console.print(_render(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"figures written to {json_path}")
+
+
+def _run(
+    target: SqsTarget,
+    region: str,
+    orders: int,
+    rate: float,
+    processes: int,
+    deadline: float,
+    console: Console,
+) -> dict[str, Any]:
+    client = target.client(region)
+    prefix = f"bench-sqs-{uuid.uuid4().hex[:8]}"
+    urls = {
+        name: client.create_queue(QueueName=f"{prefix}-{name}")["QueueUrl"]
+        for name in (*STEPS, NOTIFY)
+    }
+    context = multiprocessing.get_context("spawn")
+    results: Any = context.Queue()
+    stop = context.Event()
+    shares = [orders // processes + (i < orders % processes) for i in range(processes)]
+    start_at = time.time() + 2.0  # every process starts sending at the same moment
+    children = [
+        context.Process(
+            target=_replay,
+            args=(target, region, urls, share, rate * share / orders, start_at, stop, results),
+            daemon=True,
+        )
+        for share in shares
+    ]
+    for child in children:
+        child.start()
+    sampler = bench_resources.TreeSampler({"run": os.getpid()})
+    time.sleep(max(0.0, start_at - time.time()))
+    sampler.start()
+    latencies: list[float] = []
+    last_done = time.time()
+    give_up = start_at + orders / rate * 60 + deadline
+    with console.status("replaying") as status:
+        while len(latencies) < orders and time.time() < give_up:
+            try:
+                latencies += results.get(timeout=0.5)
+                last_done = time.time()
+            except queue_module.Empty:
+                pass
+            status.update(f"replaying: {len(latencies)}/{orders} orders through")
+    resources = sampler.stop()
+    stop.set()
+    calls: Counter[str] = Counter()
+    for _ in children:
+        calls.update(_next_counts(results))
+    for child in children:
+        child.join(10)
+    for url in urls.values():
+        client.delete_queue(QueueUrl=url)
+    done = len(latencies)
+    seconds = max(last_done - start_at, 1e-9)
+    cpu = resources["run"]["cpu_seconds_by_process"]
+    server = sum(v for k, v in cpu.items() if k in ("localstack", "moto"))
+    clients = cpu.get("workers", 0.0)
+    return {
+        "orders": orders,
+        "completed": done,
+        "completed_per_minute": round((done - 1) / seconds * 60, 1) if done > 1 else None,
+        "latency_seconds": distribution(latencies),
+        "sqs_calls_per_order": {op: round(n / max(done, 1), 2) for op, n in sorted(calls.items())},
+        "cpu_ms_per_order": {
+            "sqs_server": round(server * 1000 / max(done, 1), 1),
+            "replaying_clients": round(clients * 1000 / max(done, 1), 1),
+        },
+        "sqs_server_cores": round(server / seconds, 2),
+        "resources": resources,
+    }
+
+
+def _next_counts(results: Any) -> dict[str, int]:
+    """The call counts a child sends as it ends (latency lists may still be ahead)."""
+    while True:
+        item = results.get(timeout=30)
+        if isinstance(item, dict):
+            return item
+
+
+def _replay(
+    target: SqsTarget,
+    region: str,
+    urls: dict[str, str],
+    orders: int,
+    rate: float,
+    start_at: float,
+    stop: Any,
+    results: Any,
+) -> None:
+    """One replaying process: its share of the arrivals, and a poller on every queue."""
+    client = target.client(region, max_connections=64)
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.sqs.*", lambda model, **_: calls.update([model.name]))
+    hops = ThreadPoolExecutor(32)  # the records of running batches
+    done: list[float] = []
+    done_lock = threading.Lock()
+
+    def send(name: str, body: dict[str, Any]) -> None:
+        client.send_message_batch(
+            QueueUrl=urls[name], Entries=[{"Id": "0", "MessageBody": json.dumps(body)}]
+        )
+
+    def hop(name: str, message: dict[str, Any], deletes: BatchedDeletes) -> None:
+        body = json.loads(message["Body"])
+        if name == NOTIFY:
+            if body["last"]:
+                with done_lock:
+                    done.append(time.time() - body["t0"])
+        else:
+            following = STEPS.index(name) + 1
+            last = following == len(STEPS)
+            send(NOTIFY, {**body, "last": last})
+            if not last:
+                send(STEPS[following], body)
+        deletes.add([message])
+
+    def poll(name: str) -> None:
+        deletes = BatchedDeletes(client, urls[name], name=name)
+        while not stop.is_set():
+            try:
+                messages = client.receive_message(
+                    QueueUrl=urls[name], MaxNumberOfMessages=10, WaitTimeSeconds=1
+                ).get("Messages", [])
+            except Exception:
+                time.sleep(0.5)
+                continue
+            for message in messages:
+                hops.submit(hop, name, message, deletes)
+        deletes.close(5)
+
+    pollers = [threading.Thread(target=poll, args=(name,), daemon=True) for name in urls]
+    for poller in pollers:
+        poller.start()
+    for i in range(orders):
+        time.sleep(max(0.0, start_at + i * 60 / rate - time.time()))
+        hops.submit(send, STEPS[0], {"t0": time.time(), "order": i})
+    while not stop.wait(0.5):
+        with done_lock:
+            if done:
+                results.put(done[:])
+                done.clear()
+    for poller in pollers:
+        poller.join(5)
+    hops.shutdown(wait=True)
+    results.put(dict(calls))
+
+
+def _render(report: dict[str, Any]) -> Table:
+    table = Table(title="order-engine bench-sqs (the stack's SQS traffic, no engine)")
+    table.add_column("figure")
+    table.add_column("value")
+    latency = report["latency_seconds"]
+    table.add_row("orders", f"{report['completed']} of {report['orders']} through all five hops")
+    table.add_row("orders per minute", str(report["completed_per_minute"]))
+    hops = f"p50 {latency['p50']:.3f}  p99 {latency['p99']:.3f}  max {latency['max']:.3f}"
+    table.add_row("five hops (s)", hops)
+    table.add_row(
+        "SQS calls per order",
+        "  ".join(f"{op} {n}" for op, n in report["sqs_calls_per_order"].items()),
+    )
+    cpu = report["cpu_ms_per_order"]
+    table.add_row(
+        "CPU ms per order",
+        f"SQS server {cpu['sqs_server']}  replaying clients (boto3) {cpu['replaying_clients']}",
+    )
+    table.add_row("SQS server", f"{report['sqs_server_cores']} cores busy on average")
+    machine = report["resources"]["machine"]
+    table.add_row("machine busy", f"{machine['busy_fraction']:.0%} of {machine['cpus']} CPUs")
+    return table
