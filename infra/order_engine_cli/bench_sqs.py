@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from local_runtime.sqs_backends import SqsBackend, SqsTarget
-from local_runtime.sqs_deletes import BatchedDeletes
+from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
 from order_engine_cli import bench_resources
 from order_engine_cli.bench_stats import distribution
 from order_engine_cli.project import DATA_DIR
@@ -61,10 +61,24 @@ NOTIFY = "notify"
     type=click.IntRange(1, 16),
     help="Replaying processes; each polls every queue, as `up --workers` does.",
 )
+@click.option(
+    "--delete-linger",
+    default=DEFAULT_LINGER_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a settled message may wait to share a DeleteMessageBatch, as in the local "
+    "runtime's pollers; 0: deleted as soon as its hop is done, nearly one call per message.",
+)
 @click.option("--deadline", default=60.0, show_default=True, help="Seconds to wait at the end.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def bench_sqs(
-    orders: int, rate: float, sqs: str, processes: int, deadline: float, json_path: Path | None
+    orders: int,
+    rate: float,
+    sqs: str,
+    processes: int,
+    delete_linger: float,
+    deadline: float,
+    json_path: Path | None,
 ) -> None:
     """Replay the SQS traffic of ORDERS orders with no engine, and print what it cost.
 
@@ -80,10 +94,16 @@ def bench_sqs(
     with console.status(f"starting SQS ({sqs})"):
         target = backend.start()
     try:
-        report = _run(target, region, orders, rate, processes, deadline, console)
+        report = _run(target, region, orders, rate, processes, delete_linger, deadline, console)
     finally:
         backend.stop()
-    report["config"] = {"orders": orders, "rate": rate, "sqs": sqs, "processes": processes}
+    report["config"] = {
+        "orders": orders,
+        "rate": rate,
+        "sqs": sqs,
+        "processes": processes,
+        "delete_linger": delete_linger,
+    }
     console.print(_render(report))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -96,6 +116,7 @@ def _run(
     orders: int,
     rate: float,
     processes: int,
+    delete_linger: float,
     deadline: float,
     console: Console,
 ) -> dict[str, Any]:
@@ -113,7 +134,17 @@ def _run(
     children = [
         context.Process(
             target=_replay,
-            args=(target, region, urls, share, rate * share / orders, start_at, stop, results),
+            args=(
+                target,
+                region,
+                urls,
+                share,
+                rate * share / orders,
+                delete_linger,
+                start_at,
+                stop,
+                results,
+            ),
             daemon=True,
         )
         for share in shares
@@ -185,6 +216,7 @@ def _replay(
     urls: dict[str, str],
     orders: int,
     rate: float,
+    delete_linger: float,
     start_at: float,
     stop: Any,
     results: Any,
@@ -217,7 +249,7 @@ def _replay(
         deletes.add([message])
 
     def poll(name: str) -> None:
-        deletes = BatchedDeletes(client, urls[name], name=name)
+        deletes = BatchedDeletes(client, urls[name], name=name, linger=delete_linger)
         while not stop.is_set():
             try:
                 messages = client.receive_message(
