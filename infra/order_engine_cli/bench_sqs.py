@@ -3,7 +3,8 @@
 Each order of the real stack puts eight messages through five queues: the route step
 when it is accepted, then for each of the four steps a notify message and (but after
 confirm) the next step's message; every message is received and deleted by a poller.
-This command replays exactly that traffic against an SQS backend, from a few
+This command replays exactly that traffic (what each step publishes comes from the
+pipeline's own `next_messages`) against an SQS backend, from a few
 processes that do nothing else: no database, no HTTP, no WebSocket, no venue. So it
 measures the floor that any stack built on these queues pays on this machine: what
 the SQS server spends per order and how fast it can go, and what boto3 spends calling
@@ -30,13 +31,15 @@ from rich.table import Table
 
 from local_runtime.sqs_backends import SqsBackend, SqsTarget
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
+from order_engine.messaging import NOTIFY_TOPIC, StepMessage
+from order_engine.orders import TERMINAL, Status, Step, step_for
+from order_engine.pipeline import next_messages
 from order_engine_cli import bench_resources
 from order_engine_cli.bench_stats import distribution
 from order_engine_cli.project import DATA_DIR
 
-# The stack's queues in the order a message passes them (template.yaml).
-STEPS = ("route", "build", "submit", "confirm")
-NOTIFY = "notify"
+# One queue per topic, as in template.yaml.
+TOPICS = (*(step.value for step in Step), NOTIFY_TOPIC)
 
 
 @click.command("bench-sqs")
@@ -122,10 +125,7 @@ def _run(
 ) -> dict[str, Any]:
     client = target.client(region)
     prefix = f"bench-sqs-{uuid.uuid4().hex[:8]}"
-    urls = {
-        name: client.create_queue(QueueName=f"{prefix}-{name}")["QueueUrl"]
-        for name in (*STEPS, NOTIFY)
-    }
+    urls = {name: client.create_queue(QueueName=f"{prefix}-{name}")["QueueUrl"] for name in TOPICS}
     context = multiprocessing.get_context("spawn")
     results: Any = context.Queue()
     stop = context.Event()
@@ -196,7 +196,8 @@ def _run(
 
 
 def _call_counts(results: Any, children: int) -> Counter[str]:
-    """The SQS calls the children counted, sent as each ends (late ends may come first)."""
+    """The SQS calls the children counted, sent as each ends (after any latencies still
+    queued, which are skipped)."""
     calls: Counter[str] = Counter()
     reported = 0
     while reported < children:
@@ -236,16 +237,17 @@ def _replay(
 
     def hop(name: str, message: dict[str, Any], deletes: BatchedDeletes) -> None:
         body = json.loads(message["Body"])
-        if name == NOTIFY:
+        if name == NOTIFY_TOPIC:
             if body["last"]:
                 with done_lock:
-                    done.append((body["order"], time.time() - body["t0"]))
+                    done.append((body["orderId"], time.time() - body["t0"]))
         else:
-            following = STEPS.index(name) + 1
-            last = following == len(STEPS)
-            send(NOTIFY, {**body, "last": last})
-            if not last:
-                send(STEPS[following], body)
+            # What the step's transition publishes after its commit, one call per topic,
+            # with the order's start and whether this is its end riding along.
+            reached = Step(name).to_status
+            timing = {"t0": body["t0"], "last": reached in TERMINAL}
+            for outgoing in next_messages(body["orderId"], reached):
+                send(outgoing.topic, {**outgoing.payload, **timing})
         deletes.add([message])
 
     def poll(name: str) -> None:
@@ -255,7 +257,7 @@ def _replay(
                 messages = client.receive_message(
                     QueueUrl=urls[name], MaxNumberOfMessages=10, WaitTimeSeconds=1
                 ).get("Messages", [])
-            except Exception:
+            except Exception:  # a saturated server's timeout, or the run's end: try again
                 time.sleep(0.5)
                 continue
             for message in messages:
@@ -265,9 +267,12 @@ def _replay(
     pollers = [threading.Thread(target=poll, args=(name,), daemon=True) for name in urls]
     for poller in pollers:
         poller.start()
+    first = step_for(Status.PENDING)
+    assert first is not None
     for i in range(orders):
         time.sleep(max(0.0, start_at + i * 60 / rate - time.time()))
-        hops.submit(send, STEPS[0], {"t0": time.time(), "order": f"{os.getpid()}-{i}"})
+        payload = StepMessage(f"{os.getpid()}-{i}", first).to_payload()
+        hops.submit(send, first.value, {**payload, "t0": time.time()})
     while not stop.wait(0.5):
         with done_lock:
             if done:
