@@ -38,6 +38,7 @@ class AsgiServers:
             app,
             host=host,
             port=port,
+            http="httptools",
             lifespan="off",
             log_level="warning",
             ws_max_size=ws_max_size,
