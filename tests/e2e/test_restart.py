@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,14 +64,19 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
             if all(status in TERMINAL for status in statuses.values()):
                 break
             time.sleep(1)
-        assert all(status in TERMINAL for status in statuses.values()), {
-            oid: status for oid, status in statuses.items() if status not in TERMINAL
-        }
+        stuck = {oid: status for oid, status in statuses.items() if status not in TERMINAL}
+        assert not stuck, (stuck, _log_lines_about(stack, stuck))
         for order_id in accepted:
             history = [event["status"] for event in stack.client.get(order_id)["events"]]
             assert history[:-1] == HAPPY[: len(history) - 1], history
     finally:
         stack.interrupt()
+
+
+def _log_lines_about(stack: UpProcess, order_ids: Collection[str]) -> list[str]:
+    """What the stack logged about these orders (both runs): why they did not end."""
+    text = stack.log.read_text(errors="replace") if stack.log.exists() else ""
+    return [line for line in text.splitlines() if any(oid in line for oid in order_ids)][-40:]
 
 
 def _status(database_url: str, order_id: str) -> str:

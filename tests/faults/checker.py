@@ -86,6 +86,21 @@ class Checker:
             else:
                 time.sleep(0.2)
 
+    def recovered(self, accepted: Iterable[str]) -> list[str]:
+        """Orders in the database that are not in `accepted`: created, never
+        acknowledged (a 503 after the commit, a client that gave up)."""
+        with self._connect() as conn:
+            return self._others(conn, list(dict.fromkeys(accepted)))
+
+    @staticmethod
+    def _others(conn: Any, ids: list[str]) -> list[str]:
+        return [
+            row["id"]
+            for row in conn.execute(
+                "SELECT id::text AS id FROM orders WHERE NOT (id = ANY(%s::uuid[]))", (ids,)
+            ).fetchall()
+        ]
+
     def _unfinished(self, ids: Sequence[str]) -> list[str]:
         with self._connect() as conn:
             rows = conn.execute(
@@ -117,13 +132,7 @@ class Checker:
         ids = list(dict.fromkeys(accepted))
         with self._connect() as conn:
             if every_order_in_database:
-                others = [
-                    row["id"]
-                    for row in conn.execute(
-                        "SELECT id::text AS id FROM orders WHERE NOT (id = ANY(%s::uuid[]))",
-                        (ids,),
-                    ).fetchall()
-                ]
+                others = self._others(conn, ids)
                 report.recovered = others
                 ids += others
             orders = _by_id(conn, "SELECT * FROM orders", ids)

@@ -1,9 +1,8 @@
 """The store's foundation: one connection pool per process, and the rules every query follows.
 
 - A pool is opened once and reused: a Lambda container keeps it across invocations.
-  Each checkout runs a check (a look at the socket; a round trip only when something
-  is waiting there), so connections killed by a database restart (or by RDS Proxy)
-  are replaced instead of failing the next query; the first broken one
+  Each checkout runs a check, so connections killed by a database restart (or by
+  RDS Proxy) are replaced instead of failing the next query; the first broken one
   found has every idle one checked at once (see `_check_connection`).
 - Connections are in autocommit mode; every unit of work that writes runs in an explicit
   `transaction()` block, so what commits together is visible in the code.
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import select
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,22 +63,6 @@ def is_uuid(value: str) -> bool:
     return True
 
 
-def _idle_and_open(conn: psycopg.Connection[Any]) -> bool:
-    """True when an idle pooled connection has nothing waiting on its socket.
-
-    A server that ends a connection (a restart, `pg_terminate_backend`, a failover, a
-    proxy's idle timeout) says so on the socket: a FATAL message, then end of file.
-    An idle connection that is still good has nothing to read. So a socket with nothing
-    to read passes without the round trip of psycopg_pool's own check (an empty query),
-    which a store made 29 times per order; anything readable gets that full check.
-    """
-    if conn.closed or conn.broken:
-        return False
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
-    return not poller.poll(0)
-
-
 class StoreBase:
     """The pool and the transaction/error rules; Store adds the queries."""
 
@@ -112,8 +94,6 @@ class StoreBase:
         the pool's back-off (1 s, then 2 s) in between, until its timeout runs out and
         it answers 503 while the database is up again.
         """
-        if _idle_and_open(conn):
-            return
         try:
             ConnectionPool.check_connection(conn)
         except Exception:
