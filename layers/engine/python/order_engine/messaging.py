@@ -11,7 +11,6 @@ published right after commit (see pipeline.py); the sweeper publishes any left b
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from order_engine.errors import PoisonMessage
-from order_engine.group_send import GroupSender
 from order_engine.orders import Step
 
 log = logging.getLogger(__name__)
@@ -101,8 +99,7 @@ class Outgoing(Protocol):
 
 
 class Publisher:
-    """Sends messages to the queue of their topic, ten to a request; concurrent
-    publishes to one queue share requests (group_send.py).
+    """Sends messages to the queue of their topic, ten to a request.
 
     One instance per process: its boto3 client (and its connection pool) is reused
     by every invocation of a Lambda container.
@@ -111,14 +108,6 @@ class Publisher:
     def __init__(self, sqs_client: Any, queue_urls: Mapping[str, str]) -> None:
         self._sqs = sqs_client
         self._queue_urls = dict(queue_urls)
-        self._senders = {
-            topic: GroupSender(
-                functools.partial(self._send_batches, url),
-                row_id=lambda row: row.id,
-                limit=SQS_BATCH_LIMIT,
-            )
-            for topic, url in self._queue_urls.items()
-        }
 
     def queue_url(self, topic: str) -> str:
         try:
@@ -171,10 +160,7 @@ class Publisher:
         return sent
 
     def _publish_topic(self, topic: str, rows: Sequence[Outgoing]) -> list[int]:
-        self.queue_url(topic)  # an unknown topic is a LookupError, as for send()
-        return self._senders[topic].send(rows)
-
-    def _send_batches(self, url: str, rows: Sequence[Outgoing]) -> list[int]:
+        url = self.queue_url(topic)
         sent: list[int] = []
         for start in range(0, len(rows), SQS_BATCH_LIMIT):
             chunk = rows[start : start + SQS_BATCH_LIMIT]
