@@ -146,6 +146,7 @@ class UpProcess:
         api_key: str,
         *,
         latency_scale: str = "1",
+        schedule_speed: str = "60",
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
@@ -164,7 +165,7 @@ class UpProcess:
             "--latency-scale",
             latency_scale,
             "--schedule-speed",
-            "60",
+            schedule_speed,
             "--dev-key-file",
             str(workdir / "dev-api-key"),
             *extra_args,
