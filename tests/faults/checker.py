@@ -71,11 +71,17 @@ class Checker:
         *,
         drive: Callable[[], object] | None = None,
         timeout: float = 30.0,
+        every_order_in_database: bool = False,
     ) -> list[str]:
         """Run `drive` (deliver queues, sweep…) until every accepted order is terminal
         with nothing left unsent in its outbox, or the deadline passes; return the ids
-        still unfinished (an empty list when everything settled)."""
+        still unfinished (an empty list when everything settled). With
+        `every_order_in_database`, also the orders created but never acknowledged, which
+        `check` then judges too: their outbox rows may still wait for the sweeper."""
         ids = list(dict.fromkeys(accepted))
+        if every_order_in_database:
+            with self._connect() as conn:
+                ids += self._others(conn, ids)
         deadline = time.monotonic() + timeout
         while True:
             unfinished = self._unfinished(ids)
@@ -85,12 +91,6 @@ class Checker:
                 drive()
             else:
                 time.sleep(0.2)
-
-    def recovered(self, accepted: Iterable[str]) -> list[str]:
-        """Orders in the database that are not in `accepted`: created, never
-        acknowledged (a 503 after the commit, a client that gave up)."""
-        with self._connect() as conn:
-            return self._others(conn, list(dict.fromkeys(accepted)))
 
     @staticmethod
     def _others(conn: Any, ids: list[str]) -> list[str]:

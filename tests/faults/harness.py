@@ -269,7 +269,13 @@ class FaultStack(Stack):
         for topic in topics or TOPICS:
             self.deliver(topic)
 
-    def settle(self, order_ids: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
+    def settle(
+        self,
+        order_ids: list[str] | None = None,
+        *,
+        timeout: float = 30.0,
+        every_order_in_database: bool = False,
+    ) -> list[str]:
         """Deliver every queue and sweep until the orders (default: every accepted
         one) are terminal with nothing unsent; the ids that did not get there."""
         sweeper = self.new_sweeper()
@@ -279,7 +285,12 @@ class FaultStack(Stack):
             sweeper.sweep()
             time.sleep(0.02)
 
-        return self.checker().settle(order_ids or self.accepted, drive=drive, timeout=timeout)
+        return self.checker().settle(
+            order_ids or self.accepted,
+            drive=drive,
+            timeout=timeout,
+            every_order_in_database=every_order_in_database,
+        )
 
     def run_until_terminal(
         self, order_ids: list[str], *, topics: list[str] | None = None, timeout: float = 20.0
@@ -303,12 +314,7 @@ class FaultStack(Stack):
     def check(self, order_ids: list[str] | None = None, **kwargs: Any) -> Any:
         """Settle, then check every accepted order (or `order_ids`) and assert."""
         ids = order_ids or self.accepted
-        if kwargs.get("every_order_in_database"):
-            # Those created but never acknowledged are judged too, so wait for them as
-            # well: their outbox rows may still be waiting for the sweeper's grace.
-            self.settle(ids + self.checker().recovered(ids))
-        else:
-            self.settle(ids)
+        self.settle(ids, every_order_in_database=kwargs.get("every_order_in_database", False))
         report = self.checker().check(ids, deliveries=self.log.deliveries, **kwargs)
         return report.assert_ok()
 

@@ -21,12 +21,6 @@ from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess
 
 
-def every_order(url: str) -> list[str]:
-    """The ids of all orders in the test's own database, acknowledged or not."""
-    with psycopg.connect(url) as conn:
-        return [row[0] for row in conn.execute("SELECT id::text FROM orders").fetchall()]
-
-
 def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -82,7 +76,7 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
     checker = stack.checker(fault_seed)
     # Every order in the database must end, including one committed just before the
     # kill whose 202 never came back: wait for those too before checking.
-    unfinished = checker.settle(every_order(stack.database_url), timeout=60)
+    unfinished = checker.settle(accepted, every_order_in_database=True, timeout=60)
     report = checker.check(accepted, every_order_in_database=True)
     print(f"{len(in_flight)} of {len(accepted)} accepted orders were in flight at the kill")
     print(report.summary())

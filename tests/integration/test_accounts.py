@@ -15,6 +15,7 @@ from order_engine.accounts import Accounts, RateLimiter, bearer_token, key_prefi
 from order_engine.errors import NotFound, RateLimited, Unauthorized, ValidationError
 from order_engine.migrate import load_migrations, migrate
 from order_engine.store import Store
+from tests.support.keys import secret_of
 
 
 def everything_stored(url: str) -> str:
@@ -41,9 +42,7 @@ def test_a_new_key_is_shaped_oe_live_prefix_secret() -> None:
 
 def test_a_key_is_stored_only_as_its_sha256(store: Store, migrated_url: str) -> None:
     issued = Accounts(store).create_key(f"hashed-{uuid.uuid4().hex[:8]}")
-    # The secret is url-safe base64, so it may hold "_" itself: split off the
-    # three fixed parts only, never at the last underscore.
-    secret = issued.key.split("_", 3)[3]
+    secret = secret_of(issued.key)
     assert len(secret) == 43
 
     with psycopg.connect(migrated_url) as conn:
