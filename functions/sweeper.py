@@ -15,4 +15,8 @@ app = Chalice(app_name="order-engine-sweeper")
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event: CloudWatchEvent) -> dict[str, Any]:
     report = engine().sweeper.sweep()
-    return {"published": report.published, "redriven": report.redriven}
+    return {
+        "published": report.published,
+        "redriven": report.redriven,
+        "skipped": report.skipped,
+    }

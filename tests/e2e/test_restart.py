@@ -36,12 +36,10 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
         sqs_url,
         tmp_path,
         fresh_api_key,
-        # The sweeper every 5 s, not every second: at 60x, a sweep that outlasts one
-        # second (re-driving ~100 stuck orders through a moto server with a backlog)
-        # overlapped dozens of its successors, whose claims took every pooled
-        # connection until the steps failed on PoolTimeout (seen once in a clean-clone
-        # run: 41 s of overlapping sweeps). 12x still re-drives within seconds.
-        schedule_speed="12",
+        # At the default 60x the sweeper fires every second, so a sweep re-driving a
+        # backlog through moto outlasts dozens of its successors: they must find the
+        # turn taken and return (before sweep_turn, their claims took every pooled
+        # connection until steps failed on PoolTimeout, seen once in a clean clone).
         env={"ORDER_STUCK_AFTER_SECONDS": "5", "OUTBOX_GRACE_SECONDS": "1"},
     )
     stack.start()

@@ -146,7 +146,6 @@ class UpProcess:
         api_key: str,
         *,
         latency_scale: str = "1",
-        schedule_speed: str = "60",
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
@@ -165,7 +164,7 @@ class UpProcess:
             "--latency-scale",
             latency_scale,
             "--schedule-speed",
-            schedule_speed,
+            "60",
             "--dev-key-file",
             str(workdir / "dev-api-key"),
             *extra_args,

@@ -1,11 +1,13 @@
 """The sweeper: it publishes what a crash left in the outbox, re-drives orders that
-stopped moving, and running it again, or twice at once, changes nothing more.
+stopped moving, and running it again, or twice at once, changes nothing more; one
+sweep runs at a time, and one that fails gives its turn back.
 reliability.md B5 #18 (River's RescuesStuckJobs / CanRunMultipleTimes, Oban's lifeline).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -14,6 +16,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from order_engine.messaging import Publisher
 from order_engine.orders import Status
+from order_engine.sweeper import SweepReport
 from tests.faults.harness import FaultStack
 
 
@@ -124,4 +127,57 @@ def test_two_sweepers_at_once_publish_every_row_once_and_redrive_every_order_onc
     assert sum(r.redriven for r in reports) == len(stuck)
     assert queued(stack, "route") == len(unpublished)
     assert queued(stack, "build") == len(stuck)
+    stack.check()
+
+
+def test_a_sweep_started_while_another_runs_returns_at_once_and_the_next_one_runs(
+    stack: FaultStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpublished = place_unpublished(stack, monkeypatch, 3)
+    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    publishing, release = threading.Event(), threading.Event()
+    publish = Publisher.publish
+
+    def slow_publish(self: Publisher, rows: Any) -> list[int]:  # a sweep through slow SQS
+        publishing.set()
+        assert release.wait(timeout=10)
+        return publish(self, rows)
+
+    monkeypatch.setattr(Publisher, "publish", slow_publish)
+    first: list[Any] = []
+    running = threading.Thread(target=lambda: first.append(stack.new_sweeper(grace=60).sweep()))
+    running.start()
+    assert publishing.wait(timeout=10)
+
+    started = time.monotonic()
+    late = stack.new_sweeper(grace=60).sweep()
+
+    assert late == SweepReport(published=0, redriven=0, skipped=True)
+    assert time.monotonic() - started < 1.0  # at once: it did not wait for the turn
+    release.set()
+    running.join(timeout=10)
+    assert first == [SweepReport(published=len(unpublished), redriven=0)]
+    assert queued(stack, "route") == len(unpublished)
+    assert stack.new_sweeper(grace=60).sweep().skipped is False  # the turn is free again
+    stack.check()
+
+
+def test_a_sweep_that_fails_gives_its_turn_back(
+    stack: FaultStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpublished = place_unpublished(stack, monkeypatch, 2)
+    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+
+    def crash(*args: Any, **kwargs: Any) -> list[int]:
+        raise RuntimeError("the sweeper's container died mid-sweep")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Publisher, "publish", crash)
+        with pytest.raises(RuntimeError):
+            stack.new_sweeper(grace=60).sweep()
+
+    report = stack.new_sweeper(grace=60).sweep()
+
+    assert report == SweepReport(published=len(unpublished), redriven=0)
+    assert queued(stack, "route") == len(unpublished)
     stack.check()

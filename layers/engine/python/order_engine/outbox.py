@@ -13,12 +13,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
+from order_engine.database import DictCursor, StoreBase, fetch_one, is_uuid, jsonb
 from order_engine.orders import TERMINAL
 from order_engine.records import Order, OutboxMessage, OutboxRow
 
 # find_stuck and claim_stuck spell the terminal statuses out; this keeps them honest.
 assert {status.value for status in TERMINAL} == {"confirmed", "failed"}
+
+# The advisory lock that lets one sweep run at a time ("swep" in ASCII).
+_SWEEP_LOCK = 0x73776570
 
 
 def write_outbox(
@@ -64,6 +67,23 @@ class OutboxStore(StoreBase):
         """Write outbox rows on their own (no transition), e.g. to re-drive an order."""
         with self._transaction() as cur:
             return write_outbox(cur, order_id, messages)
+
+    @contextmanager
+    def sweep_turn(self) -> Iterator[bool]:
+        """Whether the caller may sweep now: True for one caller at a time, across every
+        process on this database, until its block ends.
+
+        Scheduled sweeps overlap when one outlasts the schedule (a big backlog through a
+        slow queue). Each latecomer would hold pooled connections in claims of its own
+        until the workers' steps time out waiting for one; finding the turn taken, it
+        returns at once instead. A transaction-scoped advisory lock, so an error or a
+        lost connection gives the turn back: a session lock left on a pooled connection
+        would stop every sweep after it. The transaction holds no snapshot and no row
+        lock, only the turn.
+        """
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_SWEEP_LOCK,))
+            yield bool(fetch_one(cur)["mine"])
 
     @contextmanager
     def claim_unsent(self, *, older_than_seconds: float, limit: int = 100) -> Iterator[OutboxClaim]:

@@ -7,9 +7,11 @@ Two things can strand an order, and both are caught here:
 - a message lost for good (parked in a DLQ nobody replays, purged queue) leaves a
   non-terminal order with nothing in flight: its current step is sent again.
 Re-sending is always safe: a duplicate step message changes nothing (pipeline.py).
-Both are claims (FOR UPDATE SKIP LOCKED), and a re-driven order is touched, so running
-the sweeper twice, or two at once, sends nothing more: each row is published once,
-each stuck order re-driven once per deadline.
+One sweep runs at a time (`sweep_turn`): one that starts while another is still at work
+returns at once. The claims underneath are safe on their own as well (FOR UPDATE SKIP
+LOCKED, and a re-driven order is touched), so running the sweeper twice, or two at
+once, sends nothing more: each row is published once, each stuck order re-driven once
+per deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 class SweepReport:
     published: int
     redriven: int
+    # Another sweep held the turn, so this one did nothing.
+    skipped: bool = False
 
 
 class Sweeper:
@@ -45,7 +49,11 @@ class Sweeper:
         self._stuck_after_seconds = stuck_after_seconds
 
     def sweep(self) -> SweepReport:
-        report = SweepReport(published=self.relay_outbox(), redriven=self.redrive_stuck())
+        with self._store.sweep_turn() as mine:
+            if not mine:
+                log.info("sweep: the previous sweep is still running; this one returns")
+                return SweepReport(published=0, redriven=0, skipped=True)
+            report = SweepReport(published=self.relay_outbox(), redriven=self.redrive_stuck())
         if report.published or report.redriven:
             log.info(
                 "sweep: published %d outbox rows, re-drove %d stuck orders",
