@@ -215,7 +215,7 @@ def test_the_bearer_credential_is_read_from_an_authorization_value(
 
 
 def _inside_one_window(store: Store) -> None:
-    with store._reading() as cur:
+    with store._statement() as cur:
         cur.execute("SELECT mod(extract(epoch FROM now()), 60)::float8 AS s")
         row = cur.fetchone()
     assert row is not None

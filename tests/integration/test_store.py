@@ -56,6 +56,23 @@ def test_a_new_order_is_pending_with_event_one_and_its_outbox_rows(store, make_r
     assert created.outbox == store.get_outbox(order.id)
 
 
+def test_outbox_rows_already_written_are_skipped_and_only_the_new_ones_come_back(
+    store, make_request, account_id
+) -> None:
+    order_id = store.create_order(make_request("1"), account_id=account_id, outbox=[]).order.id
+
+    def message(name: str) -> OutboxMessage:
+        return OutboxMessage("route", {"orderId": order_id, "n": name}, f"{order_id}:{name}")
+
+    first = store.enqueue(order_id, [message("a"), message("b")])
+    again = store.enqueue(order_id, [message("b"), message("c"), message("a"), message("d")])
+
+    assert [row.dedupe_key for row in first] == [f"{order_id}:a", f"{order_id}:b"]
+    assert [row.dedupe_key for row in again] == [f"{order_id}:c", f"{order_id}:d"]
+    assert store.enqueue(order_id, []) == []
+    assert [row.payload["n"] for row in store.get_outbox(order_id)] == ["a", "b", "c", "d"]
+
+
 def test_the_same_idempotency_key_and_request_return_the_first_order_and_write_nothing(
     store, make_request, messages_for, account_id
 ):

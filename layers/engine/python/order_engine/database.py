@@ -4,8 +4,9 @@
   Each checkout runs a check, so connections killed by a database restart (or by
   RDS Proxy) are replaced instead of failing the next query; the first broken one
   found has every idle one checked at once (see `_check_connection`).
-- Connections are in autocommit mode; every unit of work that writes runs in an explicit
-  `transaction()` block, so what commits together is visible in the code.
+- Connections are in autocommit mode; a unit of work of several statements runs in an
+  explicit `_transaction()` block, so what commits together is visible in the code; a
+  single statement runs on its own (`_statement()`), already atomic.
 - Any psycopg.OperationalError (refused, reset, restarting, pool timeout) becomes an
   InfrastructureError: the caller leaves the order alone and lets its message retry.
 - JSON is written with Decimals as strings, so amounts never pass through a float.
@@ -138,8 +139,10 @@ class StoreBase:
             yield cur
 
     @contextmanager
-    def _reading(self) -> Iterator[DictCursor]:
-        """A cursor for single-statement reads (autocommit: no transaction needed)."""
+    def _statement(self) -> Iterator[DictCursor]:
+        """A cursor whose statements each commit on their own (autocommit): for reads,
+        and for a write that is one statement. A transaction block costs two round trips
+        more (BEGIN, COMMIT), and a step pays for every one of them."""
         with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             yield cur
 

@@ -37,7 +37,8 @@ class PostgresLedger:
         for the call that recorded it. A second signature for one order raises
         SecondSwapError."""
         try:
-            with self._store._transaction() as cur:
+            # Two statements at most, each atomic: no transaction block needed.
+            with self._store._statement() as cur:
                 cur.execute(
                     "INSERT INTO dex_submissions (signature, order_id, venue, payload)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (signature) DO NOTHING RETURNING *",
@@ -60,7 +61,7 @@ class PostgresLedger:
             ) from exc
 
     def get(self, signature: str) -> LedgerEntry | None:
-        with self._store._reading() as cur:
+        with self._store._statement() as cur:
             cur.execute("SELECT * FROM dex_submissions WHERE signature = %s", (signature,))
             row = cur.fetchone()
             return None if row is None else _ledger_entry(row, first=False)

@@ -29,17 +29,23 @@ def write_outbox(
 ) -> list[OutboxRow]:
     """Insert `messages` in the caller's transaction; return the rows actually written
     (a message whose dedupe_key exists already is skipped: it was written before)."""
+    params = [(order_id, m.topic, jsonb(m.payload), m.dedupe_key) for m in messages]
+    if not params:
+        return []
+    # executemany pipelines the rows: one round trip for all of them, not one each.
+    cur.executemany(
+        "INSERT INTO outbox (order_id, topic, payload, dedupe_key) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
+        params,
+        returning=True,
+    )
     written: list[OutboxRow] = []
-    for message in messages:
-        cur.execute(
-            "INSERT INTO outbox (order_id, topic, payload, dedupe_key) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
-            (order_id, message.topic, jsonb(message.payload), message.dedupe_key),
-        )
+    while True:  # one result per row: empty where the row existed already
         row = cur.fetchone()
         if row is not None:
             written.append(OutboxRow.from_row(row))
-    return written
+        if not cur.nextset():
+            return written
 
 
 class OutboxClaim(list[OutboxRow]):
@@ -129,7 +135,7 @@ class OutboxStore(StoreBase):
         if claim is not None:
             claim.mark_sent(outbox_ids)
             return
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
                 (list(outbox_ids),),
@@ -139,7 +145,7 @@ class OutboxStore(StoreBase):
         """Every outbox row of an order, oldest first (for operators and tests)."""
         if not is_uuid(order_id):
             return []
-        with self._reading() as cur:
+        with self._statement() as cur:
             cur.execute("SELECT * FROM outbox WHERE order_id = %s ORDER BY id", (order_id,))
             return [OutboxRow.from_row(row) for row in cur.fetchall()]
 
@@ -154,7 +160,7 @@ class OutboxStore(StoreBase):
         would queue behind it, holding their connections); if a re-send fails, that
         order waits one more deadline. The orders are returned as they were before.
         """
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "WITH stuck AS ("
                 " SELECT o.* FROM orders o"
@@ -173,7 +179,7 @@ class OutboxStore(StoreBase):
     def find_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
         """Live orders untouched for longer than the deadline with no unsent outbox row:
         nothing will move them unless someone re-drives them. Oldest first."""
-        with self._reading() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "SELECT * FROM orders o"
                 # Spelled like the partial index's predicate, so the planner uses it.

@@ -145,7 +145,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             return replay
 
     def _replay(self, account_id: str, key: str, fingerprint: str) -> CreatedOrder | None:
-        with self._reading() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "SELECT k.fingerprint AS key_fingerprint, o.* FROM idempotency_keys k"
                 " JOIN orders o ON o.id = k.order_id WHERE k.account_id = %s AND k.key = %s",
@@ -220,7 +220,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         updated_at: an order being retried is not stuck."""
         if not is_uuid(order_id):
             return None
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "UPDATE orders SET attempts = attempts + 1, last_error = %s, updated_at = now()"
                 " WHERE id = %s AND status = %s RETURNING attempts",
@@ -234,7 +234,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         any order, the APIs only their caller's)."""
         if not is_uuid(order_id):
             return None
-        with self._reading() as cur:
+        with self._statement() as cur:
             if account_id is None:
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
             else:
@@ -249,7 +249,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         """The order's events with seq > after_seq, in seq order."""
         if not is_uuid(order_id):
             return []
-        with self._reading() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
                 (order_id, after_seq),

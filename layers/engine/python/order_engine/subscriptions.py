@@ -76,7 +76,7 @@ class SubscriptionStore(StoreBase):
     ) -> None:
         """Remember a WebSocket connection and who opened it (`caller`: the account and
         key its $connect presented); again for the same id only refreshes it."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
                 " VALUES (%s, %s, %s, %s)"
@@ -93,7 +93,7 @@ class SubscriptionStore(StoreBase):
 
     def remove_connection(self, connection_id: str) -> None:
         """Forget a connection and its subscriptions; unknown ids are fine."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
     def subscribe(self, connection_id: str, order_id: str) -> bool:
@@ -123,7 +123,7 @@ class SubscriptionStore(StoreBase):
         """(connection_id, last_seq) of every subscriber of the order."""
         if not is_uuid(order_id):
             return []
-        with self._reading() as cur:
+        with self._statement() as cur:
             cur.execute(
                 "SELECT connection_id, last_seq FROM subscriptions"
                 " WHERE order_id = %s ORDER BY connection_id",
