@@ -16,6 +16,7 @@ import resource
 import shlex
 import sys
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from order_engine.dex.simulation import CONFIRM_SECONDS, LATENCY
 from order_engine_cli import bench_resources
-from order_engine_cli.bench_load import Counters, LoadDriver, LoadPlan
+from order_engine_cli.bench_load import Counters, KeepAliveHttp, LoadDriver, LoadPlan
 from order_engine_cli.bench_stack import BenchStack, StackFailed
 from order_engine_cli.bench_stats import HAPPY_PATH, PERCENTILES, simulated_work, summarize
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
@@ -191,6 +192,7 @@ def bench(
             api_key=api_key or read_saved_key(DEV_KEY_FILE),
             sockets=sockets,
         )
+        _check_key(api_url, plan.api_key)
         report = _run(console, api_url, plan, stack)
     if profile == "realistic":
         _add_work_floor(report["results"]["latency_seconds"])
@@ -279,6 +281,32 @@ def _run(
         "machine": _machine(load_before),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
     }
+
+
+def _check_key(api_url: str, api_key: str | None) -> None:
+    """Stop before the load if the stack refuses the key: every order would be a 401,
+    and the run would only say so at its end."""
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:  # an order nobody has: 404 with a good key, 401 without one
+        status, body = KeepAliveHttp(api_url, auth, timeout=10).request(
+            "GET", f"/api/orders/{uuid.UUID(int=0)}"
+        )
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot reach {api_url}: {error}") from None
+    if status in (401, 403):
+        problem = body.get("error") if isinstance(body, dict) else None
+        message = problem.get("message") if isinstance(problem, dict) else body
+        if api_key is None:
+            had = f"no key ({DEV_KEY_FILE} does not exist)"
+        elif api_key == read_saved_key(DEV_KEY_FILE):
+            had = f"the key saved in {DEV_KEY_FILE}, which opens only the database it was made for"
+        else:
+            had = "the key given"
+        raise click.ClickException(
+            f"the stack refused the request (HTTP {status}: {message}); it sent {had}."
+            " Pass --api-key or set ORDER_ENGINE_API_KEY; `order-engine keys create NAME`"
+            " makes a key for the database the stack uses."
+        )
 
 
 def _add_work_floor(latency: dict[str, Any]) -> None:

@@ -49,3 +49,17 @@ def test_a_small_bench_run_follows_every_order_to_its_end_and_writes_figures(
     assert counts["out_of_order_or_gaps"] == 0, figures["disordered_orders"]
     assert figures["latency_seconds"]["end_to_end"]["count"] == 5
     assert figures["latency_seconds"]["end_to_end"]["p50"] > 0
+
+
+def test_a_key_the_stack_refuses_stops_the_run_before_any_order_with_a_clear_error(
+    runtime: LocalRuntime,
+) -> None:
+    result = CliRunner().invoke(
+        bench, ["--api", runtime.http_url, "--api-key", "oe_live_nope_x", "--orders", "5"]
+    )
+
+    assert result.exit_code == 1
+    assert "the stack refused the request (HTTP 401" in result.output
+    assert "it sent the key given" in result.output
+    assert "--api-key" in result.output
+    assert "orders per minute" not in result.output  # no load ran
