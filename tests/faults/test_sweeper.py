@@ -43,6 +43,13 @@ def place_unpublished(stack: FaultStack, monkeypatch: pytest.MonkeyPatch, count:
         return [stack.place() for _ in range(count)]
 
 
+def place_overdue(stack: FaultStack, monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
+    """Unpublished orders whose outbox rows are past any grace period."""
+    order_ids = place_unpublished(stack, monkeypatch, count)
+    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    return order_ids
+
+
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
     return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
 
@@ -133,8 +140,7 @@ def test_two_sweepers_at_once_publish_every_row_once_and_redrive_every_order_onc
 def test_a_sweep_started_while_another_runs_returns_at_once_and_the_next_one_runs(
     stack: FaultStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unpublished = place_unpublished(stack, monkeypatch, 3)
-    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    unpublished = place_overdue(stack, monkeypatch, 3)
     publishing, release = threading.Event(), threading.Event()
     publish = Publisher.publish
 
@@ -165,8 +171,7 @@ def test_a_sweep_started_while_another_runs_returns_at_once_and_the_next_one_run
 def test_a_sweep_that_fails_gives_its_turn_back(
     stack: FaultStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unpublished = place_unpublished(stack, monkeypatch, 2)
-    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    unpublished = place_overdue(stack, monkeypatch, 2)
 
     def crash(*args: Any, **kwargs: Any) -> list[int]:
         raise RuntimeError("the sweeper's container died mid-sweep")

@@ -47,6 +47,8 @@ class Settings:
     stuck_after_seconds: float = 120.0
     # …and publishes outbox rows left unsent for this long.
     outbox_grace_seconds: float = 10.0
+    # At least 2: a sweep holds one connection for its turn (sweep_turn) and claims
+    # rows on another.
     db_pool_max: int = 4
     # Orders one API key may place per minute (HTTP and WebSocket together), counted in
     # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
@@ -75,7 +77,7 @@ class Settings:
             retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
-            db_pool_max=int(env.get("DB_POOL_MAX", "4")),
+            db_pool_max=_count(env, "DB_POOL_MAX", 4, minimum=2),
             rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
 
@@ -90,14 +92,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _count(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = env.get(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} is not a whole number >= 0")
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} is not a whole number >= {minimum}")
     return value
