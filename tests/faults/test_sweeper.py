@@ -16,7 +16,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from order_engine.messaging import Publisher
 from order_engine.orders import Status
-from order_engine.sweeper import SweepReport
+from order_engine.sweeper import Sweeper, SweepReport
 from tests.faults.harness import FaultStack
 
 
@@ -43,11 +43,26 @@ def place_unpublished(stack: FaultStack, monkeypatch: pytest.MonkeyPatch, count:
         return [stack.place() for _ in range(count)]
 
 
+# Only rows aged by place_overdue are this old: the fault suite's database lives for one
+# session, so no other test's leftovers can be claimed by a sweeper with this grace.
+OVERDUE_GRACE = 30 * 60.0
+NEVER_STUCK = 10.0**6
+
+
 def place_overdue(stack: FaultStack, monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
-    """Unpublished orders whose outbox rows are past any grace period."""
+    """Unpublished orders whose outbox rows are older than OVERDUE_GRACE."""
     order_ids = place_unpublished(stack, monkeypatch, count)
-    sql(stack, "UPDATE outbox SET created_at = now() - interval '5 minutes'")
+    sql(
+        stack,
+        "UPDATE outbox SET created_at = now() - interval '1 hour' WHERE order_id = ANY(%s::uuid[])",
+        order_ids,
+    )
     return order_ids
+
+
+def overdue_sweeper(stack: FaultStack) -> Sweeper:
+    """A sweeper that sees place_overdue's rows and nothing of other tests."""
+    return stack.new_sweeper(grace=OVERDUE_GRACE, stuck=NEVER_STUCK)
 
 
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
@@ -150,21 +165,30 @@ def test_a_sweep_started_while_another_runs_returns_at_once_and_the_next_one_run
         return publish(self, rows)
 
     monkeypatch.setattr(Publisher, "publish", slow_publish)
-    first: list[Any] = []
-    running = threading.Thread(target=lambda: first.append(stack.new_sweeper(grace=60).sweep()))
+    first: list[Any] = []  # the running sweep's report, or what it raised
+
+    def sweep_first() -> None:
+        try:
+            first.append(overdue_sweeper(stack).sweep())
+        except Exception as exc:
+            first.append(exc)
+
+    running = threading.Thread(target=sweep_first)
     running.start()
-    assert publishing.wait(timeout=10)
+    try:
+        assert publishing.wait(timeout=10), f"the first sweep never published: {first}"
 
-    started = time.monotonic()
-    late = stack.new_sweeper(grace=60).sweep()
+        started = time.monotonic()
+        late = overdue_sweeper(stack).sweep()
 
-    assert late == SweepReport(published=0, redriven=0, skipped=True)
-    assert time.monotonic() - started < 1.0  # at once: it did not wait for the turn
-    release.set()
-    running.join(timeout=10)
+        assert late == SweepReport(published=0, redriven=0, skipped=True)
+        assert time.monotonic() - started < 1.0  # at once: it did not wait for the turn
+    finally:
+        release.set()
+        running.join(timeout=10)
     assert first == [SweepReport(published=len(unpublished), redriven=0)]
     assert queued(stack, "route") == len(unpublished)
-    assert stack.new_sweeper(grace=60).sweep().skipped is False  # the turn is free again
+    assert overdue_sweeper(stack).sweep().skipped is False  # the turn is free again
     stack.check()
 
 
@@ -179,9 +203,9 @@ def test_a_sweep_that_fails_gives_its_turn_back(
     with monkeypatch.context() as patch:
         patch.setattr(Publisher, "publish", crash)
         with pytest.raises(RuntimeError):
-            stack.new_sweeper(grace=60).sweep()
+            overdue_sweeper(stack).sweep()
 
-    report = stack.new_sweeper(grace=60).sweep()
+    report = overdue_sweeper(stack).sweep()
 
     assert report == SweepReport(published=len(unpublished), redriven=0)
     assert queued(stack, "route") == len(unpublished)
