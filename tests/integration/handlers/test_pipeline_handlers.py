@@ -210,3 +210,33 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
+
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-12-02T05:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/order-engine-sweeper"],
+    "detail": {},
+}
+
+
+def test_the_scheduled_sweeper_answers_skipped_while_another_sweep_holds_the_turn(
+    fresh: Stack,
+) -> None:
+    deadline = time.monotonic() + 10  # a runtime left running elsewhere may be sweeping
+    while True:
+        with fresh.engine.store.sweep_turn() as mine:
+            if mine:
+                held = fresh.sweeper.sweep(SCHEDULED_EVENT, None)
+                break
+        assert time.monotonic() < deadline, "the sweep turn stayed taken"
+        time.sleep(0.05)
+
+    assert held == {"published": 0, "redriven": 0, "skipped": True}
+    answers = [fresh.sweeper.sweep(SCHEDULED_EVENT, None) for _ in range(20)]
+    assert any(answer["skipped"] is False for answer in answers)  # the turn came back
