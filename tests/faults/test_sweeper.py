@@ -202,7 +202,7 @@ def test_a_sweep_started_while_another_runs_returns_at_once_and_the_next_one_run
         running.join(timeout=10)
     assert first == [SweepReport(published=len(unpublished), redriven=0)]
     assert queued(stack, "route") == len(unpublished)
-    assert sweep_in_turn(overdue_sweeper(stack), timeout=1.0).skipped is False  # free again
+    sweep_in_turn(overdue_sweeper(stack), timeout=1.0)  # the turn is free again, or this fails
     stack.check()
 
 
