@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from chalice import Chalice, Rate
@@ -14,9 +15,4 @@ app = Chalice(app_name="order-engine-sweeper")
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event: CloudWatchEvent) -> dict[str, Any]:
-    report = engine().sweeper.sweep()
-    return {
-        "published": report.published,
-        "redriven": report.redriven,
-        "skipped": report.skipped,
-    }
+    return asdict(engine().sweeper.sweep())

@@ -311,11 +311,22 @@ class FaultStack(Stack):
     def checker(self) -> Checker:
         return Checker(self.database_url, sqs=self.sqs, dlq_urls=self.dlq_urls, seed=self.seed)
 
-    def check(self, order_ids: list[str] | None = None, **kwargs: Any) -> Any:
+    def check(
+        self,
+        order_ids: list[str] | None = None,
+        *,
+        every_order_in_database: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """Settle, then check every accepted order (or `order_ids`) and assert."""
         ids = order_ids or self.accepted
-        self.settle(ids, every_order_in_database=kwargs.get("every_order_in_database", False))
-        report = self.checker().check(ids, deliveries=self.log.deliveries, **kwargs)
+        self.settle(ids, every_order_in_database=every_order_in_database)
+        report = self.checker().check(
+            ids,
+            deliveries=self.log.deliveries,
+            every_order_in_database=every_order_in_database,
+            **kwargs,
+        )
         return report.assert_ok()
 
     def step_body(self, order_id: str, step: Step | str) -> str:

@@ -48,6 +48,14 @@ def write_outbox(
             return written
 
 
+def _mark_sent(cur: DictCursor, outbox_ids: Sequence[int]) -> None:
+    if outbox_ids:
+        cur.execute(
+            "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
+            (list(outbox_ids),),
+        )
+
+
 class OutboxClaim(list[OutboxRow]):
     """The rows a relay claimed: a list, plus `mark_sent` in the claim's transaction."""
 
@@ -56,11 +64,7 @@ class OutboxClaim(list[OutboxRow]):
         self._cur = cur
 
     def mark_sent(self, outbox_ids: Sequence[int]) -> None:
-        if outbox_ids:
-            self._cur.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
-                (list(outbox_ids),),
-            )
+        _mark_sent(self._cur, outbox_ids)
 
 
 class OutboxStore(StoreBase):
@@ -136,10 +140,7 @@ class OutboxStore(StoreBase):
             claim.mark_sent(outbox_ids)
             return
         with self._statement() as cur:
-            cur.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
-                (list(outbox_ids),),
-            )
+            _mark_sent(cur, outbox_ids)
 
     def get_outbox(self, order_id: str) -> list[OutboxRow]:
         """Every outbox row of an order, oldest first (for operators and tests)."""
