@@ -135,8 +135,9 @@ def start_localstack(
         "LOCALSTACK_VOLUME_DIR": str(state_dir / "volume"),
         "TMPDIR": str(state_dir / "tmp"),
     }
-    # AWS_ENDPOINT_URL* of the caller must not leak into LocalStack's own clients.
-    for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
+    # AWS_ENDPOINT_URL* of the caller must not leak into LocalStack's own clients, nor
+    # the caller's PYTHONPATH into another interpreter's imports.
+    for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL") or k == "PYTHONPATH"]:
         del env[key]
     (state_dir / "tmp").mkdir(parents=True, exist_ok=True)
     process = ManagedProcess(

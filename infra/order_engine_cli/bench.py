@@ -15,6 +15,7 @@ import platform
 import resource
 import shlex
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -27,7 +28,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from order_engine.dex.simulation import CONFIRM_SECONDS, LATENCY
-from order_engine_cli import bench_resources
+from order_engine_cli import bench_resources, cpu_split
 from order_engine_cli.bench_load import Counters, KeepAliveHttp, LoadDriver, LoadPlan
 from order_engine_cli.bench_stack import BenchStack, StackFailed
 from order_engine_cli.bench_stats import HAPPY_PATH, PERCENTILES, simulated_work, summarize
@@ -120,6 +121,14 @@ PROFILES = {"realistic": "1", "instant": "0"}
     help="Seconds an accepted order may take to reach confirmed/failed before it counts as lost.",
 )
 @click.option(
+    "--cpu-split",
+    "cpu_split_wanted",
+    is_flag=True,
+    help="Also split the CPU of the stack's Python processes into AWS SDK calls, "
+    "database driver calls and the rest, per order (a stack we start only; "
+    "docs/benchmarks.md shows what it told).",
+)
+@click.option(
     "--api-key",
     envvar="ORDER_ENGINE_API_KEY",
     default=None,
@@ -144,6 +153,7 @@ def bench(
     stack_workers: int,
     stack_env: tuple[str, ...],
     deadline: float,
+    cpu_split_wanted: bool,
     api_key: str | None,
     json_path: Path | None,
 ) -> None:
@@ -164,10 +174,16 @@ def bench(
     """
     if rate is None and concurrency is None:
         concurrency = 10
+    if cpu_split_wanted and api_url is not None:
+        raise click.UsageError("--cpu-split needs a stack the bench starts (no --api)")
     env = {"RATE_LIMIT_PER_MINUTE": "0", **_parse_env(stack_env)}
     console = Console(stderr=True)
     stack: BenchStack | None = None
+    split_dir: Path | None = None
     with ExitStack() as cleanup:
+        if cpu_split_wanted:
+            split_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+            env.update(cpu_split.stack_environment(split_dir, {**os.environ, **env}))
         if api_url is None:
             stack = BenchStack(
                 sqs=sqs,
@@ -193,7 +209,7 @@ def bench(
             sockets=sockets,
         )
         _check_key(api_url, plan.api_key)
-        report = _run(console, api_url, plan, stack)
+        report = _run(console, api_url, plan, stack, split_dir)
     if profile == "realistic":
         _add_work_floor(report["results"]["latency_seconds"])
     report["config"] = {
@@ -218,7 +234,11 @@ def bench(
 
 
 def _run(
-    console: Console, api_url: str, plan: LoadPlan, stack: BenchStack | None
+    console: Console,
+    api_url: str,
+    plan: LoadPlan,
+    stack: BenchStack | None,
+    split_dir: Path | None,
 ) -> dict[str, Any]:
     roots = {}
     if stack is not None:
@@ -256,9 +276,13 @@ def _run(
     client_before = resource.getrusage(resource.RUSAGE_SELF)
     if sampler is not None:
         sampler.start()
+    split_before = cpu_split.read(split_dir) if split_dir else {}
     with progress:
         traces = asyncio.run(driver.run())
     finished = time.time()
+    if split_dir:
+        time.sleep(2 * cpu_split.DUMP_INTERVAL)  # every process has written since
+        split_after = cpu_split.read(split_dir)
     resources = sampler.stop() if sampler is not None else {}
     client_after = resource.getrusage(resource.RUSAGE_SELF)
     resources["bench_client"] = {
@@ -271,6 +295,11 @@ def _run(
         )
     }
     results = summarize(traces, finished_at=finished)
+    if split_dir:
+        labels = sampler.labels() if sampler is not None else {}
+        resources["cpu_split"] = cpu_split.difference(
+            split_before, split_after, labels, per=results["orders"]["accepted"]
+        )
     # Where the lost ones are: stuck on the server, or finished but never pushed?
     results["lost_orders"] = {
         order_id: driver.server_status(order_id) for order_id in results["lost_orders"][:20]
@@ -376,6 +405,9 @@ def render(report: dict[str, Any]) -> Table:
                 f"{figures['cpu_seconds']} s ({split}) / {figures['peak_rss_mb']} MB",
             )
     table.add_row("bench client CPU", f"{resources['bench_client']['cpu_seconds']} s")
+    for name, split in resources.get("cpu_split", {}).items():
+        if split[cpu_split.AWS]["by_call"] or split[cpu_split.DATABASE]["by_call"]:
+            table.add_row(f"  {name}, ms per order", _split(split))
     if "machine" in resources:
         busy = resources["machine"]["busy_fraction"]
         table.add_row(
@@ -384,6 +416,17 @@ def render(report: dict[str, Any]) -> Table:
             f"{resources['machine']['cpus']} CPUs over {resources['machine']['wall_seconds']} s",
         )
     return table
+
+
+def _split(split: dict[str, Any]) -> str:
+    """One process kind's CPU per order: in all, in each library by call, the rest."""
+    parts = [f"{_num(split['cpu_ms_per_order'], 1)} in all"]
+    for library, title in ((cpu_split.AWS, "AWS SDK"), (cpu_split.DATABASE, "psycopg")):
+        calls = split[library]["by_call"]
+        count = sum(call["calls_per_order"] for call in calls.values())
+        parts.append(f"{title} {_num(split[library]['ms_per_order'], 1)} ({count:.1f} calls)")
+    parts.append(f"the rest {_num(split['rest_ms_per_order'], 1)}")
+    return ", ".join(parts)
 
 
 def _dist(d: dict[str, Any]) -> str:

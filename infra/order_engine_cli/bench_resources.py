@@ -150,6 +150,10 @@ class TreeSampler:
         }
         return figures
 
+    def labels(self) -> dict[int, str]:
+        """Every process seen so far, by pid: its short name (see `label`)."""
+        return dict(self._labels)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
