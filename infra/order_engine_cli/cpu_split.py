@@ -102,10 +102,12 @@ def install(out_dir: Path) -> None:
             (psycopg.Cursor, "fetchone", "fetch"),
             (psycopg.Cursor, "fetchall", "fetch"),
             (psycopg.Cursor, "fetchmany", "fetch"),
-            (psycopg.Transaction, "__enter__", "begin/commit"),
-            (psycopg.Transaction, "__exit__", "begin/commit"),
-            (psycopg.Connection, "commit", "begin/commit"),
-            (psycopg.Connection, "rollback", "begin/commit"),
+            (psycopg.Transaction, "__enter__", "transaction begin/end"),
+            (psycopg.Transaction, "__exit__", "transaction begin/end"),
+            # The pool commits each connection it gets back; in autocommit that sends
+            # nothing, but it is the driver's CPU all the same.
+            (psycopg.Connection, "commit", "connection commit/rollback"),
+            (psycopg.Connection, "rollback", "connection commit/rollback"),
             (psycopg_pool.ConnectionPool, "getconn", "pool checkout (with its check)"),
             (psycopg_pool.ConnectionPool, "putconn", "pool return"),
         ):
