@@ -135,9 +135,18 @@ def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, ad
     with store.deliveries(order.id) as batch:
         pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in batch.pending}
         assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
+        assert batch.order is not None  # `behind` is due its snapshot
         batch.advance(ahead, 2)  # a cursor never moves back
+        batch.advance(behind, 4)
 
     assert dict(store.subscribers(order.id))[ahead] == 3
+    advance(order.id, [Status.SUBMITTED, Status.CONFIRMED])
+    with store.deliveries(order.id) as batch:
+        assert [(p.last_seq, [e.seq for e in p.events]) for p in batch.pending] == [
+            (3, [4, 5]),
+            (4, [5]),
+        ]
+        assert batch.order is None  # live events only: the order row is not read
 
 
 def test_dropping_a_gone_connection_removes_only_that_connection(store, new_order):

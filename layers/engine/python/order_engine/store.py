@@ -98,10 +98,8 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         key create one order. `outbox` may be a callable, given the new order's id.
         """
         fingerprint = request.fingerprint()
-        if idempotency_key is not None:
-            replay = self._replay(account_id, idempotency_key, fingerprint)
-            if replay is not None:
-                return replay
+        # No look-up first: a new key (the common case) goes straight to the insert,
+        # and a used one is found by the insert's conflict, then read.
         order_id = str(uuid.uuid4())
         messages = outbox(order_id) if callable(outbox) else outbox
         try:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from order_engine.account_store import Caller
-from order_engine.database import DictCursor, StoreBase, is_uuid, jsonb
+from order_engine.database import DictCursor, StoreBase, fetch_one, is_uuid, jsonb
 from order_engine.records import Order, OrderEvent
 
 
@@ -38,7 +38,9 @@ class DeliveryBatch:
     ) -> None:
         self._cur = cur
         self._order_id = order_id
-        self.order = order  # the order as of this pass (None if it does not exist)
+        # The order as of this pass, read only when a subscriber is due its snapshot
+        # (a first delivery); None otherwise. Live events need no more than the events.
+        self.order = order
         self.pending: list[Delivery] = list(pending)
         self.dropped: list[str] = []
 
@@ -153,9 +155,10 @@ class SubscriptionStore(StoreBase):
                     (order_id, min(last_seq for _, last_seq in cursors)),
                 )
                 events = [OrderEvent.from_row(row) for row in cur.fetchall()]
+            if events and any(last_seq == 0 for _, last_seq in cursors):
+                # A subscription references its order, so the row is there.
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-                row = cur.fetchone()
-                order = None if row is None else Order.from_row(row)
+                order = Order.from_row(fetch_one(cur))
             batch = DeliveryBatch(
                 cur,
                 order_id,
