@@ -123,7 +123,21 @@ class SqsPoller:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            messages += self._receive(min(10, wanted - len(messages)), min(int(left), 20))
+            count = min(10, wanted - len(messages))
+            if left >= 1:
+                # Returns as soon as anything arrives, or when the window is nearly over.
+                messages += self._receive(count, min(int(left), MAX_WAIT_SECONDS))
+                continue
+            # SQS waits in whole seconds, and a wait of 0 answers at once: asked in a
+            # loop, it would be a call per turn for the rest of the window. So take
+            # what is there; if that is all, let the window end here, then take what came.
+            got = self._receive(count, 0)
+            messages += got
+            if len(got) < count:
+                self._stopping.wait(left)
+                if len(messages) < wanted:
+                    messages += self._receive(min(10, wanted - len(messages)), 0)
+                break
         return messages
 
     def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:

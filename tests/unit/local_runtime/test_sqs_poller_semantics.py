@@ -25,13 +25,15 @@ class FakeSqs:
         self._lock = threading.Lock()
         self.deleted: list[str] = []
         self.receive_sizes: list[int] = []
+        self.short_polls = 0  # receives with WaitTimeSeconds=0
 
     def receive_message(self, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
             batch = list(itertools.islice(self._ids, kwargs["MaxNumberOfMessages"]))
             self.receive_sizes.append(kwargs["MaxNumberOfMessages"])
-        if not batch:
-            time.sleep(0.05)
+            self.short_polls += kwargs["WaitTimeSeconds"] == 0
+        if not batch and kwargs["WaitTimeSeconds"]:
+            time.sleep(0.05)  # a long poll, cut short; a short one answers at once
         return {
             "Messages": [
                 {
@@ -58,9 +60,15 @@ def make_function(tmp_path: Path, body: str) -> LambdaFunction:
 
 
 def run_poller(
-    function: LambdaFunction, mapping: SqsEventSpec, sqs: FakeSqs, seconds: float
+    function: LambdaFunction,
+    mapping: SqsEventSpec,
+    sqs: FakeSqs,
+    seconds: float,
+    wait_seconds: int = 0,
 ) -> SqsPoller:
-    poller = SqsPoller(function, mapping, QUEUE, lambda: sqs, region="us-east-1", wait_seconds=0)
+    poller = SqsPoller(
+        function, mapping, QUEUE, lambda: sqs, region="us-east-1", wait_seconds=wait_seconds
+    )
     poller.start()
     time.sleep(seconds)
     poller.stop_polling()
@@ -124,3 +132,15 @@ def test_batches_larger_than_ten_are_gathered_within_the_window(tmp_path: Path) 
     assert sorted(sqs.deleted) == sorted(f"m{i}" for i in range(25))
     handler = function.code.handler()
     assert handler.__globals__["sizes"][0] == 25
+
+
+def test_a_window_with_nothing_more_coming_is_waited_out_not_polled(tmp_path: Path) -> None:
+    function = make_function(
+        tmp_path, ("sizes = []\ndef h(event, context):\n    sizes.append(len(event['Records']))\n")
+    )
+    sqs = FakeSqs(total=1)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=10, batching_window=1.0)
+    run_poller(function, mapping, sqs, seconds=1.5, wait_seconds=1)  # long polls
+    assert function.code.handler().__globals__["sizes"] == [1]  # after the window
+    # The window's own receives: not one per turn of a loop for a second.
+    assert sqs.short_polls <= 2, sqs.short_polls
