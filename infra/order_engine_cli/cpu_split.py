@@ -104,8 +104,8 @@ def install(out_dir: Path) -> None:
             (psycopg.Cursor, "fetchmany", "fetch"),
             (psycopg.Transaction, "__enter__", "transaction begin/end"),
             (psycopg.Transaction, "__exit__", "transaction begin/end"),
-            # The pool commits each connection it gets back; in autocommit that sends
-            # nothing, but it is the driver's CPU all the same.
+            # The pool's connection() block commits as it ends; in autocommit that
+            # sends nothing, but it is the driver's CPU all the same.
             (psycopg.Connection, "commit", "connection commit/rollback"),
             (psycopg.Connection, "rollback", "connection commit/rollback"),
             (psycopg_pool.ConnectionPool, "getconn", "pool checkout (with its check)"),

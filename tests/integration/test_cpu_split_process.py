@@ -32,19 +32,23 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_process_started_with_the_split_counts_its_sdk_and_database_calls(
-    database_url: str, tmp_path: Path
-) -> None:
-    out_dir = tmp_path / "split"
-    env = {**os.environ, **stack_environment(out_dir, os.environ)}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, database_url],
-        env=env,
+def python(code: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """This interpreter running `code`, with `env` added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_process_started_with_the_split_counts_its_sdk_and_database_calls(
+    database_url: str, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "split"
+    done = python(SCRIPT, database_url, env=stack_environment(out_dir, os.environ))
     assert done.returncode == 0, done.stderr
 
     (written,) = read(out_dir).values()
@@ -58,19 +62,10 @@ def test_a_process_started_with_the_split_counts_its_sdk_and_database_calls(
 
 
 def test_without_the_variable_the_site_hook_does_nothing(tmp_path: Path) -> None:
-    env = {**os.environ, **stack_environment(tmp_path / "split", os.environ)}
+    env = stack_environment(tmp_path / "split", os.environ)
     del env["ORDER_ENGINE_CPU_SPLIT_DIR"]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import botocore.client as c; print(c.BaseClient._make_api_call.__qualname__)",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = python(
+        "import botocore.client as c; print(c.BaseClient._make_api_call.__qualname__)", env=env
     )
     assert done.stdout.strip() == "BaseClient._make_api_call", done.stderr
     assert not (tmp_path / "split").exists()
