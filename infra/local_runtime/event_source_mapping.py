@@ -135,8 +135,7 @@ class SqsPoller:
             messages += got
             if len(got) < count:
                 self._stopping.wait(left)
-                if len(messages) < wanted:
-                    messages += self._receive(min(10, wanted - len(messages)), 0)
+                messages += self._receive(count - len(got), 0)
                 break
         return messages
 

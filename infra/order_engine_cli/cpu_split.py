@@ -81,39 +81,32 @@ class _Accounts:
 
 def install(out_dir: Path) -> None:
     """Time the AWS SDK's and the database driver's calls in this process from now on."""
+    # Imported here, not at the top: the bench itself imports this module and needs
+    # neither library wrapped. Both are in every stack process (the project's venv).
+    import botocore.client
+    import psycopg
+    import psycopg_pool
+
     accounts = _Accounts()
-    try:
-        import botocore.client
-
-        accounts.wrap(botocore.client.BaseClient, "_make_api_call", AWS, lambda a: a[1])
-    except ImportError:
-        pass
-    try:
-        import psycopg
-        import psycopg_pool
-
-        def fixed(label: str) -> Callable[..., str]:
-            return lambda _args: label
-
-        for owner, attribute, label in (
-            (psycopg.Cursor, "execute", "statement"),
-            (psycopg.Cursor, "executemany", "statement"),
-            (psycopg.Connection, "execute", "statement"),
-            (psycopg.Cursor, "fetchone", "fetch"),
-            (psycopg.Cursor, "fetchall", "fetch"),
-            (psycopg.Cursor, "fetchmany", "fetch"),
-            (psycopg.Transaction, "__enter__", "transaction begin/end"),
-            (psycopg.Transaction, "__exit__", "transaction begin/end"),
-            # The pool's connection() block commits as it ends; in autocommit that
-            # sends nothing, but it is the driver's CPU all the same.
-            (psycopg.Connection, "commit", "connection commit/rollback"),
-            (psycopg.Connection, "rollback", "connection commit/rollback"),
-            (psycopg_pool.ConnectionPool, "getconn", "pool checkout (with its check)"),
-            (psycopg_pool.ConnectionPool, "putconn", "pool return"),
-        ):
-            accounts.wrap(owner, attribute, DATABASE, fixed(label))
-    except ImportError:
-        pass
+    # BaseClient._make_api_call(self, operation_name, api_params)
+    accounts.wrap(botocore.client.BaseClient, "_make_api_call", AWS, lambda args: args[1])
+    for owner, attribute, label in (
+        (psycopg.Cursor, "execute", "statement"),
+        (psycopg.Cursor, "executemany", "statement"),
+        (psycopg.Connection, "execute", "statement"),
+        (psycopg.Cursor, "fetchone", "fetch"),
+        (psycopg.Cursor, "fetchall", "fetch"),
+        (psycopg.Cursor, "fetchmany", "fetch"),
+        (psycopg.Transaction, "__enter__", "transaction begin/end"),
+        (psycopg.Transaction, "__exit__", "transaction begin/end"),
+        # The pool's connection() block commits as it ends; in autocommit that sends
+        # nothing, but it is the driver's CPU all the same.
+        (psycopg.Connection, "commit", "connection commit/rollback"),
+        (psycopg.Connection, "rollback", "connection commit/rollback"),
+        (psycopg_pool.ConnectionPool, "getconn", "pool checkout (with its check)"),
+        (psycopg_pool.ConnectionPool, "putconn", "pool return"),
+    ):
+        accounts.wrap(owner, attribute, DATABASE, lambda _args, label=label: label)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{os.getpid()}.json"
 
@@ -152,13 +145,8 @@ def stack_environment(out_dir: Path, environ: Mapping[str, str]) -> dict[str, st
 
 def read(out_dir: Path) -> dict[int, dict[str, Any]]:
     """Every process's latest totals, by pid."""
-    totals = {}
-    for path in out_dir.glob("*.json"):
-        try:
-            totals[int(path.stem)] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # a process that is just starting, or a torn read
-    return totals
+    # Each file is replaced whole (os.replace), so a read never sees half of one.
+    return {int(path.stem): json.loads(path.read_text()) for path in out_dir.glob("*.json")}
 
 
 def difference(
