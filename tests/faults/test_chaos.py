@@ -32,7 +32,7 @@ ROUNDS = 40
 CRASH_POINTS: list[tuple[Any, str, bool]] = [
     (Publisher, "publish", True),  # after commit, before publish
     (Store, "mark_sent", True),  # after publish, before the row is marked sent
-    (order_engine.store, "write_outbox", False),  # inside the transaction
+    (order_engine.store, "write_order", False),  # the step done, its write not
 ]
 
 

@@ -111,7 +111,7 @@ def test_a_crash_after_publish_before_marking_sent_is_a_harmless_duplicate(
     assert report.duplicates >= 2
 
 
-def test_a_crash_inside_the_transaction_rolls_back_and_redelivery_applies_it_once(
+def test_a_crash_before_the_steps_write_writes_nothing_and_redelivery_applies_it_once(
     stack: FaultStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order_id = stack.place()
@@ -119,12 +119,12 @@ def test_a_crash_inside_the_transaction_rolls_back_and_redelivery_applies_it_onc
     events_before = len(stack.engine.store.get_events(order_id))
 
     with (
-        crash_once(monkeypatch, order_engine.store, "write_outbox", after_commit=False),
+        crash_once(monkeypatch, order_engine.store, "write_order", after_commit=False),
         pytest.raises(ProcessCrash),
     ):
         stack.deliver("build")
 
-    assert status(stack, order_id) is Status.ROUTING  # rolled back
+    assert status(stack, order_id) is Status.ROUTING  # nothing written
     assert len(stack.engine.store.get_events(order_id)) == events_before
     # The message comes back after its visibility timeout and is received again.
     messages = stack.receive_all("build", 1)
@@ -143,7 +143,7 @@ def test_a_crash_after_the_swap_before_its_commit_never_swaps_twice(
 
     # The venue has the transaction; the transition recording it never commits.
     with (
-        crash_once(monkeypatch, order_engine.store, "write_outbox", after_commit=False),
+        crash_once(monkeypatch, order_engine.store, "write_order", after_commit=False),
         pytest.raises(ProcessCrash),
     ):
         stack.deliver("submit")

@@ -162,26 +162,25 @@ def test_postgres_crashed_and_restarted_under_load_loses_nothing(
     stack: FaultStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server of the test's own is stopped at once (no checkpoint: crash recovery at
-    the next start) while orders are placed and stepped, one of them caught inside
-    its transaction, then started again."""
+    the next start) while orders are placed and stepped, one step's write caught on its
+    way to the server, then started again."""
     server = OwnedPostgres(tmp_path / "pgdata")
     inside, crashed = threading.Event(), threading.Event()
-    write_outbox = order_engine.store.write_outbox
+    write_order = order_engine.store.write_order
 
-    def caught_in_the_crash(cur: Any, order_id: str, messages: Any) -> Any:
-        messages = list(messages)
+    def caught_in_the_crash(cur: Any, query: Any, params: Any, messages: Any) -> Any:
         is_a_step = any(message.topic != "route" for message in messages)  # not a POST
         if is_a_step and not inside.is_set():
             inside.set()
             crashed.wait(10)
-        return write_outbox(cur, order_id, messages)
+        return write_order(cur, query, params, messages)
 
     try:
         migrate(server.url)
         with stack.use_database(server.url):
             for _ in range(6):
                 stack.place()
-            monkeypatch.setattr(order_engine.store, "write_outbox", caught_in_the_crash)
+            monkeypatch.setattr(order_engine.store, "write_order", caught_in_the_crash)
             with Load(stack, placers=2) as load:
                 assert inside.wait(10)
                 server.crash()

@@ -203,6 +203,52 @@ def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, n
     assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
 
 
+def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(
+    make_store, new_order, db
+):
+    """A pass reads the events of its statement's snapshot, taken before the lock it
+    waits for; an event committing meanwhile reaches the subscriber through the pass
+    of its own notify message, once and in order."""
+    order = new_order()
+    connection = f"conn-{uuid.uuid4()}"
+    holder, waiter, writer = make_store(), make_store(), make_store()
+    holder.subscribe(connection, order.id)
+    delivered: list[int] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def deliver(store, hold: bool = False) -> None:
+        with store.deliveries(order.id) as batch:
+            for pending in batch.pending:
+                delivered.extend(event.seq for event in pending.events)
+                if pending.events:
+                    batch.advance(connection, pending.events[-1].seq)
+            if hold:
+                holding.set()
+                release.wait(5)
+
+    first = threading.Thread(target=deliver, args=(holder, True))
+    first.start()
+    assert holding.wait(5)
+    second = threading.Thread(target=deliver, args=(waiter,))
+    second.start()
+    deadline = time.monotonic() + 5
+    while not db.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        ("%FROM subscriptions%FOR UPDATE%",),
+    ).fetchone()[0]:
+        assert time.monotonic() < deadline, "the second pass never waited for the lock"
+        time.sleep(0.01)
+    assert writer.transition(order.id, Status.PENDING, Status.ROUTING).applied
+    release.set()
+    first.join()
+    second.join()
+    assert delivered == [1]  # the waiting pass's snapshot predates event 2
+
+    deliver(writer)  # the pass of event 2's own notify message
+    assert delivered == [1, 2]
+
+
 # --- the simulated chain's ledger ---------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 
 Every state change is one conditional UPDATE (`… WHERE id = %s AND status = <from>`)
 committed together with its event row and the outbox rows of what must happen next
-(GUIDE invariants 1, 2 and 4). When the UPDATE matches nothing, the current row is read
-and the outcome classified, never guessed from an error message.
+(GUIDE invariants 1, 2 and 4), all three in one statement (see `_EVENT_AND_OUTBOX`).
+When the UPDATE matches nothing, the current row is read and the outcome classified,
+never guessed from an error message.
 
 Connections/subscriptions live in subscriptions.py, the outbox and sweeper queries in
 outbox.py, API keys and rate-limit counters in account_store.py; `Store` combines
@@ -13,6 +14,7 @@ caller pass its `account_id`, and another account's order is simply not found.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,12 +22,12 @@ from typing import Any
 from psycopg import sql
 
 from order_engine.account_store import AccountStore
-from order_engine.database import DictCursor, fetch_one, is_uuid, jsonb
+from order_engine.database import DictCursor, is_uuid, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.ledger import PostgresLedger
 from order_engine.order_request import OrderRequest
 from order_engine.orders import Status, is_legal, progress
-from order_engine.outbox import OutboxStore, write_outbox
+from order_engine.outbox import OutboxStore
 from order_engine.records import (
     CreatedOrder,
     Order,
@@ -68,10 +70,6 @@ _JSON_COLUMNS = frozenset({"route", "transaction"})
 OutboxArg = Sequence[OutboxMessage] | Callable[[str], Sequence[OutboxMessage]]
 
 
-class _KeyTaken(Exception):
-    """A concurrent request committed the same Idempotency-Key first."""
-
-
 class Store(SubscriptionStore, OutboxStore, AccountStore):
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -90,7 +88,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         idempotency_key: str | None = None,
     ) -> CreatedOrder:
         """Insert `account_id`'s pending order, its first event and its outbox rows in
-        one transaction.
+        one statement.
 
         With an idempotency key (scoped to the account): the same key and request return
         the order created the first time (created=False, nothing written); the same key
@@ -98,49 +96,33 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         key create one order. `outbox` may be a callable, given the new order's id.
         """
         fingerprint = request.fingerprint()
-        # No look-up first: a new key (the common case) goes straight to the insert,
-        # and a used one is found by the insert's conflict, then read.
         order_id = str(uuid.uuid4())
         messages = outbox(order_id) if callable(outbox) else outbox
-        try:
-            with self._transaction() as cur:
-                if idempotency_key is not None:
-                    # Waits for a concurrent insert of the same key; if that one
-                    # commits, we get no row back and roll everything back.
-                    cur.execute(
-                        "INSERT INTO idempotency_keys (account_id, key, fingerprint, order_id)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, key) DO NOTHING"
-                        " RETURNING key",
-                        (account_id, idempotency_key, fingerprint, order_id),
-                    )
-                    if cur.fetchone() is None:
-                        raise _KeyTaken
-                cur.execute(
-                    "INSERT INTO orders (id, account_id, status, type, token_in, token_out,"
-                    " amount, slippage_bps, request) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " RETURNING *",
-                    (
-                        order_id,
-                        account_id,
-                        Status.PENDING.value,
-                        request.type,
-                        request.token_in.symbol,
-                        request.token_out.symbol,
-                        request.amount,
-                        request.slippage_bps,
-                        jsonb(request.to_dict()),
-                    ),
-                )
-                order = Order.from_row(fetch_one(cur))
-                event = _insert_event(cur, order_id, None, Status.PENDING, {})
-                rows = write_outbox(cur, order_id, messages)
-                return CreatedOrder(order=order, created=True, event=event, outbox=rows)
-        except _KeyTaken:
-            assert idempotency_key is not None
-            replay = self._replay(account_id, idempotency_key, fingerprint)
-            if replay is None:  # the key's row is committed, so this cannot happen
-                raise RuntimeError(f"idempotency key {idempotency_key!r} vanished") from None
-            return replay
+        params = {
+            "id": order_id,
+            "account": account_id,
+            "key": idempotency_key,
+            "fingerprint": fingerprint,
+            "type": request.type,
+            "token_in": request.token_in.symbol,
+            "token_out": request.token_out.symbol,
+            "amount": request.amount,
+            "slippage_bps": request.slippage_bps,
+            "request": jsonb(request.to_dict()),
+            **_move_params(None, Status.PENDING, {}, messages),
+        }
+        with self._statement() as cur:
+            rows = write_order(cur, _CREATE, params, messages)
+        if rows:
+            order, event, written = _moved(rows)
+            return CreatedOrder(order=order, created=True, event=event, outbox=written)
+        # No row: the key's insert met a committed one (it waits for a concurrent
+        # insert of the same key), so no order was written; the key says which it is.
+        assert idempotency_key is not None
+        replay = self._replay(account_id, idempotency_key, fingerprint)
+        if replay is None:  # the key's row is committed, so this cannot happen
+            raise RuntimeError(f"idempotency key {idempotency_key!r} vanished")
+        return replay
 
     def _replay(self, account_id: str, key: str, fingerprint: str) -> CreatedOrder | None:
         with self._statement() as cur:
@@ -170,7 +152,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         outbox: Sequence[OutboxMessage] = (),
     ) -> TransitionResult:
         """Move the order from `from_status` to `to_status` if, and only if, it is
-        there now; with it, in one transaction: the event row (next seq, `data`), the
+        there now; with it, in one statement: the event row (next seq, `data`), the
         whitelisted column `changes`, the `outbox` rows, attempts reset to 0."""
         changes = dict(changes or {})
         unknown = sorted(set(changes) - CHANGEABLE_COLUMNS)
@@ -181,36 +163,26 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         if not is_uuid(order_id):
             return TransitionResult(Outcome.NOT_FOUND, None)
 
-        assignments = [
-            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(f"c_{column}"))
-            for column in sorted(changes)
-        ]
-        query = sql.SQL(
-            "UPDATE orders SET status = %(to)s, version = version + 1, attempts = 0,"
-            " updated_at = now(){assignments}"
-            " WHERE id = %(id)s AND status = %(from)s RETURNING *"
-        ).format(assignments=sql.SQL("").join(sql.SQL(", ") + a for a in assignments))
-        params: dict[str, Any] = {"to": to_status.value, "from": from_status.value, "id": order_id}
+        params: dict[str, Any] = {
+            "id": order_id,
+            **_move_params(from_status, to_status, data or {}, outbox),
+        }
         for column, value in changes.items():
             params[f"c_{column}"] = jsonb(value) if column in _JSON_COLUMNS else value
 
-        with self._transaction() as cur:
-            cur.execute(query, params)
-            row = cur.fetchone()
-            if row is None:
-                cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-                current = cur.fetchone()
-                if current is None:
-                    return TransitionResult(Outcome.NOT_FOUND, None)
-                order = Order.from_row(current)
-                if progress(order.status) < progress(from_status):
-                    return TransitionResult(Outcome.OUT_OF_ORDER, order)
-                # At or past the target, or gone elsewhere (failed): a stale message.
-                return TransitionResult(Outcome.DUPLICATE, order)
-            order = Order.from_row(row)
-            event = _insert_event(cur, order_id, from_status, to_status, data or {})
-            rows = write_outbox(cur, order_id, outbox)
-            return TransitionResult(Outcome.APPLIED, order, event, rows)
+        with self._statement() as cur:
+            rows = write_order(cur, _transition_query(frozenset(changes)), params, outbox)
+            if rows:
+                return TransitionResult(Outcome.APPLIED, *_moved(rows))
+            cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+            current = cur.fetchone()
+        if current is None:
+            return TransitionResult(Outcome.NOT_FOUND, None)
+        order = Order.from_row(current)
+        if progress(order.status) < progress(from_status):
+            return TransitionResult(Outcome.OUT_OF_ORDER, order)
+        # At or past the target, or gone elsewhere (failed): a stale message.
+        return TransitionResult(Outcome.DUPLICATE, order)
 
     def record_failed_attempt(self, order_id: str, status: Status, error: str) -> int | None:
         """Count a failed attempt at the step leaving `status`; the new count, or None
@@ -255,25 +227,108 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             return [OrderEvent.from_row(row) for row in cur.fetchall()]
 
 
-def _insert_event(
-    cur: DictCursor,
-    order_id: str,
+# An order's write is one statement, so it commits on its own, with no BEGIN and
+# COMMIT around it: `moved` (the order row as written, by an INSERT or a conditional
+# UPDATE) is followed by its event and its outbox rows, and when `moved` is empty (the
+# UPDATE matched nothing) nothing at all is written. The event's seq is the order's
+# new version: both start at 1 and each applied transition adds one to both, and the
+# UPDATE's row lock makes that race-free (a max(seq) + 1 inside the statement would
+# read the statement's snapshot, taken before the lock was granted).
+_EVENT_AND_OUTBOX = """,
+event AS (
+    INSERT INTO order_events (order_id, seq, from_status, to_status, data)
+    SELECT id, version, %(from)s::text, %(to)s::text, %(data)s FROM moved RETURNING *),
+written AS (
+    INSERT INTO outbox (order_id, topic, payload, dedupe_key)
+    SELECT moved.id, m.topic, m.payload, m.dedupe_key
+      FROM moved, ROWS FROM (jsonb_to_recordset(%(outbox)s)
+                             AS (topic text, payload jsonb, dedupe_key text))
+           WITH ORDINALITY AS m (topic, payload, dedupe_key, n)
+     ORDER BY m.n
+    -- A message written before (a replayed transition) is skipped, not repeated.
+    ON CONFLICT (dedupe_key) DO NOTHING RETURNING *)
+SELECT moved.*,
+       event.order_id AS event_order_id, event.seq AS event_seq,
+       event.from_status AS event_from_status, event.to_status AS event_to_status,
+       event.data AS event_data, event.created_at AS event_created_at,
+       written.id AS outbox_id, written.order_id AS outbox_order_id,
+       written.topic AS outbox_topic, written.payload AS outbox_payload,
+       written.dedupe_key AS outbox_dedupe_key, written.attempts AS outbox_attempts,
+       written.created_at AS outbox_created_at, written.sent_at AS outbox_sent_at
+  FROM moved CROSS JOIN event LEFT JOIN written ON true
+ ORDER BY written.id"""
+
+# With an Idempotency-Key, the key's insert comes first: it waits for a concurrent
+# insert of the same key, and if that one commits the order is not inserted at all.
+_CREATE = (
+    """WITH key AS (
+    INSERT INTO idempotency_keys (account_id, key, fingerprint, order_id)
+    SELECT %(account)s::uuid, %(key)s::text, %(fingerprint)s, %(id)s::uuid
+     WHERE %(key)s::text IS NOT NULL
+    ON CONFLICT (account_id, key) DO NOTHING RETURNING key),
+moved AS (
+    INSERT INTO orders (id, account_id, status, type, token_in, token_out, amount,
+                        slippage_bps, request)
+    SELECT %(id)s::uuid, %(account)s::uuid, %(to)s::text, %(type)s, %(token_in)s,
+           %(token_out)s, %(amount)s, %(slippage_bps)s, %(request)s
+     WHERE %(key)s::text IS NULL OR EXISTS (SELECT FROM key)
+    RETURNING *)"""
+    + _EVENT_AND_OUTBOX
+)
+
+
+@functools.cache
+def _transition_query(columns: frozenset[str]) -> sql.Composed:
+    """The conditional UPDATE that also sets `columns` (a few shapes, built once each)."""
+    assignments = sql.SQL("").join(
+        sql.SQL(", {} = {}").format(sql.Identifier(column), sql.Placeholder(f"c_{column}"))
+        for column in sorted(columns)
+    )
+    return sql.SQL(
+        "WITH moved AS ("
+        " UPDATE orders SET status = %(to)s, version = version + 1, attempts = 0,"
+        " updated_at = now(){assignments}"
+        " WHERE id = %(id)s AND status = %(from)s RETURNING *)" + _EVENT_AND_OUTBOX
+    ).format(assignments=assignments)
+
+
+def _move_params(
     from_status: Status | None,
     to_status: Status,
     data: Mapping[str, Any],
-) -> OrderEvent:
-    # max + 1 is race-free: the caller holds the order's row lock (its UPDATE or INSERT),
-    # so no other transaction can be appending to this order's events.
-    cur.execute(
-        "INSERT INTO order_events (order_id, seq, from_status, to_status, data)"
-        " VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM order_events WHERE order_id = %s),"
-        " %s, %s, %s) RETURNING *",
-        (
-            order_id,
-            order_id,
-            None if from_status is None else from_status.value,
-            to_status.value,
-            jsonb(dict(data)),
+    outbox: Sequence[OutboxMessage],
+) -> dict[str, Any]:
+    return {
+        "from": None if from_status is None else from_status.value,
+        "to": to_status.value,
+        "data": jsonb(dict(data)),
+        "outbox": jsonb(
+            [{"topic": m.topic, "payload": m.payload, "dedupe_key": m.dedupe_key} for m in outbox]
         ),
-    )
-    return OrderEvent.from_row(fetch_one(cur))
+    }
+
+
+def write_order(
+    cur: DictCursor,
+    query: sql.Composed | str,
+    params: Mapping[str, Any],
+    outbox: Sequence[OutboxMessage],
+) -> list[dict[str, Any]]:
+    """Run an order's write: one row per outbox row written (at least one, the order
+    with its event, when it applied), none when it did not. `outbox` is what `params`
+    carries, named here for the fault suite, which crashes the process at this point."""
+    cur.execute(query, params)
+    return cur.fetchall()
+
+
+def _moved(rows: Sequence[Mapping[str, Any]]) -> tuple[Order, OrderEvent, list[OutboxRow]]:
+    """The order, its event and its outbox rows, from the rows of `write_order`."""
+    first = rows[0]
+    written = [
+        OutboxRow.from_row(_part(row, "outbox_")) for row in rows if row["outbox_id"] is not None
+    ]
+    return Order.from_row(first), OrderEvent.from_row(_part(first, "event_")), written
+
+
+def _part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix)}

@@ -103,23 +103,22 @@ class SubscriptionStore(StoreBase):
         order does not exist. Subscribing twice changes nothing (the cursor stays)."""
         if not is_uuid(order_id):
             return False
-        with self._transaction() as cur:
-            cur.execute("SELECT 1 FROM orders WHERE id = %s", (order_id,))
-            if cur.fetchone() is None:
-                return False
-            # DO UPDATE rather than DO NOTHING: it locks the connection row, so a
-            # concurrent $disconnect cannot delete it between these two statements.
+        with self._statement() as cur:
+            # One statement. The connection's upsert is DO UPDATE rather than DO
+            # NOTHING: it locks the row, so a concurrent $disconnect cannot delete it
+            # before the subscription's foreign key is checked.
             cur.execute(
-                "INSERT INTO connections (connection_id) VALUES (%s)"
-                " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now()",
-                (connection_id,),
+                "WITH target AS (SELECT id FROM orders WHERE id = %(order)s),"
+                " connection AS (INSERT INTO connections (connection_id)"
+                "  SELECT %(connection)s::text FROM target"
+                "  ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now()"
+                "  RETURNING connection_id),"
+                " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
+                "  SELECT connection_id, %(order)s::uuid FROM connection ON CONFLICT DO NOTHING)"
+                " SELECT EXISTS (SELECT FROM target) AS found",
+                {"order": order_id, "connection": connection_id},
             )
-            cur.execute(
-                "INSERT INTO subscriptions (connection_id, order_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (connection_id, order_id),
-            )
-            return True
+            return bool(fetch_one(cur)["found"])
 
     def subscribers(self, order_id: str) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
@@ -140,22 +139,27 @@ class SubscriptionStore(StoreBase):
             yield DeliveryBatch(None, order_id, None, [])
             return
         with self._transaction() as cur:
-            # Locked in a fixed order, so concurrent passes queue up instead of deadlocking.
+            # One row per subscription and event it lacks (a subscription lacking
+            # none comes once, with no event). Locked in a fixed order, so concurrent
+            # passes queue up instead of deadlocking. The events are those of the
+            # statement's snapshot, taken before a lock it waited for: any event
+            # committed while it waited has a notify message of its own, whose pass
+            # delivers it.
             cur.execute(
-                "SELECT connection_id, last_seq FROM subscriptions"
-                " WHERE order_id = %s ORDER BY connection_id FOR UPDATE",
-                (order_id,),
+                "SELECT s.connection_id, s.last_seq, e.*"
+                " FROM (SELECT connection_id, last_seq FROM subscriptions"
+                "       WHERE order_id = %(order)s ORDER BY connection_id FOR UPDATE) s"
+                " LEFT JOIN order_events e ON e.order_id = %(order)s AND e.seq > s.last_seq"
+                " ORDER BY s.connection_id, e.seq",
+                {"order": order_id},
             )
-            cursors = [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
-            events: list[OrderEvent] = []
+            missing: dict[tuple[str, int], list[OrderEvent]] = {}
+            for row in cur.fetchall():
+                events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
+                if row["seq"] is not None:
+                    events.append(OrderEvent.from_row(row))
             order: Order | None = None
-            if cursors:
-                cur.execute(
-                    "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
-                    (order_id, min(last_seq for _, last_seq in cursors)),
-                )
-                events = [OrderEvent.from_row(row) for row in cur.fetchall()]
-            if events and any(last_seq == 0 for _, last_seq in cursors):
+            if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
                 # A subscription references its order, so the row is there.
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
                 order = Order.from_row(fetch_one(cur))
@@ -164,8 +168,8 @@ class SubscriptionStore(StoreBase):
                 order_id,
                 order,
                 [
-                    Delivery(connection_id, last_seq, [e for e in events if e.seq > last_seq])
-                    for connection_id, last_seq in cursors
+                    Delivery(connection_id, last_seq, events)
+                    for (connection_id, last_seq), events in missing.items()
                 ],
             )
             yield batch
