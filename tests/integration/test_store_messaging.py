@@ -203,9 +203,7 @@ def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, n
     assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
 
 
-def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(
-    make_store, new_order, db
-):
+def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(make_store, new_order, db):
     """A pass reads the events of its statement's snapshot, taken before the lock it
     waits for; an event committing meanwhile reaches the subscriber through the pass
     of its own notify message, once and in order."""
@@ -233,8 +231,7 @@ def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(
     second.start()
     deadline = time.monotonic() + 5
     while not db.execute(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
         ("%FROM subscriptions%FOR UPDATE%",),
     ).fetchone()[0]:
         assert time.monotonic() < deadline, "the second pass never waited for the lock"
