@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -78,6 +79,19 @@ def db(migrated_url: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def fresh_database_url(database_url: str) -> Iterator[str]:
     """A brand-new, empty database on the session's server."""
+    with _fresh_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def other_fresh_database_url(database_url: str) -> Iterator[str]:
+    """A second brand-new, empty database, for a test that moves between two."""
+    with _fresh_database(database_url) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(database_url: str) -> Iterator[str]:
     name = f"order_engine_fresh_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

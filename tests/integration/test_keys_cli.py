@@ -18,7 +18,12 @@ from order_engine.errors import Unauthorized
 from order_engine.migrate import migrate
 from order_engine.store import Store
 from order_engine_cli import demo as demo_module
-from order_engine_cli.dev_key import DEV_ACCOUNT, ensure_dev_key, read_saved_key
+from order_engine_cli.dev_key import (
+    DEV_ACCOUNT,
+    ensure_dev_key,
+    read_saved_key,
+    read_saved_keys,
+)
 from order_engine_cli.main import cli
 from order_engine_cli.up import banner, try_it
 from tests.support.keys import secret_of
@@ -138,6 +143,27 @@ def test_no_dev_key_is_made_on_a_database_that_has_keys(
 
     assert ensure_dev_key(empty_database, path) is None
     assert read_saved_key(path) == "oe_live_0123abcd_" + "f" * 43  # left alone
+
+
+def test_a_second_database_adds_its_dev_key_and_keeps_the_first(
+    empty_database: str, other_fresh_database_url: str, tmp_path: Path
+) -> None:
+    # `up` on the embedded database, then on a DATABASE_URL, then back: no key is lost,
+    # and the first line is always the key for the database `up` ran on last.
+    other = other_fresh_database_url
+    migrate(other)
+    path = tmp_path / "dev-api-key"
+
+    first = ensure_dev_key(empty_database, path)
+    second = ensure_dev_key(other, path)
+    assert first is not None and second is not None and second.created
+    assert read_saved_keys(path) == [second.key, first.key]
+    assert read_saved_key(path) == second.key
+
+    back = ensure_dev_key(empty_database, path)
+    assert back is not None and not back.created and back.key == first.key
+    assert read_saved_keys(path) == [first.key, second.key]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_the_banner_and_its_examples_show_the_dev_key(tmp_path: Path) -> None:
