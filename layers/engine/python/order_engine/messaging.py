@@ -15,9 +15,8 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from order_engine.batch_sender import BatchSender, Outgoing
 from order_engine.errors import PoisonMessage
 from order_engine.orders import Step
 
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 
 NOTIFY_TOPIC = "notify"
 ENVELOPE_VERSION = 1
+SQS_BATCH_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,19 @@ def _order_id(data: Mapping[str, Any]) -> str:
     return order_id
 
 
+class Outgoing(Protocol):
+    """An outbox row, as far as publishing cares."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
 class Publisher:
-    """Sends messages to the queue of their topic, ten to a request, gathering what
-    the process's threads send at once (batch_sender.py).
+    """Sends messages to the queue of their topic, ten to a request.
 
     One instance per process: its boto3 client (and its connection pool) is reused
     by every invocation of a Lambda container.
@@ -98,7 +108,6 @@ class Publisher:
     def __init__(self, sqs_client: Any, queue_urls: Mapping[str, str]) -> None:
         self._sqs = sqs_client
         self._queue_urls = dict(queue_urls)
-        self._senders = {topic: BatchSender(sqs_client, url) for topic, url in queue_urls.items()}
 
     def queue_url(self, topic: str) -> str:
         try:
@@ -139,11 +148,29 @@ class Publisher:
         for row in rows:
             by_topic.setdefault(row.topic, []).append(row)
         for topic, topic_rows in by_topic.items():
-            sender = self._senders.get(topic)
-            if sender is None:
+            try:
+                sent += self._publish_topic(topic, topic_rows)
+            except Exception:
                 log.warning(
-                    "no queue is configured for %r; %d rows stay unsent", topic, len(topic_rows)
+                    "publishing %d outbox rows to %r failed; they stay unsent",
+                    len(topic_rows),
+                    topic,
+                    exc_info=True,
                 )
-                continue
-            sent += sender.send(topic_rows)
+        return sent
+
+    def _publish_topic(self, topic: str, rows: Sequence[Outgoing]) -> list[int]:
+        url = self.queue_url(topic)
+        sent: list[int] = []
+        for start in range(0, len(rows), SQS_BATCH_LIMIT):
+            chunk = rows[start : start + SQS_BATCH_LIMIT]
+            response = self._sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(row.id), "MessageBody": json.dumps(row.payload)} for row in chunk
+                ],
+            )
+            sent.extend(int(entry["Id"]) for entry in response.get("Successful", []))
+            for failure in response.get("Failed", []):
+                log.warning("SQS refused outbox row %s: %s", failure["Id"], failure)
         return sent
