@@ -43,10 +43,9 @@ def read_saved_key(path: Path = DEV_KEY_FILE) -> str | None:
 
 def read_saved_keys(path: Path = DEV_KEY_FILE) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").split()  # a key holds no whitespace
     except FileNotFoundError:
         return []
-    return [line.strip() for line in lines if line.strip()]
 
 
 def ensure_dev_key(database_url: str, path: Path = DEV_KEY_FILE) -> DevKey | None:

@@ -150,12 +150,11 @@ def test_a_second_database_adds_its_dev_key_and_keeps_the_first(
 ) -> None:
     # `up` on the embedded database, then on a DATABASE_URL, then back: no key is lost,
     # and the first line is always the key for the database `up` ran on last.
-    other = other_fresh_database_url
-    migrate(other)
+    migrate(other_fresh_database_url)
     path = tmp_path / "dev-api-key"
 
     first = ensure_dev_key(empty_database, path)
-    second = ensure_dev_key(other, path)
+    second = ensure_dev_key(other_fresh_database_url, path)
     assert first is not None and second is not None and second.created
     assert read_saved_keys(path) == [second.key, first.key]
     assert read_saved_key(path) == second.key

@@ -17,6 +17,8 @@ from toy_runtime import Records, batches_with, running_toy_app
 from local_runtime import LocalRuntime
 from local_runtime.processes import pid_alive
 
+VISIBILITY_SECONDS = 8
+
 
 @pytest.fixture(scope="module")
 def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -28,7 +30,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, records_file: Path) -> Ite
     folder = tmp_path_factory.mktemp("toy-workers")
     # A visibility timeout long enough that a busy machine never redelivers a message
     # whose batch is still running (the toy app's 2 s is meant for quick retries).
-    parameters = {"WorkVisibility": "8"}
+    parameters = {"WorkVisibility": str(VISIBILITY_SECONDS)}
     with running_toy_app(
         folder, records_file, worker_processes=2, parameters=parameters
     ) as running:
@@ -52,29 +54,29 @@ def test_queue_messages_are_handled_in_the_workers_with_partial_batches_intact(
 
     # Only the failed message comes back (after the visibility timeout, with count 2).
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not _redeliveries(records, marker, failing):
+    while time.monotonic() < deadline and not _split_at_redelivery(records, marker, failing)[1]:
         time.sleep(0.1)
     time.sleep(3)  # a handled message that was never deleted would be back by now too
-    batches = batches_with(records, marker)
-    redelivered = _redeliveries(records, marker, failing)
-    assert redelivered, f"{failing} never came back: {batches}"
+    first, redelivered = _split_at_redelivery(records, marker, failing)
+    assert redelivered, f"{failing} never came back: {first}"
     assert {i for b in redelivered for i in b["ids"]} == {failing}
     assert all(count != "1" for b in redelivered for count in b["counts"])
     # A standard queue delivers at least once: moto can hand one message to two
     # concurrent long polls, so the first deliveries are compared as a set.
-    first = [b for b in batches if b not in redelivered]
     assert {i for b in first for i in b["ids"]} == {e["MessageId"] for e in sent["Successful"]}
-    assert {b["pid"] for b in batches} <= workers
+    assert {b["pid"] for b in first + redelivered} <= workers
 
 
-def _redeliveries(records: Records, marker: str, failing: str) -> list[dict[str, Any]]:
-    """The batches received after the failing message's visibility timeout (8 s) ran
-    out: its first receipt plus half of that, to tell them from concurrent copies."""
+def _split_at_redelivery(
+    records: Records, marker: str, failing: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batches of the first delivery, and those received once the failing message's
+    visibility timeout ran out. Half the timeout after its first receipt is the line:
+    concurrent copies of one delivery arrive together, a redelivery a timeout later."""
     batches = batches_with(records, marker)
     receipts = [b["at"] for b in batches if failing in b["ids"]]
-    if not receipts:
-        return []
-    return [b for b in batches if b["at"] >= min(receipts) + 4]
+    line = min(receipts) + VISIBILITY_SECONDS / 2 if receipts else float("inf")
+    return [b for b in batches if b["at"] < line], [b for b in batches if b["at"] >= line]
 
 
 def test_the_banner_says_where_the_pollers_run(runtime: LocalRuntime) -> None:
