@@ -10,7 +10,7 @@ from order_engine.settings import Settings
 def test_unset_variables_take_the_defaults() -> None:
     settings = Settings.from_env({})
 
-    assert (settings.db_pool_max, settings.rate_limit_per_minute) == (4, 600)
+    assert (settings.db_pool_max, settings.rate_limit_per_minute) == (2, 600)
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,12 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from order_engine.database_secret import DatabaseSecret, SecretConnection
 from order_engine.errors import InfrastructureError
 
 DictCursor = psycopg.Cursor[DictRow]
+# Where the store connects: a connection string, or the secret holding the credentials.
+Conninfo = str | DatabaseSecret
 
 
 def _json_default(value: Any) -> Any:
@@ -67,17 +70,22 @@ def is_uuid(value: str) -> bool:
 class StoreBase:
     """The pool and the transaction/error rules; Store adds the queries."""
 
-    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 3.0) -> None:
-        """`timeout`: how long a call waits for a connection before it raises
+    def __init__(self, url: Conninfo, *, max_size: int = 4, timeout: float = 3.0) -> None:
+        """`url`: a connection string, or the secret holding the credentials (on AWS).
+        `timeout`: how long a call waits for a connection before it raises
         InfrastructureError. Well under the functions' 10 s timeout, so a database
         outage is a clean, classified error (503, a failed record), not a Lambda timeout."""
+        # connect_timeout bounds each attempt to reach a server that is down.
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": 2}
+        if isinstance(url, DatabaseSecret):
+            kwargs["secret"] = url  # SecretConnection re-reads it when a connect fails
         self._pool = ConnectionPool(
             url,
+            connection_class=SecretConnection,
             min_size=1,
             max_size=max(1, max_size),
             timeout=timeout,
-            # connect_timeout bounds each attempt to reach a server that is down.
-            kwargs={"autocommit": True, "connect_timeout": 2},
+            kwargs=kwargs,
             check=self._check_connection,
             name="order-engine",
             open=False,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from order_engine.database import DictCursor, StoreBase, fetch_one, is_uuid, jsonb
+from order_engine.database import Conninfo, DictCursor, StoreBase, fetch_one, is_uuid, jsonb
 from order_engine.orders import TERMINAL
 from order_engine.records import Order, OutboxMessage, OutboxRow
 
@@ -68,7 +68,7 @@ class OutboxClaim(list[OutboxRow]):
 
 
 class OutboxStore(StoreBase):
-    def __init__(self, url: str, **pool_options: Any) -> None:
+    def __init__(self, url: Conninfo, **pool_options: Any) -> None:
         super().__init__(url, **pool_options)
         # The claim open in each thread, if any: see mark_sent.
         self._claims = threading.local()

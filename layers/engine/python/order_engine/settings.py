@@ -30,6 +30,9 @@ class DexSettings:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    # On AWS instead of database_url: a Secrets Manager secret with the credentials
+    # (order_engine.database_secret), so no password sits in the environment.
+    database_secret_arn: str | None = None
     aws_region: str = "us-east-1"
     sqs_endpoint_url: str | None = None
     # SQS queue URL per pipeline step, plus the notifier's.
@@ -47,9 +50,11 @@ class Settings:
     stuck_after_seconds: float = 120.0
     # …and publishes outbox rows left unsent for this long.
     outbox_grace_seconds: float = 10.0
-    # At least 2: a sweep holds one connection for its turn (sweep_turn) and claims
-    # rows on another.
-    db_pool_max: int = 4
+    # Connections per process. At least 2: a sweep holds one connection for its turn
+    # (sweep_turn) and claims rows on another. 2 serves a Lambda container, which runs
+    # one invocation at a time and whose batch records hold a connection only for their
+    # queries; docs/deploy.md multiplies it by each function's concurrency.
+    db_pool_max: int = 2
     # Orders one API key may place per minute (HTTP and WebSocket together), counted in
     # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
     rate_limit_per_minute: int = 600
@@ -60,6 +65,7 @@ class Settings:
         step_urls = {step: url for step in Step if (url := env.get(f"{step.name}_QUEUE_URL"))}
         return cls(
             database_url=env.get("DATABASE_URL") or None,
+            database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
             step_queue_urls=step_urls,
@@ -77,7 +83,7 @@ class Settings:
             retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
-            db_pool_max=_count(env, "DB_POOL_MAX", 4, minimum=2),
+            db_pool_max=_count(env, "DB_POOL_MAX", 2, minimum=2),
             rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
 

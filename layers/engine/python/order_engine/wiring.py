@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 
 from order_engine.accounts import Accounts, RateLimiter
+from order_engine.database_secret import DatabaseSecret
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import InfrastructureError
@@ -43,9 +44,18 @@ class Engine:
 
     @cached_property
     def store(self) -> Store:
-        if not self.settings.database_url:
-            raise InfrastructureError("DATABASE_URL is not set")
-        return Store.from_settings(self.settings)
+        if self.settings.database_url:
+            return Store.from_settings(self.settings)
+        if self.settings.database_secret_arn:
+            secret = DatabaseSecret(
+                self.settings.database_secret_arn,
+                boto3.client(
+                    "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
+                ),
+            )
+            secret()  # read at cold start: an unreadable secret fails here, saying why
+            return Store(secret, max_size=self.settings.db_pool_max)
+        raise InfrastructureError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
 
     @cached_property
     def sqs(self) -> Any:
