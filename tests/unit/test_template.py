@@ -35,7 +35,6 @@ from tests.support.cfn import load_template, ref_target
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 FUNCTIONS = ROOT / "functions"
-SEND = "SQSSendMessagePolicy"
 
 
 # --- reading the template ---------------------------------------------------------------
@@ -108,27 +107,6 @@ def queue_variables(template: dict[str, Any]) -> dict[str, str]:
                 assert isinstance(target, str), f"{name} must be !Ref <Queue>, not {value!r}"
                 variables[name] = target
     return variables
-
-
-def send_targets(props: dict[str, Any]) -> set[str]:
-    """The queues a function's policies let it send to."""
-    return {
-        queue
-        for policy in props.get("Policies", [])
-        if isinstance(policy, dict) and SEND in policy
-        if (queue := ref_target(policy[SEND]["QueueName"]))
-    }
-
-
-def allowed_actions(props: dict[str, Any]) -> set[str]:
-    actions: set[str] = set()
-    for policy in props.get("Policies", []):
-        if isinstance(policy, dict):
-            for statement in policy.get("Statement", []):
-                if statement.get("Effect") == "Allow":
-                    action = statement["Action"]
-                    actions.update([action] if isinstance(action, str) else action)
-    return actions
 
 
 def by_handler(template: dict[str, Any]) -> dict[str, str]:
@@ -419,50 +397,7 @@ def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout(
             assert visibility >= 6 * timeout, f"{queue} {visibility}s vs {function} {timeout}s"
 
 
-# --- permissions: each function may do what its code does -----------------------------
-
-
-def test_functions_may_send_to_every_queue_their_code_publishes_to(
-    template: dict[str, Any],
-) -> None:
-    queue_of = queue_variables(template)
-    step_queue = {step: queue_of[f"{step.name}_QUEUE_URL"] for step in Step}
-    notify = queue_of["NOTIFY_QUEUE_URL"]
-    fns = functions(template)
-    function_of = by_handler(template)
-
-    needs: dict[str, set[str]] = {
-        # A new order: its route message and its first notification.
-        "api.app": {step_queue[Step.ROUTE], notify},
-        "websocket.message": {step_queue[Step.ROUTE], notify},
-        # $connect ?orderId=… sends a delayed notify hint for the snapshot.
-        "websocket.connect": {notify},
-        # The relay publishes any outbox row; re-driving a pending order needs route.
-        "sweeper.sweep": {*step_queue.values(), notify},
-    }
-    for step in Step:
-        # An applied step enqueues the next step (if any) and a notification.
-        needs[f"workers.{step.value}"] = {notify} | (
-            {step_queue[step.next]} if step.next else set()
-        )
-    for handler, queues in needs.items():
-        function = function_of[handler]
-        missing = queues - send_targets(fns[function])
-        assert not missing, f"{function} ({handler}) may not send to {sorted(missing)}"
-
-
-def test_workers_may_delay_redelivery_and_socket_senders_may_post(
-    template: dict[str, Any],
-) -> None:
-    fns = functions(template)
-    function_of = by_handler(template)
-    for step in Step:
-        actions = allowed_actions(fns[function_of[f"workers.{step.value}"]])
-        assert "sqs:ChangeMessageVisibility" in actions, step  # exponential backoff
-    for handler in ("notifier.notify", "websocket.message"):
-        actions = allowed_actions(fns[function_of[handler]])
-        assert "execute-api:ManageConnections" in actions, handler
-    assert "sqs:GetQueueAttributes" in allowed_actions(fns[function_of["api.app"]])  # /health
+# Permissions: tests/unit/test_template_permissions.py derives them from the code.
 
 
 # --- WebSocket API and schedule ------------------------------------------------------

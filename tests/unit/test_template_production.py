@@ -29,6 +29,14 @@ def functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return of_type(resources, "AWS::Lambda::Function")
 
 
+XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+
+
+def managed_policies(resources: dict[str, Any], function: dict[str, Any]) -> list[str]:
+    role = resources["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+    return list(role["ManagedPolicyArns"])
+
+
 def uses_database(name: str) -> bool:
     return name != "DashboardFunction"  # it serves one static page
 
@@ -100,14 +108,16 @@ def test_functions_join_the_vpc_only_when_subnets_and_security_groups_are_given(
 def test_tracing_is_off_by_default_and_one_parameter_turns_it_on_everywhere(
     sam: dict[str, Any],
 ) -> None:
-    for value, mode, disabled in (
-        ("Disabled", "PassThrough", "true"),
-        ("Active", "Active", "false"),
-    ):
+    for value, disabled in (("Disabled", "true"), ("Active", "false")):
         given = {"DatabaseUrl": URL} | ({"Tracing": value} if value == "Active" else {})
         resources = deployed(sam, **given)
         for name, function in functions(resources).items():
-            assert function["TracingConfig"] == {"Mode": mode}, name
+            if value == "Active":
+                assert function["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}, name
+                assert XRAY in managed_policies(resources, function), name
+            else:
+                assert "TracingConfig" not in function, name
+                assert XRAY not in managed_policies(resources, function), name
             assert function["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == disabled
         (stage,) = of_type(resources, "AWS::ApiGateway::Stage").values()
         assert stage["TracingEnabled"] is (value == "Active")

@@ -1,0 +1,234 @@
+"""Least privilege: after the SAM transform, each function's IAM statements allow exactly
+the queues and APIs its code uses, no more and no fewer.
+
+What the code uses is derived from the code, not listed by hand:
+- the topics an operation can publish come from the engine's own message builders
+  (`first_messages`, `next_messages` over the transition table, the steps' topics);
+- a topic's queue comes from the function's environment read through `Settings.from_env`
+  (which *_QUEUE_URL variable the engine's wiring takes for each topic);
+- a function needs the database secret if its handler module uses the engine's wiring.
+The one thing read off functions/*.py by eye is which engine operations each entry point
+calls (HANDLER_CALLS below); a new entry point that is not there fails the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from order_engine.messaging import NOTIFY_TOPIC
+from order_engine.orders import Status, Step
+from order_engine.pipeline import next_messages
+from order_engine.service import first_messages
+from order_engine.settings import Settings
+from tests.support.cfn import ref_target
+from tests.support.cfn_conditions import choose, condition_values, parameter_values
+from tests.support.sam import of_type, template, transform
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:orders-db-AbCdEf"
+ANY_ORDER = "00000000-0000-0000-0000-000000000000"
+
+Grant = tuple[str, str]  # (what, on which resource): ("send", "RouteQueue")
+
+# --- what the engine's operations touch, from the engine's own code ------------------
+
+
+def _topics(messages: Iterable[Any]) -> set[str]:
+    return {message.topic for message in messages}
+
+
+def step_topics(step: Step) -> set[str]:
+    """An applied step writes the outbox rows of its target state, a failed one those
+    of `failed` (a transient error retries by delaying its own message instead)."""
+    return _topics(next_messages(ANY_ORDER, step.to_status)) | _topics(
+        next_messages(ANY_ORDER, Status.FAILED)
+    )
+
+
+def outbox_topics() -> set[str]:
+    """Every topic an outbox row can have: a new order's, and any transition's."""
+    rows = set(_topics(first_messages(ANY_ORDER)))
+    for status in Status:
+        rows |= _topics(next_messages(ANY_ORDER, status))
+    return rows
+
+
+def operation_needs(operation: str, configured: set[str]) -> set[tuple[str, str]]:
+    """(action, topic or API) pairs an engine operation needs; `configured`: the topics
+    the function's environment gives a queue to."""
+    if operation == "place_order":  # OrderService.place_order: the new order's outbox
+        return {("send", t) for t in _topics(first_messages(ANY_ORDER))}
+    if operation == "health":  # Publisher.check: GetQueueUrl of every configured queue
+        return {("get_queue_url", t) for t in configured}
+    if operation == "connect":  # OrderService.connect: the delayed subscribe hint
+        return {("send", NOTIFY_TOPIC)}
+    if operation == "post":  # ConnectionSender: @connections posts
+        return {("manage_connections", "WebSocketApi")}
+    if operation.startswith("step:"):  # consumers.handle_step_batch
+        step = Step(operation.removeprefix("step:"))
+        return {("send", t) for t in step_topics(step)} | {("visibility", step.value)}
+    if operation == "notify":  # consumers.handle_notify_batch (poison -> visible at once)
+        return {("visibility", NOTIFY_TOPIC), ("manage_connections", "WebSocketApi")}
+    if operation == "sweep":  # Sweeper: relay any outbox row, re-drive any step
+        return {("send", t) for t in outbox_topics() | {step.value for step in Step}}
+    raise AssertionError(f"unknown operation {operation}")
+
+
+# Which engine operations each entry point in functions/ calls.
+HANDLER_CALLS: dict[str, set[str]] = {
+    "api.app": {"place_order", "health"},
+    "dashboard.app": set(),
+    "websocket.connect": {"connect"},
+    "websocket.message": {"place_order", "post"},
+    "websocket.disconnect": set(),
+    "notifier.notify": {"notify"},
+    "sweeper.sweep": {"sweep"},
+    **{f"workers.{step.value}": {f"step:{step.value}"} for step in Step},
+}
+
+
+@cache
+def uses_engine(module_name: str) -> bool:
+    """Whether functions/<module>.py builds the engine (and so opens the database)."""
+    source = (ROOT / "functions" / f"{module_name}.py").read_text()
+    return "from order_engine.wiring import engine" in source
+
+
+def topic_queues(environment: dict[str, Any]) -> dict[str, str]:
+    """{topic: queue logical id}, as the engine's wiring reads the environment."""
+    by_name = {name: ref_target(value) or "" for name, value in environment.items()}
+    settings = Settings.from_env({k: v for k, v in by_name.items() if k.endswith("_QUEUE_URL")})
+    queues = {step.value: url for step, url in settings.step_queue_urls.items()}
+    if settings.notify_queue_url:
+        queues[NOTIFY_TOPIC] = settings.notify_queue_url
+    return queues
+
+
+def needed(function: dict[str, Any]) -> set[Grant]:
+    handler = function["Handler"]
+    assert handler in HANDLER_CALLS, f"{handler}: say which engine operations it calls"
+    queues = topic_queues(function["Environment"]["Variables"])
+    grants: set[Grant] = set()
+    for operation in HANDLER_CALLS[handler]:
+        for action, target in operation_needs(operation, set(queues)):
+            grants.add((action, target if target == "WebSocketApi" else queues[target]))
+    if uses_engine(handler.rpartition(".")[0]):
+        grants.add(("get_secret", "DatabaseSecretArn"))
+    return grants
+
+
+# --- what the IAM statements allow ----------------------------------------------------
+
+ACTIONS = {
+    "sqs:SendMessage*": "send",
+    "sqs:ChangeMessageVisibility": "visibility",
+    "sqs:GetQueueUrl": "get_queue_url",
+    "execute-api:ManageConnections": "manage_connections",
+    "secretsmanager:GetSecretValue": "get_secret",
+}
+
+
+def _resource(resource: Any) -> str:
+    """The logical id a statement's Resource names ("*" and anything else as is)."""
+    if (target := ref_target(resource)) is not None:
+        return target
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        if isinstance(sub, list):  # SAM policy templates: ["…${name}…", {name: ref}]
+            (value,) = sub[1].values()
+            return _resource(value)
+        if match := re.fullmatch(r"arn:\$\{AWS::Partition\}:execute-api:.*:\$\{(\w+)\}/\*", sub):
+            return match.group(1)
+    return repr(resource)
+
+
+def granted(resources: dict[str, Any], function: dict[str, Any]) -> set[Grant]:
+    role = resources["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+    grants: set[Grant] = set()
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow", statement
+            actions = statement["Action"]
+            targets = statement["Resource"]
+            for action in actions if isinstance(actions, list) else [actions]:
+                for target in targets if isinstance(targets, list) else [targets]:
+                    grants.add((ACTIONS.get(action, action), _resource(target)))
+    return grants
+
+
+def sqs_triggered(function_id: str, resources: dict[str, Any]) -> bool:
+    return any(
+        ref_target(mapping["FunctionName"]) == function_id
+        for mapping in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    )
+
+
+def managed_policies_allowed(function_id: str, resources: dict[str, Any]) -> set[str]:
+    """What SAM attaches: logs always; the poller's SQS access for queue-triggered
+    functions; ENI management because VpcConfig is present (an empty one when not in a
+    VPC: SAM cannot tell); X-Ray only with Tracing=Active."""
+    base = "arn:aws:iam::aws:policy/"
+    allowed = {
+        base + "service-role/AWSLambdaBasicExecutionRole",
+        base + "service-role/AWSLambdaVPCAccessExecutionRole",
+    }
+    if sqs_triggered(function_id, resources):
+        allowed.add(base + "service-role/AWSLambdaSQSQueueExecutionRole")
+    return allowed
+
+
+def privilege_problems(sam: dict[str, Any]) -> list[str]:
+    given = {"DatabaseSecretArn": SECRET}
+    resources = choose(transform(sam, given), condition_values(sam, parameter_values(sam, given)))
+    problems = []
+    for name, function in of_type(resources, "AWS::Lambda::Function").items():
+        need, have = needed(function), granted(resources, function)
+        if extra := have - need:
+            problems.append(f"{name} is allowed more than its code uses: {sorted(extra)}")
+        if missing := need - have:
+            problems.append(f"{name} is not allowed what its code uses: {sorted(missing)}")
+        role = resources["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+        managed = set(role["ManagedPolicyArns"]) - managed_policies_allowed(name, resources)
+        if managed:
+            problems.append(f"{name} has managed policies it does not need: {sorted(managed)}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    return template()
+
+
+def test_each_function_is_allowed_exactly_the_queues_and_apis_its_code_uses(
+    sam: dict[str, Any],
+) -> None:
+    assert privilege_problems(sam) == []
+
+
+def test_every_function_is_checked(sam: dict[str, Any]) -> None:
+    handlers = {props["Handler"] for props in of_type(sam, "AWS::Serverless::Function").values()}
+    assert handlers == set(HANDLER_CALLS)
+
+
+def test_a_planted_extra_permission_is_found(sam: dict[str, Any]) -> None:
+    planted = copy.deepcopy(sam)
+    api = planted["Resources"]["ApiFunction"]["Properties"]
+    api["Policies"].append(
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["ConfirmQueue", "QueueName"]}}}
+    )
+    notifier = planted["Resources"]["NotifierFunction"]["Properties"]
+    notifier["Policies"].append(
+        {"Statement": [{"Effect": "Allow", "Action": "sqs:DeleteQueue", "Resource": "*"}]}
+    )
+
+    assert privilege_problems(planted) == [
+        "ApiFunction is allowed more than its code uses: [('send', 'ConfirmQueue')]",
+        "NotifierFunction is allowed more than its code uses: [('sqs:DeleteQueue', \"'*'\")]",
+    ]
