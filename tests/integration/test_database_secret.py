@@ -96,11 +96,11 @@ def count_reads(client: Any) -> list[str]:
     return reads
 
 
-def engine_on(arn: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def engine_on(arn: str, client: Any, monkeypatch: pytest.MonkeyPatch, **env: str) -> Engine:
     """The engine as a function configured by template.yaml with the secret builds it;
     its Secrets Manager client is `client`, so the test can count the reads."""
     monkeypatch.setattr("order_engine.wiring.boto3.client", lambda *a, **k: client)
-    return Engine(Settings.from_env({"DATABASE_SECRET_ARN": arn, "AWS_REGION": "us-east-1"}))
+    return Engine(Settings.from_env({"DATABASE_SECRET_ARN": arn, "AWS_REGION": "us-east-1", **env}))
 
 
 def test_the_engine_connects_with_the_credentials_in_the_secret(
@@ -182,3 +182,30 @@ def test_an_unreadable_secret_fails_at_cold_start_naming_it(
 
     with pytest.raises(InfrastructureError, match=r"cannot read database secret .*missing"):
         engine.store  # noqa: B018 (building the store is what reads the secret)
+
+
+def test_rds_master_user_secret_connects_where_the_template_says(
+    secrets: Any, migrated_url: str, make_role: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RDS's own master-user secret holds only the username and the password; the
+    template's DatabaseHost / DatabaseName (PGHOST / PGDATABASE) say where to connect,
+    as they name RDS Proxy's endpoint instead of a secret's host."""
+    user, password = make_role()
+    arn = secrets.create_secret(
+        Name=f"rds-master-{uuid.uuid4().hex[:6]}",
+        SecretString=json.dumps({"username": user, "password": password}),
+    )["ARN"]
+    where = psycopg.conninfo.conninfo_to_dict(migrated_url)
+    engine = engine_on(
+        arn,
+        secrets,
+        monkeypatch,
+        PGHOST=str(where["host"]),
+        PGPORT=str(where.get("port") or 5432),
+        PGDATABASE=str(where["dbname"]),
+    )
+    try:
+        engine.store.ping()
+        assert _sessions(admin, user) >= 1
+    finally:
+        engine.store.close()

@@ -73,6 +73,15 @@ def test_with_the_secret_no_function_environment_holds_a_password_or_url_without
         else:
             assert secret_statements(resources, function) == [], name
 
+    # Where to connect: RDS Proxy's endpoint, and the database, in libpq's own names.
+    proxied = deployed(
+        sam, DatabaseSecretArn=SECRET, DatabaseHost="proxy.example", DatabaseName="orders"
+    )
+    for name, function in functions(proxied).items():
+        variables = function["Environment"]["Variables"]
+        assert variables["PGHOST"] == {"Ref": "DatabaseHost"}, name
+        assert variables["PGDATABASE"] == {"Ref": "DatabaseName"}, name
+
     # Without the secret (outside AWS), DATABASE_URL works as it always did.
     resources = deployed(sam, DatabaseUrl=URL)
     for name, function in functions(resources).items():

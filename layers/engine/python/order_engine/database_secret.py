@@ -4,8 +4,11 @@ when the database refuses them (rotation).
 On AWS, template.yaml sets DATABASE_SECRET_ARN instead of DATABASE_URL, so no password
 sits in a function's configuration, where the console and anyone allowed
 `lambda:GetFunctionConfiguration` could read it. The secret is the JSON that RDS and
-Aurora write for managed and rotated credentials:
-`{"username": …, "password": …, "host": …, "port": 5432, "dbname": …}`.
+Aurora write for rotated credentials:
+`{"username": …, "password": …, "host": …, "port": 5432, "dbname": …}`. Where to connect
+may also come from elsewhere (`where`): RDS Proxy's endpoint instead of the database's
+host, or all of it for RDS's own master-user secret, which holds only the username and
+the password.
 
 Rotation changes the password (single user) or the user (alternating users). Open
 connections keep working; a new connection made with the cached credentials is
@@ -22,12 +25,14 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Self
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from order_engine.errors import InfrastructureError
+from order_engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +43,18 @@ REREAD_INTERVAL = 10.0
 REQUIRED_KEYS = ("username", "password", "host")
 
 
-def conninfo_from_secret(secret_string: str, *, secret_arn: str) -> str:
-    """The libpq connection string for the credentials in `secret_string`."""
+def conninfo_from_secret(
+    secret_string: str, *, secret_arn: str, where: Mapping[str, str] | None = None
+) -> str:
+    """The libpq connection string for the credentials in `secret_string`; `where`
+    (host, port, dbname) wins over the secret's own."""
     try:
         fields = json.loads(secret_string)
     except ValueError:
         fields = None
     if not isinstance(fields, dict):
         raise InfrastructureError(f"database secret {secret_arn} is not a JSON object")
+    fields |= {key: value for key, value in (where or {}).items() if value}
     missing = [key for key in REQUIRED_KEYS if not fields.get(key)]
     if missing:
         raise InfrastructureError(f"database secret {secret_arn} has no {', '.join(missing)}")
@@ -65,13 +74,28 @@ class DatabaseSecret:
     Callable: the connection pool calls it for the connection string of every new
     connection (psycopg_pool accepts a callable conninfo)."""
 
-    def __init__(self, secret_arn: str, client: Any) -> None:
-        """`client`: a boto3 Secrets Manager client."""
+    def __init__(
+        self, secret_arn: str, client: Any, *, where: Mapping[str, str] | None = None
+    ) -> None:
+        """`client`: a boto3 Secrets Manager client; `where`: host, port, dbname that win
+        over the secret's."""
         self.secret_arn = secret_arn
         self._client = client
+        self._where = dict(where or {})
         self._lock = threading.Lock()
         self._conninfo: str | None = None
         self._reread_at = float("-inf")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any) -> DatabaseSecret:
+        if not settings.database_secret_arn:
+            raise ValueError("DATABASE_SECRET_ARN is not set")
+        where = {
+            "host": settings.database_host or "",
+            "port": settings.database_port or "",
+            "dbname": settings.database_name or "",
+        }
+        return cls(settings.database_secret_arn, client, where=where)
 
     def __call__(self) -> str:
         with self._lock:
@@ -98,7 +122,9 @@ class DatabaseSecret:
             raise InfrastructureError(
                 f"cannot read database secret {self.secret_arn}: {exc}"
             ) from exc
-        return conninfo_from_secret(response.get("SecretString") or "", secret_arn=self.secret_arn)
+        return conninfo_from_secret(
+            response.get("SecretString") or "", secret_arn=self.secret_arn, where=self._where
+        )
 
 
 class SecretConnection(psycopg.Connection[Any]):

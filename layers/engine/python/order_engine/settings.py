@@ -33,6 +33,12 @@ class Settings:
     # On AWS instead of database_url: a Secrets Manager secret with the credentials
     # (order_engine.database_secret), so no password sits in the environment.
     database_secret_arn: str | None = None
+    # Where to connect with the secret's credentials, when not (only) where the secret
+    # says: RDS Proxy's endpoint, or for RDS's own master-user secret, which holds only
+    # a username and a password. libpq's standard names.
+    database_host: str | None = None
+    database_port: str | None = None
+    database_name: str | None = None
     aws_region: str = "us-east-1"
     sqs_endpoint_url: str | None = None
     # SQS queue URL per pipeline step, plus the notifier's.
@@ -66,6 +72,9 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
+            database_host=env.get("PGHOST") or None,
+            database_port=env.get("PGPORT") or None,
+            database_name=env.get("PGDATABASE") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
             step_queue_urls=step_urls,

@@ -47,12 +47,10 @@ class Engine:
         if self.settings.database_url:
             return Store.from_settings(self.settings)
         if self.settings.database_secret_arn:
-            secret = DatabaseSecret(
-                self.settings.database_secret_arn,
-                boto3.client(
-                    "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
-                ),
+            client = boto3.client(
+                "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
             )
+            secret = DatabaseSecret.from_settings(self.settings, client)
             secret()  # read at cold start: an unreadable secret fails here, saying why
             return Store(secret, max_size=self.settings.db_pool_max)
         raise InfrastructureError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
