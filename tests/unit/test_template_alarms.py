@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from order_engine.telemetry import NAMESPACE
 from tests.support.cfn import ref_target
 from tests.support.cfn_conditions import choose, condition_values, parameter_values
 from tests.support.sam import of_type, template, transform
@@ -116,6 +117,7 @@ def test_the_dashboard_shows_every_queue_and_function_and_the_engines_metrics(
     work, dlqs = queues(with_topic)
     functions = set(of_type(with_topic, "AWS::Lambda::Function")) - {"DashboardFunction"}
     assert work | dlqs | functions <= named
+    assert f"{{{NAMESPACE}," in body_template  # the namespace order_engine.telemetry writes
     for metric in (
         "OrdersPlaced",
         "OrdersConfirmed",

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from order_engine import telemetry
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
 from order_engine.store import Store
@@ -73,7 +74,7 @@ class Notifier:
 
     def deliver(self, order_id: str) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""
-        sent = 0
+        sent = gone = 0
         with self._store.deliveries(order_id) as batch:
             for pending in batch.pending:
                 if not pending.events:
@@ -89,7 +90,9 @@ class Notifier:
                 except ConnectionGone:
                     log.info("connection %s is gone; dropping it", pending.connection_id)
                     batch.drop(pending.connection_id)
+                    gone += 1
                     continue
                 batch.advance(pending.connection_id, pending.events[-1].seq)
                 sent += len(messages)
+        telemetry.notifier_pass(order_id, delivered=sent, gone=gone)
         return sent

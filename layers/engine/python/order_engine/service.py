@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from order_engine import telemetry
 from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
@@ -118,6 +119,7 @@ class OrderService:
         if created.created:
             publish_outbox(self._store, self._publisher, created.outbox)
             log.info("order %s placed: %s", created.order.id, request.to_dict())
+            telemetry.order_placed(created.order.id)
         return PlacedOrder(order=created.order, created=created.created)
 
     def get_order(self, caller: Caller, raw_order_id: str) -> dict[str, Any]:
