@@ -9,6 +9,8 @@ so the doc cannot drift from the template or the code.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -18,7 +20,9 @@ from typing import Any
 
 import yaml
 
-from order_engine.dex.simulation import CONFIRM_SECONDS, LATENCY
+from order_engine import telemetry
+from order_engine.dex.simulation import CONFIRM_SECONDS, LATENCY, METEORA, RAYDIUM
+from order_engine.errors import StepError
 from order_engine.orders import Status, Step
 from order_engine.pipeline import next_messages
 from order_engine.service import first_messages
@@ -38,6 +42,8 @@ WEBSOCKET_PER_MILLION_CONNECTION_MINUTES = 0.25
 ALARM_PER_MONTH = 0.10
 DASHBOARD_PER_MONTH = 3.00
 SECRET_PER_MONTH = 0.40
+CUSTOM_METRIC_PER_MONTH = 0.30  # per metric series (name + dimension values)
+LOGS_PER_GB_INGESTED = 0.50
 
 # The engine's own time per invocation besides the venues' waits (database statements,
 # SQS sends): charged at 50 ms each, above the 50-98 ms overhead p99 of a whole order's
@@ -164,6 +170,41 @@ def _usd(price: float) -> str:
     return "$" + (exact if len(exact.partition(".")[2]) > 2 else f"{price:.2f}")
 
 
+def _failure_codes() -> set[str]:
+    """The `reason` values of OrdersFailed: the codes of the step errors."""
+    codes: set[str] = set()
+    pending = list(StepError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending += error.__subclasses__()
+    return codes
+
+
+def metric_series() -> int:
+    """CloudWatch bills each metric name with each set of dimension values."""
+    plain = ["OrdersPlaced", "OrdersConfirmed", "SlippageBps", "OutboxRowsRelayed"]
+    plain += ["NotificationsDelivered", "ConnectionsGone"]
+    return len(plain) + len(Step) + len((RAYDIUM, METEORA)) + len(_failure_codes())
+
+
+def emf_bytes_per_order(notify_passes: int) -> int:
+    """The EMF lines one confirmed order writes, measured by writing them."""
+    out = io.StringIO()
+    order = ANY_ORDER
+    with contextlib.redirect_stdout(out):
+        telemetry.order_placed(order)
+        telemetry.emit("VenueChosen", 1, order_id=order, venue=RAYDIUM)
+        for step in Step:
+            telemetry.emit("StepDuration", 1234.567, telemetry.MetricUnit.Milliseconds,
+                           order_id=order, step=step.value)  # fmt: skip
+        telemetry.emit("OrdersConfirmed", 1, order_id=order)
+        telemetry.emit("SlippageBps", 12.3456789, telemetry.MetricUnit.NoUnit, order_id=order)
+        for _ in range(notify_passes):
+            telemetry.notifier_pass(order, delivered=1, gone=0)
+    return len(out.getvalue().encode())
+
+
 def cost_table(template: dict[str, Any]) -> str:
     per_topic, events = order_messages()
     messages = sum(per_topic.values())
@@ -199,6 +240,7 @@ def cost_table(template: dict[str, Any]) -> str:
     lines.append(f"| **per order** | **{invocations}** | | | | **{gb_seconds:.4f}** |")
 
     sqs_requests = 3 * messages  # a send, a receive and a delete each, at worst
+    emf_bytes = emf_bytes_per_order(per_topic["notify"])
     ws_messages = 1 + events  # the snapshot on subscribing, then each later event
     million = 1_000_000
     costs = [
@@ -233,6 +275,11 @@ def cost_table(template: dict[str, Any]) -> str:
             f"{_usd(WEBSOCKET_PER_MILLION_CONNECTION_MINUTES)}/M",
             CONNECTION_MINUTES_PER_ORDER * WEBSOCKET_PER_MILLION_CONNECTION_MINUTES,
         ),
+        (
+            "CloudWatch Logs, the metrics' EMF lines",
+            f"{emf_bytes} bytes x 1M x {_usd(LOGS_PER_GB_INGESTED)}/GB",
+            emf_bytes * million / 1e9 * LOGS_PER_GB_INGESTED,
+        ),
     ]
     lines += [
         "",
@@ -262,6 +309,11 @@ def at_rest_table(template: dict[str, Any]) -> str:
             dashboards * DASHBOARD_PER_MONTH,
         ),
         ("Secrets Manager secret", f"1 x {_usd(SECRET_PER_MONTH)}", SECRET_PER_MONTH),
+        (
+            "the engine's custom metrics, once each has been written in the month",
+            f"{metric_series()} series x {_usd(CUSTOM_METRIC_PER_MONTH)}",
+            metric_series() * CUSTOM_METRIC_PER_MONTH,
+        ),
     ]
     lines = ["| item | arithmetic | USD per month |", "|---|---|---:|"]
     lines += [f"| {item} | {arithmetic} | {usd:.2f} |" for item, arithmetic, usd in rows]
