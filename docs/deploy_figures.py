@@ -122,7 +122,8 @@ def concurrency_bound(template: dict[str, Any], props: dict[str, Any]) -> Bound:
 
 
 def sizing_table(template: dict[str, Any]) -> str:
-    pool = Settings().db_pool_max
+    # The pool a Lambda container opens (Lambda sets AWS_LAMBDA_FUNCTION_NAME).
+    pool = Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "any"}).db_pool_max
     rows = [
         f"| function | bounded by | containers at once | connections (x pool of {pool}) |",
         "|---|---|---:|---:|",

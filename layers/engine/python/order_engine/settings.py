@@ -56,11 +56,9 @@ class Settings:
     stuck_after_seconds: float = 120.0
     # …and publishes outbox rows left unsent for this long.
     outbox_grace_seconds: float = 10.0
-    # Connections per process. At least 2: a sweep holds one connection for its turn
-    # (sweep_turn) and claims rows on another. 2 serves a Lambda container, which runs
-    # one invocation at a time and whose batch records hold a connection only for their
-    # queries; docs/deploy.md multiplies it by each function's concurrency.
-    db_pool_max: int = 2
+    # Connections per process, at least 2: a sweep holds one connection for its turn
+    # (sweep_turn) and claims rows on another. Unset, see LAMBDA_DB_POOL.
+    db_pool_max: int = 4
     # Orders one API key may place per minute (HTTP and WebSocket together), counted in
     # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
     rate_limit_per_minute: int = 600
@@ -92,9 +90,22 @@ class Settings:
             retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
-            db_pool_max=_count(env, "DB_POOL_MAX", 2, minimum=2),
+            db_pool_max=_count(env, "DB_POOL_MAX", _default_pool(env), minimum=2),
             rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
+
+
+# The pool when DB_POOL_MAX is unset. A Lambda container runs one invocation at a time,
+# whose batch records hold a connection only for their statements: 2 serve it, and
+# docs/deploy.md multiplies that by each function's concurrency to size the database. A
+# process that runs many invocations at once (the local runtime, tests) shares its pool
+# among them, so it keeps more.
+LAMBDA_DB_POOL = 2
+PROCESS_DB_POOL = Settings.db_pool_max
+
+
+def _default_pool(env: Mapping[str, str]) -> int:
+    return LAMBDA_DB_POOL if env.get("AWS_LAMBDA_FUNCTION_NAME") else PROCESS_DB_POOL
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
