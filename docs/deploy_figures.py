@@ -109,7 +109,8 @@ def concurrency_bound(template: dict[str, Any], props: dict[str, Any]) -> Bound:
             return Bound(int(limit), "SQS MaximumConcurrency")
     if "ReservedConcurrentExecutions" in props:
         reserved = int(_default(template, props["ReservedConcurrentExecutions"]))
-        return Bound(reserved, "ReservedConcurrentExecutions")
+        if reserved > 0:  # 0 is the template's "leave it unreserved"
+            return Bound(reserved, "ReservedConcurrentExecutions")
     for event in events:
         if event["Type"] == "Schedule":
             match = re.fullmatch(r"rate\((\d+) minutes?\)", event["Properties"]["Schedule"])

@@ -6,7 +6,6 @@ No network, no Docker, no AWS credentials: cfn-lint and the SAM translator run o
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 import re
@@ -18,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from chalice import Chalice
 from chalice.app import (
@@ -31,6 +29,7 @@ from chalice.app import (
 from order_engine.orders import Step
 from order_engine.settings import Settings
 from tests.support.cfn import load_template, ref_target
+from tests.support.sam import transform
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -150,27 +149,7 @@ def test_template_passes_cfn_lint_without_errors_or_warnings() -> None:
 @pytest.fixture(scope="module")
 def transformed(template: dict[str, Any]) -> dict[str, Any]:
     """The CloudFormation SAM would deploy, translated offline (no credentials)."""
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.translator import Translator
-
-    sam = copy.deepcopy(template)
-    # What `sam package` does: local code directories become S3 objects.
-    sam["Globals"]["Function"]["CodeUri"] = "s3://artifacts/functions.zip"
-    for props in resources(sam, "AWS::Serverless::LayerVersion").values():
-        props["ContentUri"] = "s3://artifacts/layer.zip"
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-            env.delenv(name, raising=False)
-        session = boto3.session.Session(region_name="us-east-1")
-        translator = Translator(None, Parser(), boto_session=session)
-        # A managed-policy map is only needed for policies named by AWS managed-policy
-        # name; the template uses policy templates and statements, so {} suffices.
-        result: dict[str, Any] = translator.translate(
-            sam,
-            parameter_values={"DatabaseUrl": "postgresql://orders:orders@db:5432/orders"},
-            get_managed_policy_map=lambda: {},
-        )
-    return result
+    return transform(template, {"DatabaseUrl": "postgresql://orders:orders@db:5432/orders"})
 
 
 def test_template_transforms_offline_into_partial_batch_event_source_mappings(
