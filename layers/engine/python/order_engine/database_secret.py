@@ -137,7 +137,17 @@ class SecretConnection(psycopg.Connection[Any]):
         try:
             return super().connect(conninfo, **kwargs)
         except psycopg.OperationalError:
-            if secret is None or not secret.reread():
-                raise
+            if secret is None or not _credentials_changed(secret):
+                raise  # the refusal itself, which the pool handles and retries
         log.warning("database secret %s changed (rotated): connecting again", secret.secret_arn)
         return super().connect(secret(), **kwargs)
+
+
+def _credentials_changed(secret: DatabaseSecret) -> bool:
+    try:
+        return secret.reread()
+    except InfrastructureError:
+        # Secrets Manager unreachable too (a network outage): the refused connect stays
+        # the error the pool sees, and the next one tries the secret again.
+        log.warning("could not re-read database secret %s", secret.secret_arn, exc_info=True)
+        return False
