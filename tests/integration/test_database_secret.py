@@ -209,4 +209,3 @@ def test_rds_master_user_secret_connects_where_the_template_says(
         assert _sessions(admin, user) >= 1
     finally:
         engine.store.close()
-
