@@ -124,7 +124,8 @@ def test_a_gone_connection_and_the_sweepers_relay_are_counted(
 
     found = metrics(capsys.readouterr().out)
     relayed = [m["value"] for m in found if m["name"] == "OutboxRowsRelayed"]
-    assert relayed == [answer["published"]] and answer["published"] >= 1
+    # (A runtime another test module left running may sweep too, into the same stdout.)
+    assert answer["published"] >= 1 and answer["published"] in relayed
     mine = of_order(found, order_id)
     assert [m["value"] for m in mine["ConnectionsGone"]] == [1]
     assert [m["value"] for m in mine["NotificationsDelivered"]] == [
