@@ -17,8 +17,8 @@ import pytest
 from local_runtime.processes import pid_alive
 from order_engine_cli.bench_resources import children_of
 from order_engine_cli.client import TERMINAL, ApiError
-from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess
+from tests.support.handler_stack import ORDER
 
 
 def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
