@@ -133,4 +133,4 @@ def up(scratch_database_url: str, tmp_path: Path) -> Iterator[Callable[..., UpPr
         finally:
             for process in started:
                 if process.process is not None:
-                    process.interrupt()
+                    process.stop()
