@@ -38,8 +38,7 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
         fresh_api_key,
         # At the default 60x the sweeper fires every second, so a sweep re-driving a
         # backlog through moto outlasts dozens of its successors: they must find the
-        # turn taken and return (before sweep_turn, their claims took every pooled
-        # connection until steps failed on PoolTimeout, seen once in a clean clone).
+        # turn taken and return rather than hold pooled connections the steps need.
         env={"ORDER_STUCK_AFTER_SECONDS": "5", "OUTBOX_GRACE_SECONDS": "1"},
     )
     stack.start()

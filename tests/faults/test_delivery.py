@@ -1,5 +1,5 @@
 """At-least-once delivery: duplicates, reordering and two consumers at once change
-nothing beyond the one transition each step makes. reliability.md B5 #4, #5, #6.
+nothing beyond the one transition each step makes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """WebSocket clients that leave mid-stream: their connection is dropped (410 from the
 management API, or $disconnect), the other subscribers get every event in order, and
-the order completes. reliability.md B5 #12.
+the order completes.
 """
 
 from __future__ import annotations
