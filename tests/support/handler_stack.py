@@ -13,7 +13,6 @@ for their session, with their own database, queue settings and environment.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -21,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -34,8 +32,8 @@ from order_engine.records import Order
 from order_engine.wiring import Engine, engine, reset_engine
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
 from tests.support.env import engine_environment
+from tests.support.functions import load_function_module
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TOPICS = [step.value for step in Step] + ["notify"]
 # A wide tolerance: these tests are about the pipeline, not about the ~3 % of swaps
 # that the simulation fails on execution slippage at the default 100 bps.
@@ -50,11 +48,7 @@ ORDER = {
 
 def load_function(name: str) -> ModuleType:
     """Import functions/<name>.py as Lambda would (its own module, by file)."""
-    spec = importlib.util.spec_from_file_location(f"functions_{name}", FUNCTIONS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function_module(name, f"functions_{name}")
 
 
 def bearer(key: str) -> dict[str, str]:

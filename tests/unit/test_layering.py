@@ -1,6 +1,6 @@
 """The rules of the house, as a test: handlers in functions/ talk no SQL; the engine
 (layers/) knows nothing of Chalice, HTTP servers or the local runtime; the local runtime
-knows nothing of orders.
+knows nothing of orders, nor of PostgreSQL.
 
 An AST walk rather than import-linter: functions/ is a folder of top-level Lambda modules,
 not a package an import graph can be rooted at, and "no SQL" is about the text of string
@@ -57,20 +57,11 @@ RULES = [
         ),
     ),
     Rule(
-        "the local runtime knows no orders",
+        "the local runtime knows no orders and no PostgreSQL",
         "infra/local_runtime",
-        frozenset({"order_engine", "order_engine_cli"}),
+        frozenset({"order_engine", "order_engine_cli", "psycopg", "psycopg_pool", "pgserver"}),
     ),
 ]
-
-# The runtime knows no PostgreSQL either: today infra/local_runtime/postgres.py starts the
-# embedded server; it moves to the CLI in issue 16, point 4. Remove the xfail then (strict:
-# it fails as soon as the move lands, as a reminder).
-NO_POSTGRES_IN_THE_RUNTIME = Rule(
-    "the local runtime knows no PostgreSQL",
-    "infra/local_runtime",
-    frozenset({"psycopg", "psycopg_pool", "pgserver"}),
-)
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
@@ -118,11 +109,6 @@ def test_no_layer_reaches_into_another(rule: Rule) -> None:
     assert violations(rule, ROOT) == []
 
 
-@pytest.mark.xfail(strict=True, reason="postgres.py is still in the runtime (issue 16, point 4)")
-def test_the_local_runtime_knows_no_postgresql() -> None:
-    assert violations(NO_POSTGRES_IN_THE_RUNTIME, ROOT) == []
-
-
 # --- the checker itself: a planted violation is found ---------------------------------
 
 PLANTED = {
@@ -138,9 +124,10 @@ PLANTED = {
         "from http import server\n",
         "import uvicorn\n",
     ],
-    "the local runtime knows no orders": [
+    "the local runtime knows no orders and no PostgreSQL": [
         "from order_engine.service import OrderService\n",
         "import order_engine\n",
+        "import pgserver\n",
     ],
 }
 
