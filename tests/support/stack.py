@@ -20,10 +20,11 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import OrderClient, StatusStream, follow
 
 ROOT = Path(__file__).resolve().parents[2]
-HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
+HAPPY = [status.value for status in HAPPY_PATH]
 # Wide tolerance: these tests are about delivery, not about simulated slippage.
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 500}
 

@@ -30,7 +30,7 @@ from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.order_request import OrderRequest
-from order_engine.orders import Status
+from order_engine.orders import HAPPY_PATH, Status
 from order_engine.records import CreatedOrder, Order, OrderEvent
 from order_engine.service import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_CHARS, OrderService
 from order_engine.settings import DexSettings, Settings
@@ -366,7 +366,7 @@ def confirmed_order(route: RouteDecision) -> tuple[Order, list[OrderEvent]]:
         executed_price=Decimal("152.265049333333"),
         updated_at=NOW + timedelta(seconds=3),
     )
-    path = [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED, Status.CONFIRMED]
+    path = list(HAPPY_PATH)
     events = [
         OrderEvent(
             order_id=order.id,

@@ -24,7 +24,7 @@ import boto3
 import pytest
 
 from order_engine.accounts import IssuedKey
-from order_engine.orders import TERMINAL, Status, Step
+from order_engine.orders import HAPPY_PATH, TERMINAL, Step
 from order_engine.records import Order
 from order_engine.wiring import Engine, engine, reset_engine
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
@@ -221,4 +221,4 @@ ORDER = {
     "amount": "1.25",
     "slippageBps": 500,
 }
-HAPPY = [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED, Status.CONFIRMED]
+HAPPY = list(HAPPY_PATH)

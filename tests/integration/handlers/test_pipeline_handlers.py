@@ -189,7 +189,7 @@ def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) ->
     assert received[0]["type"] == "snapshot" and received[0]["status"] == "pending"
     seqs = [e["seq"] for e in received[0]["events"]] + [m["seq"] for m in received[1:]]
     assert seqs == [1, 2, 3, 4, 5]
-    assert [m["status"] for m in received[1:]] == ["routing", "building", "submitted", "confirmed"]
+    assert [m["status"] for m in received[1:]] == [s.value for s in HAPPY[1:]]
     assert received[-1]["data"]["executedPrice"]
 
 
