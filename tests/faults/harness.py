@@ -260,7 +260,7 @@ class FaultStack(Stack):
         of a month, so that nothing sweeps behind a scenario's back)."""
         return Sweeper(
             self.engine.store,
-            self.engine.publisher,
+            self.engine.outbox,
             outbox_grace_seconds=grace,
             stuck_after_seconds=stuck,
         )

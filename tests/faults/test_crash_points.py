@@ -15,6 +15,7 @@ from order_engine.messaging import Publisher
 from order_engine.orders import Status
 from order_engine.store import Store
 from tests.faults.harness import FaultStack, ProcessCrash, crash_once
+from tests.support.outbox import unsent_topics
 
 
 def status(stack: FaultStack, order_id: str) -> Status:
@@ -24,7 +25,7 @@ def status(stack: FaultStack, order_id: str) -> Status:
 
 
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
-    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+    return unsent_topics(stack.database_url, order_id)
 
 
 def test_a_crash_after_commit_before_publish_leaves_the_row_to_the_sweeper(

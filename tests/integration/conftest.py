@@ -6,6 +6,7 @@ those, so tests stay independent of each other and of their order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +20,9 @@ from psycopg import sql
 from order_engine.accounts import Accounts, IssuedKey
 from order_engine.order_request import OrderRequest, validate_order_request
 from order_engine.orders import Status
-from order_engine.records import Order, OutboxMessage
+from order_engine.records import Order, OutboxMessage, OutboxRow
 from order_engine.store import Store
+from tests.support.outbox import outbox_rows
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +68,12 @@ def make_store(migrated_url: str) -> Iterator[Callable[..., Store]]:
     yield factory
     for each in opened:
         each.close()
+
+
+@pytest.fixture
+def outbox_of(migrated_url: str) -> Callable[[str], list[OutboxRow]]:
+    """Every outbox row of an order, oldest first, read from the table."""
+    return functools.partial(outbox_rows, migrated_url)
 
 
 @pytest.fixture
@@ -137,10 +145,12 @@ def new_order(store: Store, account_id: str) -> Callable[..., Order]:
     """Place a fresh pending order, born with its two outbox rows."""
 
     def factory(amount: str = "1.5") -> Order:
+        order_id = str(uuid.uuid4())
         created = store.create_order(
+            order_id,
             _order_request(amount),
             account_id=account_id,
-            outbox=lambda order_id: _step_messages(order_id, Status.PENDING),
+            outbox=_step_messages(order_id, Status.PENDING),
         )
         return created.order
 

@@ -55,10 +55,12 @@ def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
     assert not set(claimed[0]) & set(claimed[1])
 
 
-def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(store, new_order, db):
+def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(
+    store, new_order, db, outbox_of
+):
     order = new_order()
     age(db, "outbox", "created_at", [order.id])
-    published, refused = store.get_outbox(order.id)
+    published, refused = outbox_of(order.id)
 
     with store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
         mine = {row.id: row for row in rows if row.order_id == order.id}
@@ -67,7 +69,7 @@ def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(store, n
         # Marking through the store (as the sweeper does) joins the claim's transaction.
         store.mark_sent([published.id])
 
-    after = {row.id: row for row in store.get_outbox(order.id)}
+    after = {row.id: row for row in outbox_of(order.id)}
     assert after[published.id].sent_at is not None
     assert (after[refused.id].sent_at, after[refused.id].attempts) == (None, 1)
 
@@ -79,27 +81,38 @@ def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
         assert order.id not in {row.order_id for row in rows}
 
 
-def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for, account_id):
+def test_the_fast_path_marks_rows_sent_after_commit(
+    store, make_request, messages_for, account_id, outbox_of
+):
+    order_id = str(uuid.uuid4())
     created = store.create_order(
-        make_request(), account_id=account_id, outbox=lambda i: messages_for(i, Status.PENDING)
+        order_id,
+        make_request(),
+        account_id=account_id,
+        outbox=messages_for(order_id, Status.PENDING),
     )
 
     store.mark_sent([row.id for row in created.outbox])
 
-    assert all(row.sent_at is not None for row in store.get_outbox(created.order.id))
+    assert all(row.sent_at is not None for row in outbox_of(created.order.id))
 
 
-def test_find_stuck_names_old_live_orders_with_nothing_in_the_outbox(store, new_order, advance, db):
+def test_claim_stuck_takes_old_live_orders_with_nothing_in_the_outbox_once(
+    store, new_order, advance, db, outbox_of
+):
     stuck, terminal, queued, recent = (new_order() for _ in range(4))
     advance(terminal.id, [Status.PENDING, Status.FAILED])
     for order in (stuck, terminal, recent):
-        store.mark_sent([row.id for row in store.get_outbox(order.id)])
+        store.mark_sent([row.id for row in outbox_of(order.id)])
     age(db, "orders", "updated_at", [stuck.id, terminal.id, queued.id])
 
-    found = {order.id for order in store.find_stuck(older_than_seconds=1800, limit=10_000)}
+    found = {order.id for order in store.claim_stuck(older_than_seconds=1800, limit=10_000)}
 
     assert stuck.id in found
     assert not {terminal.id, queued.id, recent.id} & found
+    # Claimed means touched: the order has a new deadline, so the next claim skips it.
+    again = {order.id for order in store.claim_stuck(older_than_seconds=1800, limit=10_000)}
+    assert stuck.id not in again
 
 
 # --- connections, subscriptions, deliveries -----------------------------------------------

@@ -31,6 +31,7 @@ from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.order_request import OrderRequest
 from order_engine.orders import HAPPY_PATH, Status
+from order_engine.outbox import Outbox
 from order_engine.records import CreatedOrder, Order, OrderEvent
 from order_engine.service import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_CHARS, OrderService
 from order_engine.settings import DexSettings, Settings
@@ -412,7 +413,13 @@ class FakeStore:
         return (1_000_000 if self.limited else 1), 17.2
 
     def create_order(
-        self, request: OrderRequest, *, account_id: str, outbox: Any, idempotency_key: str | None
+        self,
+        order_id: str,
+        request: OrderRequest,
+        *,
+        account_id: str,
+        outbox: Any,
+        idempotency_key: str | None,
     ) -> CreatedOrder:
         self._check()
         if self.conflict:
@@ -452,7 +459,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     engine = wiring.Engine(Settings(websocket_url=WS_URL))
     limiter = RateLimiter(fake, per_minute=600)  # type: ignore[arg-type]
     engine.__dict__["accounts"] = Accounts(fake)  # type: ignore[arg-type]
-    engine.__dict__["orders"] = OrderService(fake, FakePublisher(), None, limiter)  # type: ignore[arg-type]
+    engine.__dict__["orders"] = OrderService(fake, Outbox(fake, FakePublisher()), None, limiter)  # type: ignore[arg-type]
     monkeypatch.setattr(wiring, "_engine", engine)
     return fake
 

@@ -6,7 +6,7 @@ Two kinds of message travel, both tiny, because PostgreSQL holds the truth:
 - a *notify* message, on the notifier's queue: "order O has new events".
 
 Messages are written to the outbox in the transaction that makes them necessary and
-published right after commit (see pipeline.py); the sweeper publishes any left behind.
+published right after commit; the sweeper publishes any left behind (outbox.py).
 """
 
 from __future__ import annotations

@@ -17,13 +17,11 @@ from typing import Any
 
 from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
-from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.notify import Notifier
 from order_engine.order_request import parse_json, validate_order_request
-from order_engine.orders import Step
-from order_engine.pipeline import publish_outbox
+from order_engine.outbox import Outbox, first_messages
 from order_engine.records import Order
-from order_engine.store import OutboxMessage, Store
+from order_engine.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +36,6 @@ CONNECT_SUBSCRIBE_DELAY_SECONDS = 1
 class PlacedOrder:
     order: Order
     created: bool  # False when an Idempotency-Key returned an existing order
-
-
-def first_messages(order_id: str) -> list[OutboxMessage]:
-    """The outbox rows a new order is born with: its first step only.
-
-    Its first event needs no notify message: nobody can be subscribed to an order
-    before it exists (both ways to subscribe check that it does), and every
-    subscription starts with a snapshot holding the events so far. Such a message
-    would cost a send, a receive, a delete and a notifier pass, and find no one."""
-    return [
-        OutboxMessage(
-            topic=Step.ROUTE.value,
-            payload=StepMessage(order_id, Step.ROUTE).to_payload(),
-            dedupe_key=f"{order_id}:{Step.ROUTE.value}",
-        )
-    ]
 
 
 def parse_order_id(raw: str, field: str = "orderId") -> str:
@@ -72,12 +54,12 @@ class OrderService:
     def __init__(
         self,
         store: Store,
-        publisher: Publisher,
+        outbox: Outbox,
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
     ) -> None:
         self._store = store
-        self._publisher = publisher
+        self._outbox = outbox
         self._notifier = notifier
         self._rate_limiter = rate_limiter
 
@@ -109,14 +91,16 @@ class OrderService:
                 "none of them a control character",
                 field="Idempotency-Key",
             )
+        order_id = str(uuid.uuid4())
         created = self._store.create_order(
+            order_id,
             request,
             account_id=caller.account_id,
-            outbox=first_messages,
+            outbox=first_messages(order_id),
             idempotency_key=idempotency_key,
         )
         if created.created:
-            publish_outbox(self._store, self._publisher, created.outbox)
+            self._outbox.publish(created.outbox)
             log.info("order %s placed: %s", created.order.id, request.to_dict())
         return PlacedOrder(order=created.order, created=created.created)
 
@@ -152,10 +136,8 @@ class OrderService:
         order_id = None if subscribe_to is None else self._owned_order_id(caller, subscribe_to)
         self._store.add_connection(connection_id, metadata, caller=caller)
         if order_id is not None:
-            self._publisher.send(
-                NOTIFY_TOPIC,
-                NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload(),
-                delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS,
+            self._outbox.subscribe_later(
+                order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
             )
 
     def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str) -> None:
@@ -188,7 +170,7 @@ class OrderService:
         except InfrastructureError as exc:
             checks["postgres"] = f"down: {exc}"
         try:
-            self._publisher.check()
+            self._outbox.check()
             checks["sqs"] = "ok"
         except Exception as exc:
             checks["sqs"] = f"down: {type(exc).__name__}: {exc}"

@@ -15,8 +15,7 @@ caller pass its `account_id`, and another account's order is simply not found.
 from __future__ import annotations
 
 import functools
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -26,8 +25,8 @@ from order_engine.database import DictCursor, is_uuid, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.ledger import PostgresLedger
 from order_engine.order_request import OrderRequest
-from order_engine.orders import Status, is_legal, progress
-from order_engine.outbox import OutboxStore
+from order_engine.orders import INITIAL, Status, is_legal, progress
+from order_engine.outbox import WRITTEN, OutboxStore, outbox_param
 from order_engine.records import (
     CreatedOrder,
     Order,
@@ -67,8 +66,6 @@ CHANGEABLE_COLUMNS = frozenset(
 )
 _JSON_COLUMNS = frozenset({"route", "transaction"})
 
-OutboxArg = Sequence[OutboxMessage] | Callable[[str], Sequence[OutboxMessage]]
-
 
 class Store(SubscriptionStore, OutboxStore, AccountStore):
     @classmethod
@@ -81,23 +78,22 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 
     def create_order(
         self,
+        order_id: str,
         request: OrderRequest,
         *,
         account_id: str,
-        outbox: OutboxArg,
+        outbox: Sequence[OutboxMessage],
         idempotency_key: str | None = None,
     ) -> CreatedOrder:
-        """Insert `account_id`'s pending order, its first event and its outbox rows in
-        one statement.
+        """Insert `account_id`'s pending order `order_id`, its first event and its
+        `outbox` rows in one statement.
 
         With an idempotency key (scoped to the account): the same key and request return
-        the order created the first time (created=False, nothing written); the same key
-        with another request raises IdempotencyConflict; concurrent requests with one
-        key create one order. `outbox` may be a callable, given the new order's id.
+        the order created the first time (created=False, nothing written, `order_id`
+        unused); the same key with another request raises IdempotencyConflict;
+        concurrent requests with one key create one order.
         """
         fingerprint = request.fingerprint()
-        order_id = str(uuid.uuid4())
-        messages = outbox(order_id) if callable(outbox) else outbox
         params = {
             "id": order_id,
             "account": account_id,
@@ -109,10 +105,10 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             "amount": request.amount,
             "slippage_bps": request.slippage_bps,
             "request": jsonb(request.to_dict()),
-            **_move_params(None, Status.PENDING, {}, messages),
+            **_move_params(None, INITIAL, {}, outbox),
         }
         with self._statement() as cur:
-            rows = write_order(cur, _CREATE, params, messages)
+            rows = write_order(cur, _CREATE, params, outbox)
         if rows:
             order, event, written = _moved(rows)
             return CreatedOrder(order=order, created=True, event=event, outbox=written)
@@ -234,19 +230,14 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 # new version: both start at 1 and each applied transition adds one to both, and the
 # UPDATE's row lock makes that race-free (a max(seq) + 1 inside the statement would
 # read the statement's snapshot, taken before the lock was granted).
-_EVENT_AND_OUTBOX = """,
+_EVENT_AND_OUTBOX = (
+    """,
 event AS (
     INSERT INTO order_events (order_id, seq, from_status, to_status, data)
     SELECT id, version, %(from)s::text, %(to)s::text, %(data)s FROM moved RETURNING *),
-written AS (
-    INSERT INTO outbox (order_id, topic, payload, dedupe_key)
-    SELECT moved.id, m.topic, m.payload, m.dedupe_key
-      FROM moved, ROWS FROM (jsonb_to_recordset(%(outbox)s)
-                             AS (topic text, payload jsonb, dedupe_key text))
-           WITH ORDINALITY AS m (topic, payload, dedupe_key, n)
-     ORDER BY m.n
-    -- A message written before (a replayed transition) is skipped, not repeated.
-    ON CONFLICT (dedupe_key) DO NOTHING RETURNING *)
+"""
+    + WRITTEN
+    + """
 SELECT moved.*,
        event.order_id AS event_order_id, event.seq AS event_seq,
        event.from_status AS event_from_status, event.to_status AS event_to_status,
@@ -257,6 +248,7 @@ SELECT moved.*,
        written.created_at AS outbox_created_at, written.sent_at AS outbox_sent_at
   FROM moved CROSS JOIN event LEFT JOIN written ON true
  ORDER BY written.id"""
+)
 
 # With an Idempotency-Key, the key's insert comes first: it waits for a concurrent
 # insert of the same key, and if that one commits the order is not inserted at all.
@@ -302,9 +294,7 @@ def _move_params(
         "from": None if from_status is None else from_status.value,
         "to": to_status.value,
         "data": jsonb(dict(data)),
-        "outbox": jsonb(
-            [{"topic": m.topic, "payload": m.payload, "dedupe_key": m.dedupe_key} for m in outbox]
-        ),
+        "outbox": outbox_param(outbox),
     }
 
 

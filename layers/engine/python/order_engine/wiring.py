@@ -21,6 +21,7 @@ from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
+from order_engine.outbox import Outbox
 from order_engine.pipeline import Pipeline
 from order_engine.service import OrderService
 from order_engine.settings import Settings
@@ -64,6 +65,10 @@ class Engine:
         return Publisher(self.sqs, urls)
 
     @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store, self.publisher)
+
+    @cached_property
     def router(self) -> Router:
         venues = simulated_venues(self.settings.dex, PostgresLedger(self.store))
         return Router(venues, quote_timeout=self.settings.dex.quote_timeout)
@@ -96,14 +101,14 @@ class Engine:
     def orders(self) -> OrderService:
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
-        return OrderService(self.store, self.publisher, lambda: self.notifier, self.rate_limiter)
+        return OrderService(self.store, self.outbox, lambda: self.notifier, self.rate_limiter)
 
     @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(
             self.store,
             self.router,
-            self.publisher,
+            self.outbox,
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
         )
@@ -112,7 +117,7 @@ class Engine:
     def sweeper(self) -> Sweeper:
         return Sweeper(
             self.store,
-            self.publisher,
+            self.outbox,
             outbox_grace_seconds=self.settings.outbox_grace_seconds,
             stuck_after_seconds=self.settings.stuck_after_seconds,
         )
