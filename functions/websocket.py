@@ -96,7 +96,7 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
     if action == "execute":
         caller = engine().accounts.authenticate_connection(connection_id)
         placed = orders.place_order(caller, data.get("order"), idempotency_key=None)
-        engine().sender.send(connection_id, {"type": "accepted", "orderId": placed.order.id})
+        engine().sender.send(connection_id, {"type": "accepted", "orderId": str(placed.order.id)})
         orders.subscribe(caller, connection_id, placed.order.id)
         return None
     raise RequestError(f"unknown action {action!r}; use subscribe, execute or ping", field="action")

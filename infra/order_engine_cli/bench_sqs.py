@@ -246,7 +246,7 @@ def _replay(
             # with the order's start and whether this is its end riding along.
             reached = Step(name).to_status
             timing = {"t0": body["t0"], "last": reached in TERMINAL}
-            for outgoing in transition_messages(body["orderId"], reached):
+            for outgoing in transition_messages(uuid.UUID(body["orderId"]), reached):
                 send(outgoing.topic, {**outgoing.payload, **timing})
         deletes.add([message])
 
@@ -271,7 +271,7 @@ def _replay(
     assert first is not None
     for i in range(orders):
         time.sleep(max(0.0, start_at + i * 60 / rate - time.time()))
-        payload = StepMessage(f"{os.getpid()}-{i}", first).to_payload()
+        payload = StepMessage(uuid.uuid4(), first).to_payload()
         hops.submit(send, first.value, {**payload, "t0": time.time()})
     while not stop.wait(0.5):
         with done_lock:

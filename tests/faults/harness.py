@@ -131,7 +131,7 @@ class DeliveryLog:
                 with log._lock:
                     log.deliveries.append(
                         Delivery(
-                            message.order_id,
+                            str(message.order_id),
                             message.step.value,
                             result,
                             current.applied,

@@ -71,7 +71,7 @@ def make_store(migrated_url: str) -> Iterator[Callable[..., Store]]:
 
 
 @pytest.fixture
-def outbox_of(migrated_url: str) -> Callable[[str], list[OutboxRow]]:
+def outbox_of(migrated_url: str) -> Callable[[uuid.UUID], list[OutboxRow]]:
     """Every outbox row of an order, oldest first, read from the table."""
     return functools.partial(outbox_rows, migrated_url)
 
@@ -118,12 +118,12 @@ def _order_request(amount: str = "1.5", pair: tuple[str, str] = ("SOL", "USDC"))
     )
 
 
-def _step_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
+def _step_messages(order_id: uuid.UUID, to_status: Status) -> list[OutboxMessage]:
     # What a real transition writes: a notification, and the next step's message.
     return [
-        OutboxMessage("notify", {"orderId": order_id}, f"{order_id}:notify:{to_status}"),
+        OutboxMessage("notify", {"orderId": str(order_id)}, f"{order_id}:notify:{to_status}"),
         OutboxMessage(
-            "step", {"orderId": order_id, "to": to_status}, f"{order_id}:step:{to_status}"
+            "step", {"orderId": str(order_id), "to": to_status}, f"{order_id}:step:{to_status}"
         ),
     ]
 
@@ -135,7 +135,7 @@ def make_request() -> Callable[..., OrderRequest]:
 
 
 @pytest.fixture
-def messages_for() -> Callable[[str, Status], list[OutboxMessage]]:
+def messages_for() -> Callable[[uuid.UUID, Status], list[OutboxMessage]]:
     """The outbox messages of a transition into a status: notify + next step."""
     return _step_messages
 
@@ -145,7 +145,7 @@ def new_order(store: Store, account_id: str) -> Callable[..., Order]:
     """Place a fresh pending order, born with its two outbox rows."""
 
     def factory(amount: str = "1.5") -> Order:
-        order_id = str(uuid.uuid4())
+        order_id = uuid.uuid4()
         created = store.create_order(
             order_id,
             _order_request(amount),
@@ -158,10 +158,10 @@ def new_order(store: Store, account_id: str) -> Callable[..., Order]:
 
 
 @pytest.fixture
-def advance(store: Store) -> Callable[[str, Sequence[Status]], None]:
+def advance(store: Store) -> Callable[[uuid.UUID, Sequence[Status]], None]:
     """Walk an order along `path` (starting at its current status); each step must apply."""
 
-    def walk(order_id: str, path: Sequence[Status]) -> None:
+    def walk(order_id: uuid.UUID, path: Sequence[Status]) -> None:
         for from_status, to_status in itertools.pairwise(path):
             result = store.transition(
                 order_id,

@@ -116,9 +116,7 @@ def test_revoking_a_key_forgets_its_websocket_connections(store: Store, new_orde
 def test_an_order_is_read_only_by_its_own_account(
     store: Store, make_request: Any, account_id: str, make_key: Any
 ) -> None:
-    order = store.create_order(
-        str(uuid.uuid4()), make_request(), account_id=account_id, outbox=[]
-    ).order
+    order = store.create_order(uuid.uuid4(), make_request(), account_id=account_id, outbox=[]).order
     stranger = make_key().info.account_id
 
     assert store.get_order(order.id, account_id=account_id) == order
@@ -193,7 +191,7 @@ def test_orders_from_before_accounts_belong_to_the_legacy_account(
         # New orders may reuse the legacy key name under their own account.
         mine = Accounts(upgraded).create_key("new").info.account_id
         created = upgraded.create_order(
-            str(uuid.uuid4()), make_request(), account_id=mine, outbox=[], idempotency_key="k"
+            uuid.uuid4(), make_request(), account_id=mine, outbox=[], idempotency_key="k"
         )
         assert created.created
 

@@ -65,7 +65,7 @@ def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(
     with store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
         mine = {row.id: row for row in rows if row.order_id == order.id}
         assert set(mine) == {published.id, refused.id}
-        assert mine[published.id].payload == {"orderId": order.id}
+        assert mine[published.id].payload == {"orderId": str(order.id)}
         # Marking through the store (as the sweeper does) joins the claim's transaction.
         store.mark_sent([published.id])
 
@@ -84,7 +84,7 @@ def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
 def test_the_fast_path_marks_rows_sent_after_commit(
     store, make_request, messages_for, account_id, outbox_of
 ):
-    order_id = str(uuid.uuid4())
+    order_id = uuid.uuid4()
     created = store.create_order(
         order_id,
         make_request(),
@@ -124,8 +124,7 @@ def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order)
 
     assert store.subscribe(connection, order.id)
     assert store.subscribe(connection, order.id)
-    assert not store.subscribe(connection, str(uuid.uuid4()))
-    assert not store.subscribe(connection, "not-an-id")
+    assert not store.subscribe(connection, uuid.uuid4())
     assert store.subscribers(order.id) == [(connection, 0)]
 
 

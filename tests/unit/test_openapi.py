@@ -333,7 +333,7 @@ def route() -> RouteDecision:
 
 def make_order(route: RouteDecision | None, **changes: Any) -> Order:
     values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": uuid.uuid4(),
         "status": Status.PENDING,
         "version": 1,
         "type": "market",
@@ -394,7 +394,7 @@ class FakeStore:
     """The store calls OrderService and Accounts make, in memory; `down` makes each one
     fail, `limited` makes the rate limiter's counter full. API_KEY is the only key."""
 
-    orders: dict[str, tuple[Order, list[OrderEvent]]] = field(default_factory=dict)
+    orders: dict[uuid.UUID, tuple[Order, list[OrderEvent]]] = field(default_factory=dict)
     replay: Order | None = None
     conflict: bool = False
     down: bool = False
@@ -428,12 +428,12 @@ class FakeStore:
             return CreatedOrder(order=self.replay, created=False)
         return CreatedOrder(order=make_order(None), created=True)
 
-    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
+    def get_order(self, order_id: uuid.UUID, *, account_id: str | None = None) -> Order | None:
         self._check()
         found = self.orders.get(order_id)
         return None if found is None else found[0]
 
-    def get_events(self, order_id: str, *, after_seq: int = 0) -> list[OrderEvent]:
+    def get_events(self, order_id: uuid.UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         self._check()
         return self.orders[order_id][1]
 

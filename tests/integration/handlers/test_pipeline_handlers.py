@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from chalice.test import Client
 
 from order_engine.dex.router import Router
@@ -162,6 +163,25 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
     assert {item["itemIdentifier"] for item in answer["batchItemFailures"]} == poison
     for order_id in good:
         assert statuses(fresh, order_id) == ["pending", "routing"]
+
+
+@pytest.mark.parametrize("topic", ["route", "notify"])
+def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
+    fresh: Stack, topic: str
+) -> None:
+    # No order can ever have such an id: acking it would hide a producer's bug, and
+    # retrying it for a visibility timeout each time would only delay the DLQ.
+    body = {"v": 1, "orderId": "not-a-uuid", **({"step": topic} if topic != "notify" else {})}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls[topic], MessageBody=json.dumps(body))
+    messages = fresh.receive(topic)
+
+    answer = fresh.deliver(topic, messages)
+
+    assert [item["itemIdentifier"] for item in answer["batchItemFailures"]] == [
+        messages[0]["MessageId"]
+    ]
+    # Made visible again at once, so the queue's redrive parks it within seconds.
+    assert [m["MessageId"] for m in fresh.receive(topic)] == [messages[0]["MessageId"]]
 
 
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:

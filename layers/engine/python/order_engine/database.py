@@ -55,15 +55,6 @@ def jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
 
 
-def is_uuid(value: str) -> bool:
-    """Ids come from URLs and queue messages; a malformed one is simply not found."""
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True
-
-
 class StoreBase:
     """The pool and the transaction/error rules; Store adds the queries."""
 

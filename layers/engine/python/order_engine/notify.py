@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
@@ -50,14 +51,14 @@ class ConnectionSender:
             raise TransientError(f"WebSocket throttled: {exc}") from exc
 
 
-def event_message(order_id: str, event: OrderEvent) -> dict[str, Any]:
-    return {"type": "event", "orderId": order_id, **event.to_dict()}
+def event_message(order_id: UUID, event: OrderEvent) -> dict[str, Any]:
+    return {"type": "event", "orderId": str(order_id), **event.to_dict()}
 
 
 def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, Any]:
     return {
         "type": "snapshot",
-        "orderId": order.id,
+        "orderId": str(order.id),
         # The status the events reach, not the row's: the row may already be further
         # along, and those later events follow as single messages.
         "status": events[-1].to_status.value if events else order.status.value,
@@ -71,7 +72,7 @@ class Notifier:
         self._store = store
         self._sender = sender
 
-    def deliver(self, order_id: str) -> int:
+    def deliver(self, order_id: UUID) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""
         sent = 0
         with self._store.deliveries(order_id) as batch:

@@ -9,6 +9,7 @@ state reaches a terminal one).
 from __future__ import annotations
 
 import itertools
+import uuid
 from enum import StrEnum
 
 
@@ -84,3 +85,17 @@ def step_for(status: Status) -> Step | None:
 
 
 _STEP_LEAVING = {status: step for step, status in _STEP_FROM.items()}
+
+
+def as_order_id(raw: object) -> uuid.UUID | None:
+    """`raw` (from a URL, a WebSocket message, a queue message) as an order id, or None
+    when it is not one. Each boundary parses once, and inside the engine an order id is
+    a UUID, never checked again."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    if not isinstance(raw, str):
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
@@ -40,19 +41,19 @@ _SWEEP_LOCK = 0x73776570
 # --- building -------------------------------------------------------------------------
 
 
-def _message(order_id: str, topic: str, payload: dict[str, Any], *scope: str) -> OutboxMessage:
+def _message(order_id: UUID, topic: str, payload: dict[str, Any], *scope: str) -> OutboxMessage:
     """A message whose dedupe key is the order, the topic and `scope`: the one format
     every outbox row's key follows."""
-    return OutboxMessage(topic, payload, ":".join([order_id, topic, *scope]))
+    return OutboxMessage(topic, payload, ":".join([str(order_id), topic, *scope]))
 
 
-def step_message(order_id: str, step: Step) -> OutboxMessage:
+def step_message(order_id: UUID, step: Step) -> OutboxMessage:
     """ "Do `step` for the order": one per order and step, ever (a redelivered or
     replayed transition writes it once)."""
     return _message(order_id, step.value, StepMessage(order_id, step).to_payload())
 
 
-def first_messages(order_id: str) -> list[OutboxMessage]:
+def first_messages(order_id: UUID) -> list[OutboxMessage]:
     """The outbox rows a new order is born with: its first step only.
 
     Its first event needs no notify message: nobody can be subscribed to an order
@@ -64,7 +65,7 @@ def first_messages(order_id: str) -> list[OutboxMessage]:
     return [step_message(order_id, first)]
 
 
-def transition_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
+def transition_messages(order_id: UUID, to_status: Status) -> list[OutboxMessage]:
     """The outbox rows an applied transition into `to_status` writes: a notification
     (one per status reached), and the message of the step that leaves `to_status`."""
     messages = [
@@ -272,7 +273,7 @@ class Outbox:
             self._publisher.send(message.topic, message.payload)
         return step
 
-    def subscribe_later(self, order_id: str, connection_id: str, *, delay_seconds: int) -> None:
+    def subscribe_later(self, order_id: UUID, connection_id: str, *, delay_seconds: int) -> None:
         """Ask the notifier, `delay_seconds` from now, to subscribe `connection_id` to
         the order and send it the snapshot. Sent now and not written: a connection
         outlives no restart of the stack, so a row outliving the send would find none."""

@@ -114,7 +114,7 @@ class Pipeline:
     def _build(self, order: Order) -> _Work:
         decision = _decision(order)
         tx = self._router.venue(decision.venue).build(
-            order.id,
+            str(order.id),
             decision.quote,
             decision.min_amount_out,
             wrap_sol=decision.wrap_sol,

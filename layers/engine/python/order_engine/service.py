@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
 from order_engine.notify import Notifier
 from order_engine.order_request import parse_json, validate_order_request
+from order_engine.orders import as_order_id
 from order_engine.outbox import Outbox, first_messages
 from order_engine.records import Order
 from order_engine.store import Store
@@ -38,11 +40,11 @@ class PlacedOrder:
     created: bool  # False when an Idempotency-Key returned an existing order
 
 
-def parse_order_id(raw: str, field: str = "orderId") -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except (ValueError, TypeError, AttributeError):
-        raise ValidationError(f"{field} is not a valid order id", field=field) from None
+def parse_order_id(raw: object, field: str = "orderId") -> UUID:
+    order_id = as_order_id(raw)
+    if order_id is None:
+        raise ValidationError(f"{field} is not a valid order id", field=field)
+    return order_id
 
 
 def _is_control(char: str) -> bool:
@@ -91,7 +93,7 @@ class OrderService:
                 "none of them a control character",
                 field="Idempotency-Key",
             )
-        order_id = str(uuid.uuid4())
+        order_id = uuid.uuid4()
         created = self._store.create_order(
             order_id,
             request,
@@ -140,7 +142,7 @@ class OrderService:
                 order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
             )
 
-    def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str) -> None:
+    def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str | UUID) -> None:
         """Subscribe an open connection to one of the caller's orders and send its
         snapshot now."""
         order_id = self._owned_order_id(caller, raw_order_id)
@@ -150,7 +152,7 @@ class OrderService:
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
 
-    def _owned_order_id(self, caller: Caller, raw_order_id: str) -> str:
+    def _owned_order_id(self, caller: Caller, raw_order_id: str | UUID) -> UUID:
         order_id = parse_order_id(raw_order_id)
         if self._store.get_order(order_id, account_id=caller.account_id) is None:
             raise NotFound(f"order {order_id} not found", field="orderId")

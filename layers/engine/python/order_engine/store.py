@@ -17,11 +17,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
 from order_engine.account_store import AccountStore
-from order_engine.database import DictCursor, is_uuid, jsonb
+from order_engine.database import DictCursor, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.ledger import PostgresLedger
 from order_engine.order_request import OrderRequest
@@ -78,7 +79,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 
     def create_order(
         self,
-        order_id: str,
+        order_id: UUID,
         request: OrderRequest,
         *,
         account_id: str,
@@ -139,7 +140,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 
     def transition(
         self,
-        order_id: str,
+        order_id: UUID,
         from_status: Status,
         to_status: Status,
         *,
@@ -156,8 +157,6 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             raise ValueError(f"a transition cannot change {', '.join(unknown)}")
         if not is_legal(from_status, to_status):
             return TransitionResult(Outcome.ILLEGAL, self.get_order(order_id))
-        if not is_uuid(order_id):
-            return TransitionResult(Outcome.NOT_FOUND, None)
 
         params: dict[str, Any] = {
             "id": order_id,
@@ -180,12 +179,10 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         # At or past the target, or gone elsewhere (failed): a stale message.
         return TransitionResult(Outcome.DUPLICATE, order)
 
-    def record_failed_attempt(self, order_id: str, status: Status, error: str) -> int | None:
+    def record_failed_attempt(self, order_id: UUID, status: Status, error: str) -> int | None:
         """Count a failed attempt at the step leaving `status`; the new count, or None
         when the order is no longer in `status` (the message is stale). It also touches
         updated_at: an order being retried is not stuck."""
-        if not is_uuid(order_id):
-            return None
         with self._statement() as cur:
             cur.execute(
                 "UPDATE orders SET attempts = attempts + 1, last_error = %s, updated_at = now()"
@@ -195,11 +192,9 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             row = cur.fetchone()
             return None if row is None else int(row["attempts"])
 
-    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
+    def get_order(self, order_id: UUID, *, account_id: str | None = None) -> Order | None:
         """The order; with `account_id`, only if that account owns it (the workers read
         any order, the APIs only their caller's)."""
-        if not is_uuid(order_id):
-            return None
         with self._statement() as cur:
             if account_id is None:
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
@@ -211,10 +206,8 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             row = cur.fetchone()
             return None if row is None else Order.from_row(row)
 
-    def get_events(self, order_id: str, *, after_seq: int = 0) -> list[OrderEvent]:
+    def get_events(self, order_id: UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         """The order's events with seq > after_seq, in seq order."""
-        if not is_uuid(order_id):
-            return []
         with self._statement() as cur:
             cur.execute(
                 "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
