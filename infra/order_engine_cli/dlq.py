@@ -211,13 +211,16 @@ def _orders(url: str | None, ids: Iterable[str | None]) -> tuple[dict[str, Order
         return {}, None
     if not url:
         return {}, "Set DATABASE_URL (or --database-url) to see each order's status and last error."
-    from order_engine.store import Store  # only `show` with a database needs psycopg's pool
+    # Only `show` with a database needs psycopg's pool.
+    from order_engine.database import Database
+    from order_engine.store import Store
 
     pool_log = logging.getLogger("psycopg.pool")
     level = pool_log.level
     pool_log.setLevel(logging.CRITICAL)  # a database that is down is said once, below
     try:
-        with Store(url, max_size=1, timeout=3) as store:
+        with Database(url, max_size=1, timeout=3) as database:
+            store = Store(database)
             found = (store.get_order(uuid.UUID(order_id)) for order_id in wanted)
             return {str(order.id): order for order in found if order is not None}, None
     except InfrastructureError as error:

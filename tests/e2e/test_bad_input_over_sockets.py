@@ -33,6 +33,7 @@ import websockets
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, key_prefix
+from order_engine.database import Database
 from order_engine_cli.client import OrderClient
 from tests.support.stack import (
     HAPPY,
@@ -760,8 +761,8 @@ def test_a_revoked_key_is_refused(
     runtime: LocalRuntime, migrated_url: str, mallory: Mallory
 ) -> None:
     key = new_api_key(migrated_url, f"e2e-revoked-{uuid.uuid4().hex[:8]}")
-    with AccountStore(migrated_url, max_size=1) as store:
-        Accounts(store).revoke_key(key)
+    with Database(migrated_url, max_size=1) as database:
+        Accounts(AccountStore(database)).revoke_key(key)
     with writes_nothing(migrated_url, mallory):
         answer = send_http(
             runtime,

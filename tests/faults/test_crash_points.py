@@ -13,7 +13,7 @@ import pytest
 import order_engine.store
 from order_engine.messaging import Publisher
 from order_engine.orders import Status
-from order_engine.store import Store
+from order_engine.outbox import OutboxStore
 from tests.faults.harness import FaultStack, ProcessCrash, crash_once
 from tests.support.outbox import unsent_topics
 
@@ -87,7 +87,7 @@ def test_a_crash_after_publish_before_marking_sent_is_a_harmless_duplicate(
     order_id = stack.place()
 
     with (
-        crash_once(monkeypatch, Store, "mark_sent", after_commit=True),
+        crash_once(monkeypatch, OutboxStore, "mark_sent", after_commit=True),
         pytest.raises(ProcessCrash),
     ):
         stack.deliver("route")

@@ -17,51 +17,70 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, IssuedKey
+from order_engine.database import Database
 from order_engine.order_request import OrderRequest, validate_order_request
 from order_engine.orders import Status
+from order_engine.outbox import OutboxStore
 from order_engine.records import Order, OutboxMessage, OutboxRow
 from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 from tests.support.outbox import outbox_rows
 
 
 @pytest.fixture(scope="session")
-def _session_store(migrated_url: str) -> Iterator[Store]:
+def database(migrated_url: str) -> Iterator[Database]:
     # One pool for the session, as a Lambda container keeps one across invocations.
-    with Store(migrated_url, max_size=8) as store:
-        yield store
+    with Database(migrated_url, max_size=8) as opened:
+        yield opened
 
 
 @pytest.fixture
-def store(_session_store: Store) -> Store:
-    return _session_store
+def store(database: Database) -> Store:
+    return Store(database)
 
 
 @pytest.fixture
-def make_key(_session_store: Store) -> Callable[..., IssuedKey]:
+def outbox_store(database: Database) -> OutboxStore:
+    return OutboxStore(database)
+
+
+@pytest.fixture
+def subscriptions(database: Database) -> SubscriptionStore:
+    return SubscriptionStore(database)
+
+
+@pytest.fixture
+def account_store(database: Database) -> AccountStore:
+    return AccountStore(database)
+
+
+@pytest.fixture
+def make_key(database: Database) -> Callable[..., IssuedKey]:
     """A new API key, for a new account unless `account` names one."""
 
     def factory(account: str | None = None) -> IssuedKey:
         name = f"test-{uuid.uuid4().hex[:10]}"
-        return Accounts(_session_store).create_key(name, account=account)
+        return Accounts(AccountStore(database)).create_key(name, account=account)
 
     return factory
 
 
 @pytest.fixture(scope="session")
-def account_id(_session_store: Store) -> str:
+def account_id(database: Database) -> str:
     """The account the store-level tests place their orders for."""
-    issued = Accounts(_session_store).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
+    issued = Accounts(AccountStore(database)).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
     return issued.info.account_id
 
 
 @pytest.fixture
-def make_store(migrated_url: str) -> Iterator[Callable[..., Store]]:
-    """Extra stores with pools of their own (separate connections), closed afterwards."""
-    opened: list[Store] = []
+def make_database(migrated_url: str) -> Iterator[Callable[..., Database]]:
+    """Extra databases with pools of their own (separate connections), closed afterwards."""
+    opened: list[Database] = []
 
-    def factory(url: str | None = None, **kwargs: Any) -> Store:
-        new = Store(url or migrated_url, **kwargs)
+    def factory(url: str | None = None, **kwargs: Any) -> Database:
+        new = Database(url or migrated_url, **kwargs)
         opened.append(new)
         return new
 

@@ -161,10 +161,10 @@ def test_the_same_idempotency_key_under_two_accounts_makes_two_orders(
 
 
 def test_concurrent_creates_with_one_idempotency_key_make_one_order(
-    make_store, make_request, account_id, outbox_of
+    make_database, make_request, account_id, outbox_of
 ):
     key = f"key-{uuid.uuid4()}"
-    stores = [make_store() for _ in range(4)]
+    stores = [Store(make_database()) for _ in range(4)]
     barrier = threading.Barrier(len(stores), timeout=10)
     proposed: list[uuid.UUID] = []
     results = []
@@ -246,9 +246,9 @@ def test_the_happy_path_writes_gap_free_events_in_order_and_keeps_decimals(store
     assert final.to_dict()["amountOut"] == "210.123456"
 
 
-def test_two_concurrent_deliveries_of_one_transition_apply_it_once(make_store, new_order):
+def test_two_concurrent_deliveries_of_one_transition_apply_it_once(make_database, new_order):
     order = new_order()
-    stores = [make_store(), make_store()]
+    stores = [Store(make_database()), Store(make_database())]
     barrier = threading.Barrier(2, timeout=10)
     outcomes: list[Outcome] = []
 
@@ -415,11 +415,11 @@ def unreachable_url() -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/nothing?connect_timeout=1"
 
 
-def test_a_database_that_is_down_raises_infrastructure_error(make_store, unreachable_url):
-    down = make_store(unreachable_url, timeout=0.5)
+def test_a_database_that_is_down_raises_infrastructure_error(make_database, unreachable_url):
+    down = Store(make_database(unreachable_url, timeout=0.5))
 
     with pytest.raises(InfrastructureError) as ping_error:
-        down.ping()
+        down.database.ping()
     with pytest.raises(InfrastructureError):
         down.transition(uuid.uuid4(), Status.PENDING, Status.ROUTING)
     with pytest.raises(InfrastructureError):
@@ -428,11 +428,13 @@ def test_a_database_that_is_down_raises_infrastructure_error(make_store, unreach
     assert isinstance(ping_error.value.__cause__, psycopg.OperationalError)
 
 
-def test_connections_killed_by_a_restart_are_replaced(make_store, migrated_url, db, new_order):
+def test_connections_killed_by_a_restart_are_replaced(make_database, migrated_url, db, new_order):
     name = f"restart-{uuid.uuid4().hex[:8]}"
-    victim = make_store(psycopg.conninfo.make_conninfo(migrated_url, application_name=name))
+    victim = Store(
+        make_database(psycopg.conninfo.make_conninfo(migrated_url, application_name=name))
+    )
     order = new_order()
-    victim.ping()
+    victim.database.ping()
 
     killed = db.execute(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",

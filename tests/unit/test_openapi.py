@@ -440,6 +440,10 @@ class FakeStore:
     def ping(self) -> None:
         self._check()
 
+    @property
+    def database(self) -> FakeStore:  # the health check pings the store's database
+        return self
+
     def mark_sent(self, ids: Any) -> None:
         self._check()
 
@@ -459,7 +463,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     engine = wiring.Engine(Settings(websocket_url=WS_URL))
     limiter = RateLimiter(fake, per_minute=600)  # type: ignore[arg-type]
     engine.__dict__["accounts"] = Accounts(fake)  # type: ignore[arg-type]
-    engine.__dict__["orders"] = OrderService(fake, Outbox(fake, FakePublisher()), None, limiter)  # type: ignore[arg-type]
+    engine.__dict__["orders"] = OrderService(
+        fake, fake, Outbox(fake, FakePublisher()), None, limiter
+    )  # type: ignore[arg-type]
     monkeypatch.setattr(wiring, "_engine", engine)
     return fake
 

@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from order_engine.dex.router import Router
 from order_engine.dex.simulation import Fault, Script, simulated_venues
 from order_engine.orders import Status, Step
-from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
 from tests.support.events import ws_connect_event
@@ -37,10 +35,9 @@ def place(stack: Stack, order: dict[str, Any] | None = None) -> str:
 
 def use_faults(**faults: Fault) -> None:
     """Replace the process's venues by ones with these faults (as a flaky network would)."""
-    eng = engine()
-    eng.__dict__.pop("pipeline", None)
-    venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
-    eng.router = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)  # type: ignore[misc]
+    engine().use_venues(
+        lambda settings, ledger: simulated_venues(settings.dex, ledger, faults=faults)
+    )
 
 
 def statuses(stack: Stack, order_id: str) -> list[str]:
@@ -219,14 +216,14 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     order_id = place(fresh)
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
-        assert fresh.engine.store.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
     fresh.management.gone.add(connections[1])
     fresh.deliver("route")  # routing is committed with a notify message
 
     answer = fresh.deliver("notify")
 
     assert answer["batchItemFailures"] == []  # a gone client is not a failure
-    subscribers = {c for c, _ in fresh.engine.store.subscribers(order_id)}
+    subscribers = {c for c, _ in fresh.engine.subscriptions.subscribers(order_id)}
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
@@ -250,7 +247,7 @@ def test_the_scheduled_sweeper_answers_skipped_while_another_sweep_holds_the_tur
 ) -> None:
     deadline = time.monotonic() + 10  # a runtime left running elsewhere may be sweeping
     while True:
-        with fresh.engine.store.sweep_turn() as mine:
+        with fresh.engine.outbox_store.sweep_turn() as mine:
             if mine:
                 held = fresh.sweeper.sweep(SCHEDULED_EVENT, None)
                 break

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
-from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, An
 
 
 class Notifier:
-    def __init__(self, store: Store, sender: ConnectionSender) -> None:
+    def __init__(self, store: SubscriptionStore, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
 

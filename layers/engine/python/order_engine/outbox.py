@@ -23,7 +23,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from order_engine.database import DictCursor, StoreBase, fetch_one, jsonb
+from order_engine.database import Database, DictCursor, Repository, fetch_one, jsonb
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.orders import INITIAL, TERMINAL, Status, Step, step_for
 from order_engine.records import Order, OutboxMessage, OutboxRow
@@ -119,9 +119,9 @@ class OutboxClaim(list[OutboxRow]):
         _mark_sent(self._cur, outbox_ids)
 
 
-class OutboxStore(StoreBase):
-    def __init__(self, url: str, **pool_options: Any) -> None:
-        super().__init__(url, **pool_options)
+class OutboxStore(Repository):
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
         # The claim open in each thread, if any: see mark_sent.
         self._claims = threading.local()
 
@@ -138,7 +138,7 @@ class OutboxStore(StoreBase):
         would stop every sweep after it. The transaction holds no snapshot and no row
         lock, only the turn.
         """
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_SWEEP_LOCK,))
             yield bool(fetch_one(cur)["mine"])
 
@@ -154,7 +154,7 @@ class OutboxStore(StoreBase):
         `store.mark_sent(ids)` (the latter joins the claim, see mark_sent). The rest
         stay unsent for the next relay. If the block raises, the claim rolls back.
         """
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             cur.execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id IN ("
                 " SELECT id FROM outbox"
@@ -186,7 +186,7 @@ class OutboxStore(StoreBase):
         if claim is not None:
             claim.mark_sent(outbox_ids)
             return
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             _mark_sent(cur, outbox_ids)
 
     def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
@@ -202,7 +202,7 @@ class OutboxStore(StoreBase):
         would queue behind it, holding their connections); if a re-send fails, that
         order waits one more deadline. The orders are returned as they were before.
         """
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "WITH stuck AS ("
                 " SELECT o.* FROM orders o"

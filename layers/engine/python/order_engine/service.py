@@ -24,6 +24,7 @@ from order_engine.orders import as_order_id
 from order_engine.outbox import Outbox, first_messages
 from order_engine.records import Order
 from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,13 @@ class OrderService:
     def __init__(
         self,
         store: Store,
+        subscriptions: SubscriptionStore,
         outbox: Outbox,
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
     ) -> None:
         self._store = store
+        self._subscriptions = subscriptions
         self._outbox = outbox
         self._notifier = notifier
         self._rate_limiter = rate_limiter
@@ -136,7 +139,7 @@ class OrderService:
         writes it, then sends the snapshot, so nothing committed meanwhile is missed.
         """
         order_id = None if subscribe_to is None else self._owned_order_id(caller, subscribe_to)
-        self._store.add_connection(connection_id, metadata, caller=caller)
+        self._subscriptions.add_connection(connection_id, metadata, caller=caller)
         if order_id is not None:
             self._outbox.subscribe_later(
                 order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
@@ -148,7 +151,7 @@ class OrderService:
         order_id = self._owned_order_id(caller, raw_order_id)
         # The subscription row comes first, the snapshot after: an event committed in
         # between is then past the cursor and delivered, never skipped.
-        if not self._store.subscribe(connection_id, order_id):
+        if not self._subscriptions.subscribe(connection_id, order_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
 
@@ -159,7 +162,7 @@ class OrderService:
         return order_id
 
     def disconnect(self, connection_id: str) -> None:
-        self._store.remove_connection(connection_id)
+        self._subscriptions.remove_connection(connection_id)
 
     # --- health -----------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class OrderService:
         """'ok' or what is wrong, per dependency."""
         checks: dict[str, str] = {}
         try:
-            self._store.ping()
+            self._store.database.ping()
             checks["postgres"] = "ok"
         except InfrastructureError as exc:
             checks["postgres"] = f"down: {exc}"

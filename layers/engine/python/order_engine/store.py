@@ -6,10 +6,11 @@ committed together with its event row and the outbox rows of what must happen ne
 When the UPDATE matches nothing, the current row is read and the outcome classified,
 never guessed from an error message.
 
-Connections/subscriptions live in subscriptions.py, the outbox and sweeper queries in
-outbox.py, API keys and rate-limit counters in account_store.py; `Store` combines
-them, so callers hold one object. Every order belongs to an account: reads made for a
-caller pass its `account_id`, and another account's order is simply not found.
+`Store` is the orders' repository; connections and subscriptions have theirs in
+subscriptions.py, the outbox and the sweeper's queries in outbox.py, API keys and
+rate-limit counters in account_store.py, the simulated chain in dex/ledger.py, all over
+one `Database`. Every order belongs to an account: reads made for a caller pass its
+`account_id`, and another account's order is simply not found.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from uuid import UUID
 
 from psycopg import sql
 
-from order_engine.account_store import AccountStore
-from order_engine.database import DictCursor, jsonb
+from order_engine.database import DictCursor, Repository, jsonb
 from order_engine.errors import IdempotencyConflict
-from order_engine.ledger import PostgresLedger
 from order_engine.order_request import OrderRequest
 from order_engine.orders import INITIAL, Status, is_legal, progress
-from order_engine.outbox import WRITTEN, OutboxStore, outbox_param
+from order_engine.outbox import WRITTEN, outbox_param
 from order_engine.records import (
     CreatedOrder,
     Order,
@@ -37,18 +36,14 @@ from order_engine.records import (
     Outcome,
     TransitionResult,
 )
-from order_engine.settings import Settings
-from order_engine.subscriptions import DeliveryBatch, SubscriptionStore
 
 __all__ = [
     "CreatedOrder",
-    "DeliveryBatch",
     "Order",
     "OrderEvent",
     "OutboxMessage",
     "OutboxRow",
     "Outcome",
-    "PostgresLedger",
     "Store",
     "TransitionResult",
 ]
@@ -68,15 +63,7 @@ CHANGEABLE_COLUMNS = frozenset(
 _JSON_COLUMNS = frozenset({"route", "transaction"})
 
 
-class Store(SubscriptionStore, OutboxStore, AccountStore):
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
-        if not settings.database_url:
-            raise ValueError("DATABASE_URL is not set")
-        return cls(settings.database_url, max_size=settings.db_pool_max)
-
-    # --- orders --------------------------------------------------------------------
-
+class Store(Repository):
     def create_order(
         self,
         order_id: UUID,
@@ -108,7 +95,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             "request": jsonb(request.to_dict()),
             **_move_params(None, INITIAL, {}, outbox),
         }
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             rows = write_order(cur, _CREATE, params, outbox)
         if rows:
             order, event, written = _moved(rows)
@@ -122,7 +109,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         return replay
 
     def _replay(self, account_id: str, key: str, fingerprint: str) -> CreatedOrder | None:
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT k.fingerprint AS key_fingerprint, o.* FROM idempotency_keys k"
                 " JOIN orders o ON o.id = k.order_id WHERE k.account_id = %s AND k.key = %s",
@@ -165,7 +152,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         for column, value in changes.items():
             params[f"c_{column}"] = jsonb(value) if column in _JSON_COLUMNS else value
 
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             rows = write_order(cur, _transition_query(frozenset(changes)), params, outbox)
             if rows:
                 return TransitionResult(Outcome.APPLIED, *_moved(rows))
@@ -183,7 +170,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         """Count a failed attempt at the step leaving `status`; the new count, or None
         when the order is no longer in `status` (the message is stale). It also touches
         updated_at: an order being retried is not stuck."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "UPDATE orders SET attempts = attempts + 1, last_error = %s, updated_at = now()"
                 " WHERE id = %s AND status = %s RETURNING attempts",
@@ -195,7 +182,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
     def get_order(self, order_id: UUID, *, account_id: str | None = None) -> Order | None:
         """The order; with `account_id`, only if that account owns it (the workers read
         any order, the APIs only their caller's)."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             if account_id is None:
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
             else:
@@ -208,7 +195,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 
     def get_events(self, order_id: UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         """The order's events with seq > after_seq, in seq order."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
                 (order_id, after_seq),

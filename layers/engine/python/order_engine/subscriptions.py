@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from order_engine.account_store import Caller
-from order_engine.database import DictCursor, StoreBase, fetch_one, jsonb
+from order_engine.database import DictCursor, Repository, fetch_one, jsonb
 from order_engine.records import Order, OrderEvent
 
 
@@ -67,7 +67,7 @@ class DeliveryBatch:
         self.dropped.append(connection_id)
 
 
-class SubscriptionStore(StoreBase):
+class SubscriptionStore(Repository):
     def add_connection(
         self,
         connection_id: str,
@@ -77,7 +77,7 @@ class SubscriptionStore(StoreBase):
     ) -> None:
         """Remember a WebSocket connection and who opened it (`caller`: the account and
         key its $connect presented); again for the same id only refreshes it."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
                 " VALUES (%s, %s, %s, %s)"
@@ -94,13 +94,13 @@ class SubscriptionStore(StoreBase):
 
     def remove_connection(self, connection_id: str) -> None:
         """Forget a connection and its subscriptions; unknown ids are fine."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
     def subscribe(self, connection_id: str, order_id: UUID) -> bool:
         """Follow `order_id` from `connection_id` (created if missing); False when the
         order does not exist. Subscribing twice changes nothing (the cursor stays)."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             # One statement. The connection's upsert is DO UPDATE rather than DO
             # NOTHING: it locks the row, so a concurrent $disconnect cannot delete it
             # before the subscription's foreign key is checked.
@@ -119,7 +119,7 @@ class SubscriptionStore(StoreBase):
 
     def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT connection_id, last_seq FROM subscriptions"
                 " WHERE order_id = %s ORDER BY connection_id",
@@ -130,7 +130,7 @@ class SubscriptionStore(StoreBase):
     @contextmanager
     def deliveries(self, order_id: UUID) -> Iterator[DeliveryBatch]:
         """Lock the order's subscriptions and yield what each subscriber is missing."""
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             # One row per subscription and event it lacks (a subscription lacking
             # none comes once, with no event). Locked in a fixed order, so concurrent
             # passes queue up instead of deadlocking. The events are those of the

@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from order_engine.outbox import Outbox
-from order_engine.store import Store
+from order_engine.outbox import Outbox, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class SweepReport:
 class Sweeper:
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         outbox: Outbox,
         *,
         outbox_grace_seconds: float,
