@@ -275,8 +275,9 @@ class Outbox:
 
     def subscribe_later(self, order_id: UUID, connection_id: str, *, delay_seconds: int) -> None:
         """Ask the notifier, `delay_seconds` from now, to subscribe `connection_id` to
-        the order and send it the snapshot. Sent now and not written: a connection
-        outlives no restart of the stack, so a row outliving the send would find none."""
+        the order and send it the snapshot. Sent now, not written: if the send fails,
+        the $connect fails with it (the client may connect again), while a row could
+        outlive the connection it names."""
         payload = NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload()
         self._publisher.send(NOTIFY_TOPIC, payload, delay_seconds=delay_seconds)
 
