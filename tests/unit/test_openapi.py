@@ -25,15 +25,14 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from order_engine import errors, order_request, wiring
-from order_engine.accounts import Accounts, Caller, RateLimiter, hash_key, key_prefix, new_key
+from order_engine.accounts import Caller, hash_key, key_prefix, new_key
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.order_request import OrderRequest
 from order_engine.orders import HAPPY_PATH, Status
-from order_engine.outbox import Outbox
 from order_engine.records import CreatedOrder, Order, OrderEvent
-from order_engine.service import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_CHARS, OrderService
+from order_engine.service import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_CHARS
 from order_engine.settings import DexSettings, Settings
 from order_engine.tokens import TOKENS, get_token
 
@@ -460,13 +459,14 @@ class FakePublisher:
 def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     """The real OrderService (validation, error mapping, to_dict) over a fake store."""
     fake = FakeStore()
-    engine = wiring.Engine(Settings(websocket_url=WS_URL))
-    limiter = RateLimiter(fake, per_minute=600)  # type: ignore[arg-type]
-    engine.__dict__["accounts"] = Accounts(fake)  # type: ignore[arg-type]
-    engine.__dict__["orders"] = OrderService(
-        fake, fake, Outbox(fake, FakePublisher()), None, limiter
-    )  # type: ignore[arg-type]
-    monkeypatch.setattr(wiring, "_engine", engine)
+
+    class FakeEngine(wiring.Engine):
+        """The engine's own wiring, over the fake repositories and publisher."""
+
+        store = outbox_store = subscriptions = account_store = property(lambda self: fake)
+        publisher = property(lambda self: FakePublisher())
+
+    monkeypatch.setattr(wiring, "_engine", FakeEngine(Settings(websocket_url=WS_URL)))
     return fake
 
 
