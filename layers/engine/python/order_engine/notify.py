@@ -51,6 +51,11 @@ class ConnectionSender:
             raise TransientError(f"WebSocket throttled: {exc}") from exc
 
 
+def accepted_message(order_id: UUID) -> dict[str, Any]:
+    """The answer to a WebSocket `execute`: the order exists; its snapshot follows."""
+    return {"type": "accepted", "orderId": str(order_id)}
+
+
 def event_message(order_id: UUID, event: OrderEvent) -> dict[str, Any]:
     return {"type": "event", "orderId": str(order_id), **event.to_dict()}
 
@@ -71,6 +76,11 @@ class Notifier:
     def __init__(self, store: SubscriptionStore, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
+
+    def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        """One message to one connection, outside any subscription (ConnectionGone
+        when it has left)."""
+        self._sender.send(connection_id, message)
 
     def deliver(self, order_id: UUID) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""
