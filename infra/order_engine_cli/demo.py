@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import TERMINAL, OrderClient, follow
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
 from order_engine_cli.options import api_key_option
@@ -24,7 +25,6 @@ DEMO_ORDERS = [
     {"type": "market", "tokenIn": "JUP", "tokenOut": "USDC", "amount": "120"},
     {"type": "market", "tokenIn": "USDT", "tokenOut": "USDC", "amount": "500"},
 ]
-STATES = ("pending", "routing", "building", "submitted", "confirmed")
 STATUS_STYLE = {"confirmed": "bold green", "failed": "bold red"}
 
 
@@ -56,7 +56,7 @@ class Row:
         reached = len(self.timeline)
         if self.status == "failed":
             return "[red]" + "■" * (reached - 1) + "✗[/]"
-        return "[green]" + "■" * reached + "[/]" + "□" * (len(STATES) - reached)
+        return "[green]" + "■" * reached + "[/]" + "□" * (len(HAPPY_PATH) - reached)
 
 
 def render(rows: list[Row]) -> Table:

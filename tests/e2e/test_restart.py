@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import TERMINAL, ApiError
 from tests.faults.servers import UpProcess
 from tests.support.aws import moto_server
 
-HAPPY = ["pending", "routing", "building", "submitted"]
+HAPPY = [status.value for status in HAPPY_PATH]
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 500}
 
 

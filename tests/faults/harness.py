@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from order_engine.dex.router import Router
+from order_engine.dex.ledger import PostgresLedger
 from order_engine.dex.simulation import Fault, simulated_venues
 from order_engine.orders import TERMINAL, Step
 from order_engine.pipeline import Pipeline, RetryLater
-from order_engine.store import PostgresLedger, Store
+from order_engine.store import Store
 from order_engine.sweeper import Sweeper
 from order_engine.wiring import engine, reset_engine
 from tests.faults.checker import Checker, Delivery
@@ -121,7 +121,7 @@ class DeliveryLog:
                 with log._lock:
                     log.deliveries.append(
                         Delivery(
-                            message.order_id,
+                            str(message.order_id),
                             message.step.value,
                             result,
                             current.applied,
@@ -198,10 +198,9 @@ class FaultStack(Stack):
 
     def use_faults(self, **faults: Fault) -> None:
         """Replace this process's venues by ones with these faults (keyed by venue)."""
-        eng = self.engine
-        eng.__dict__.pop("pipeline", None)
-        venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
-        eng.__dict__["router"] = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)
+        self.engine.use_venues(
+            lambda settings, ledger: simulated_venues(settings.dex, ledger, faults=faults)
+        )
 
     # --- placing orders -----------------------------------------------------------
 
@@ -216,8 +215,8 @@ class FaultStack(Stack):
         """The engine's sweeper with these thresholds (the process's own has thresholds
         of a month, so that nothing sweeps behind a scenario's back)."""
         return Sweeper(
-            self.engine.store,
-            self.engine.publisher,
+            self.engine.outbox_store,
+            self.engine.outbox,
             outbox_grace_seconds=grace,
             stuck_after_seconds=stuck,
         )

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine.migrate import migrate
 from order_engine_cli.client import OrderClient
 from order_engine_cli.up_process import UpProcess as CliUpProcess
@@ -58,8 +59,8 @@ def drop_database(url: str) -> None:
 
 
 def new_api_key(database_url: str, name: str = "faults") -> str:
-    with AccountStore(database_url, max_size=1) as store:
-        return Accounts(store).create_key(f"{name}-{uuid.uuid4().hex[:8]}").key
+    with Database(database_url, max_size=1) as database:
+        return Accounts(AccountStore(database)).create_key(f"{name}-{uuid.uuid4().hex[:8]}").key
 
 
 class OwnedPostgres:

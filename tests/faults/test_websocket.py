@@ -66,7 +66,7 @@ def test_subscribers_leaving_mid_stream_are_dropped_and_the_others_get_every_eve
         + [e["seq"] for m in received[stays] if m["type"] == "snapshot" for e in m["events"]]
     )
     assert last_seen == final  # the one who stayed saw the order to its end
-    assert {c for c, _ in stack.engine.store.subscribers(order_id)} == {stays}
+    assert {c for c, _ in stack.engine.subscriptions.subscribers(order_id)} == {stays}
     assert connections(stack.database_url).isdisjoint({gone, leaves})
 
 

@@ -10,6 +10,7 @@ import pytest
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine_cli.client import OrderClient
 from tests.support.bad_input import (
     GOOD_BODY,
@@ -116,8 +117,8 @@ def test_a_revoked_key_is_refused(
     runtime: LocalRuntime, migrated_url: str, mallory: Mallory
 ) -> None:
     key = new_api_key(migrated_url, f"e2e-revoked-{uuid.uuid4().hex[:8]}")
-    with AccountStore(migrated_url, max_size=1) as store:
-        Accounts(store).revoke_key(key)
+    with Database(migrated_url, max_size=1) as database:
+        Accounts(AccountStore(database)).revoke_key(key)
     with writes_nothing(migrated_url, mallory):
         answer = send_http(
             runtime,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from order_engine.orders import Status
+from order_engine.orders import HAPPY_PATH
 from tests.support.handler_stack import Stack, handler_stack
 
 
@@ -25,4 +25,4 @@ def fresh(stack: Stack) -> Stack:
     return stack
 
 
-HAPPY = [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED, Status.CONFIRMED]
+HAPPY = list(HAPPY_PATH)

@@ -281,7 +281,7 @@ def test_subscribing_to_another_accounts_order_answers_like_an_unknown_order(
     other, unknown = fresh.management.messages(connection)
     assert other["type"] == unknown["type"] == "error"
     assert other["error"]["code"] == unknown["error"]["code"] == "not_found"
-    assert fresh.engine.store.subscribers(theirs) == []
+    assert fresh.engine.subscriptions.subscribers(theirs) == []
     assert row_counts(migrated_url) == before
 
 

@@ -283,4 +283,4 @@ def test_disconnect_removes_the_connection_and_its_subscriptions(fresh: Stack) -
         ws_connect_event(connection, {"orderId": order_id}, headers=fresh.auth), None
     )
     fresh.websocket.disconnect(ws_disconnect_event(connection), None)
-    assert fresh.engine.store.subscribers(order_id) == []
+    assert fresh.engine.subscriptions.subscribers(order_id) == []

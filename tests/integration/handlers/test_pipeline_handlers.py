@@ -8,12 +8,11 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from chalice.test import Client
 
-from order_engine.dex.router import Router
 from order_engine.dex.simulation import Fault, Script, simulated_venues
 from order_engine.orders import Status, Step
-from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY
 from tests.support.events import ws_connect_event
@@ -22,10 +21,9 @@ from tests.support.handler_stack import ORDER, Stack
 
 def use_faults(**faults: Fault) -> None:
     """Replace the process's venues by ones with these faults (as a flaky network would)."""
-    eng = engine()
-    eng.__dict__.pop("pipeline", None)
-    venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
-    eng.router = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)  # type: ignore[misc]
+    engine().use_venues(
+        lambda settings, ledger: simulated_venues(settings.dex, ledger, faults=faults)
+    )
 
 
 def statuses(stack: Stack, order_id: str) -> list[str]:
@@ -150,6 +148,25 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
         assert statuses(fresh, order_id) == ["pending", "routing"]
 
 
+@pytest.mark.parametrize("topic", ["route", "notify"])
+def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
+    fresh: Stack, topic: str
+) -> None:
+    # No order can ever have such an id: acking it would hide a producer's bug, and
+    # retrying it for a visibility timeout each time would only delay the DLQ.
+    body = {"v": 1, "orderId": "not-a-uuid", **({"step": topic} if topic != "notify" else {})}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls[topic], MessageBody=json.dumps(body))
+    messages = fresh.receive(topic)
+
+    answer = fresh.deliver(topic, messages)
+
+    assert [item["itemIdentifier"] for item in answer["batchItemFailures"]] == [
+        messages[0]["MessageId"]
+    ]
+    # Made visible again at once, so the queue's redrive parks it within seconds.
+    assert [m["MessageId"] for m in fresh.receive(topic)] == [messages[0]["MessageId"]]
+
+
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
     order_id = fresh.place()
     connection = f"c-{uuid.uuid4().hex[:8]}"
@@ -175,7 +192,7 @@ def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) ->
     assert received[0]["type"] == "snapshot" and received[0]["status"] == "pending"
     seqs = [e["seq"] for e in received[0]["events"]] + [m["seq"] for m in received[1:]]
     assert seqs == [1, 2, 3, 4, 5]
-    assert [m["status"] for m in received[1:]] == ["routing", "building", "submitted", "confirmed"]
+    assert [m["status"] for m in received[1:]] == [s.value for s in HAPPY[1:]]
     assert received[-1]["data"]["executedPrice"]
 
 
@@ -185,14 +202,14 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     order_id = fresh.place()
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
-        assert fresh.engine.store.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
     fresh.management.gone.add(connections[1])
     fresh.deliver("route")  # routing is committed with a notify message
 
     answer = fresh.deliver("notify")
 
     assert answer["batchItemFailures"] == []  # a gone client is not a failure
-    subscribers = {c for c, _ in fresh.engine.store.subscribers(order_id)}
+    subscribers = {c for c, _ in fresh.engine.subscriptions.subscribers(order_id)}
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
@@ -216,7 +233,7 @@ def test_the_scheduled_sweeper_answers_skipped_while_another_sweep_holds_the_tur
 ) -> None:
     deadline = time.monotonic() + 10  # a runtime left running elsewhere may be sweeping
     while True:
-        with fresh.engine.store.sweep_turn() as mine:
+        with fresh.engine.outbox_store.sweep_turn() as mine:
             if mine:
                 held = fresh.sweeper.sweep(SCHEDULED_EVENT, None)
                 break

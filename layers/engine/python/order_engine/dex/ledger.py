@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from order_engine.database import StoreBase, fetch_one, jsonb
+from order_engine.database import Repository, fetch_one, jsonb
 from order_engine.dex.venue import LedgerEntry
 
 
@@ -22,13 +22,9 @@ class SecondSwapError(RuntimeError):
     would swap twice, refused by the ledger."""
 
 
-class PostgresLedger:
+class PostgresLedger(Repository):
     """The simulated chain's memory of signatures (dex.venue.SubmissionLedger), kept in
     PostgreSQL so it outlives any one process, as a chain does."""
-
-    def __init__(self, store: StoreBase) -> None:
-        # Any Store: the ledger borrows its pool (one per process) and its error rules.
-        self._store = store
 
     def record(
         self, signature: str, venue: str, order_id: str, payload: dict[str, Any]
@@ -38,7 +34,7 @@ class PostgresLedger:
         SecondSwapError."""
         try:
             # Two statements at most, each atomic: no transaction block needed.
-            with self._store._statement() as cur:
+            with self.database.statement() as cur:
                 cur.execute(
                     "INSERT INTO dex_submissions (signature, order_id, venue, payload)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (signature) DO NOTHING RETURNING *",
@@ -61,7 +57,7 @@ class PostgresLedger:
             ) from exc
 
     def get(self, signature: str) -> LedgerEntry | None:
-        with self._store._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute("SELECT * FROM dex_submissions WHERE signature = %s", (signature,))
             row = cur.fetchone()
             return None if row is None else _ledger_entry(row, first=False)
