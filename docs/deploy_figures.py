@@ -13,6 +13,7 @@ import contextlib
 import io
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,8 +25,7 @@ from order_engine import telemetry
 from order_engine.dex.simulation import CONFIRM_SECONDS, LATENCY, METEORA, RAYDIUM
 from order_engine.errors import StepError
 from order_engine.orders import Status, Step
-from order_engine.pipeline import next_messages
-from order_engine.service import first_messages
+from order_engine.outbox import first_messages, transition_messages
 from order_engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ LOGS_PER_GB_INGESTED = 0.50
 OVERHEAD_SECONDS = 0.050
 # A client watches its order over one WebSocket connection for under a minute.
 CONNECTION_MINUTES_PER_ORDER = 1
-ANY_ORDER = "00000000-0000-0000-0000-000000000000"
+ANY_ORDER = uuid.UUID(int=0)
 
 
 class _Loader(yaml.SafeLoader):
@@ -161,7 +161,7 @@ def order_messages() -> tuple[dict[str, int], int]:
     transitions = 0
     for step in Step:
         transitions += 1
-        for message in next_messages(ANY_ORDER, step.to_status):
+        for message in transition_messages(ANY_ORDER, step.to_status):
             per_topic[message.topic] = per_topic.get(message.topic, 0) + 1
     assert list(Step)[-1].to_status is Status.CONFIRMED
     return per_topic, transitions

@@ -14,7 +14,6 @@ import pytest
 from moto import mock_aws
 from psycopg import sql
 
-from order_engine.accounts import Accounts
 from order_engine.errors import InfrastructureError
 from order_engine.settings import Settings
 from order_engine.wiring import Engine
@@ -115,12 +114,12 @@ def test_the_engine_connects_with_the_credentials_in_the_secret(
 
     engine = engine_on(arn, secrets, monkeypatch)
     try:
-        issued = Accounts(engine.store).create_key(f"secret-{uuid.uuid4().hex[:8]}")
+        issued = engine.accounts.create_key(f"secret-{uuid.uuid4().hex[:8]}")
         assert engine.accounts.authenticate(issued.key).account_id == issued.info.account_id
         assert _sessions(admin, user) >= 1  # the pool's connections log in as the secret's user
         assert reads == [arn]  # read once, at cold start, then cached
     finally:
-        engine.store.close()
+        engine.database.close()
 
 
 def test_after_a_rotation_the_engine_rereads_the_secret_once_and_reconnects(
@@ -135,7 +134,7 @@ def test_after_a_rotation_the_engine_rereads_the_secret_once_and_reconnects(
     reads = count_reads(secrets)
     engine = engine_on(arn, secrets, monkeypatch)
     try:
-        engine.store.ping()
+        engine.database.ping()
 
         # Rotation (alternating users): the secret names the new user, the old one may
         # no longer log in, and its connections are gone (a proxy or a restart).
@@ -145,13 +144,13 @@ def test_after_a_rotation_the_engine_rereads_the_secret_once_and_reconnects(
         admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(old_user)))
         _disconnect(admin, old_user)
 
-        engine.store.ping()
+        engine.database.ping()
 
         assert _sessions(admin, new_user) >= 1
         assert _sessions(admin, old_user) == 0
         assert reads == [arn, arn]
     finally:
-        engine.store.close()
+        engine.database.close()
 
 
 def test_credentials_that_stay_refused_are_an_infrastructure_error_read_once_more(
@@ -167,11 +166,11 @@ def test_credentials_that_stay_refused_are_an_infrastructure_error_read_once_mor
     engine = engine_on(arn, secrets, monkeypatch)
     try:
         with pytest.raises(InfrastructureError):
-            engine.store.ping()
+            engine.database.ping()
         # The pool retried its connects meanwhile; only the first re-read the secret.
         assert reads == [arn, arn]
     finally:
-        engine.store.close()
+        engine.database.close()
 
 
 def test_an_unreadable_secret_fails_at_cold_start_naming_it(
@@ -181,7 +180,7 @@ def test_an_unreadable_secret_fails_at_cold_start_naming_it(
     engine = engine_on(arn, secrets, monkeypatch)
 
     with pytest.raises(InfrastructureError, match=r"cannot read database secret .*missing"):
-        engine.store  # noqa: B018 (building the store is what reads the secret)
+        engine.database  # noqa: B018 (opening the database is what reads the secret)
 
 
 def test_rds_master_user_secret_connects_where_the_template_says(
@@ -205,7 +204,7 @@ def test_rds_master_user_secret_connects_where_the_template_says(
         PGDATABASE=str(where["dbname"]),
     )
     try:
-        engine.store.ping()
+        engine.database.ping()
         assert _sessions(admin, user) >= 1
     finally:
-        engine.store.close()
+        engine.database.close()

@@ -3,7 +3,7 @@ the queues and APIs its code uses, no more and no fewer.
 
 What the code uses is derived from the code, not listed by hand:
 - the topics an operation can publish come from the engine's own message builders
-  (`first_messages`, `next_messages` over the transition table, the steps' topics);
+  (`first_messages`, `transition_messages` over the transition table, the steps' topics);
 - a topic's queue comes from the function's environment read through `Settings.from_env`
   (which *_QUEUE_URL variable the engine's wiring takes for each topic);
 - a function needs the database secret if its handler module uses the engine's wiring.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import copy
 import re
+import uuid
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -26,8 +27,7 @@ import pytest
 
 from order_engine.messaging import NOTIFY_TOPIC
 from order_engine.orders import Status, Step
-from order_engine.pipeline import next_messages
-from order_engine.service import first_messages
+from order_engine.outbox import first_messages, transition_messages
 from order_engine.settings import Settings
 from tests.support.cfn import ref_target
 from tests.support.cfn_conditions import choose, condition_values, parameter_values
@@ -35,7 +35,7 @@ from tests.support.sam import of_type, template, transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:orders-db-AbCdEf"
-ANY_ORDER = "00000000-0000-0000-0000-000000000000"
+ANY_ORDER = uuid.UUID(int=0)
 
 Grant = tuple[str, str]  # (what, on which resource): ("send", "RouteQueue")
 
@@ -49,8 +49,8 @@ def _topics(messages: Iterable[Any]) -> set[str]:
 def step_topics(step: Step) -> set[str]:
     """An applied step writes the outbox rows of its target state, a failed one those
     of `failed` (a transient error retries by delaying its own message instead)."""
-    return _topics(next_messages(ANY_ORDER, step.to_status)) | _topics(
-        next_messages(ANY_ORDER, Status.FAILED)
+    return _topics(transition_messages(ANY_ORDER, step.to_status)) | _topics(
+        transition_messages(ANY_ORDER, Status.FAILED)
     )
 
 
@@ -58,7 +58,7 @@ def outbox_topics() -> set[str]:
     """Every topic an outbox row can have: a new order's, and any transition's."""
     rows = set(_topics(first_messages(ANY_ORDER)))
     for status in Status:
-        rows |= _topics(next_messages(ANY_ORDER, status))
+        rows |= _topics(transition_messages(ANY_ORDER, status))
     return rows
 
 

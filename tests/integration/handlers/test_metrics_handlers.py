@@ -15,8 +15,8 @@ import pytest
 from order_engine.dex.router import RouteDecision
 from order_engine.dex.simulation import Fault
 from order_engine.orders import Status, Step
-from tests.integration.handlers.conftest import ORDER, Stack
-from tests.integration.handlers.test_pipeline_handlers import SCHEDULED_EVENT, place, use_faults
+from tests.integration.handlers.test_pipeline_handlers import SCHEDULED_EVENT, use_faults
+from tests.support.handler_stack import ORDER, Stack
 
 BOUNDED_DIMENSIONS = {"service", "step", "venue", "reason"}
 
@@ -56,9 +56,9 @@ def of_order(found: list[dict[str, Any]], order_id: str) -> dict[str, list[dict[
 def test_one_orders_life_emits_its_metrics_with_the_order_id_never_a_dimension(
     fresh: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     watcher = f"c-{uuid.uuid4().hex[:8]}"
-    assert fresh.engine.store.subscribe(watcher, order_id)
+    assert fresh.engine.subscriptions.subscribe(watcher, order_id)
 
     order = fresh.run(order_id)
 
@@ -90,7 +90,7 @@ def test_a_failed_order_is_counted_by_reason(
     fresh: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     use_faults(raydium=Fault.down(), meteora=Fault.down())
-    order_id = place(fresh)
+    order_id = fresh.place()
 
     assert fresh.run(order_id).status is Status.FAILED
 
@@ -103,10 +103,10 @@ def test_a_failed_order_is_counted_by_reason(
 def test_a_gone_connection_and_the_sweepers_relay_are_counted(
     fresh: Stack, capsys: pytest.CaptureFixture[str], migrated_url: str
 ) -> None:
-    order_id = place(fresh, {**ORDER})
+    order_id = fresh.place({**ORDER})
     gone, kept = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
     for connection in (gone, kept):
-        assert fresh.engine.store.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
     fresh.management.gone.add(gone)
     # The route message as if its publish had been lost an hour ago: the sweeper's job.
     with psycopg.connect(migrated_url, autocommit=True) as db:

@@ -27,6 +27,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -54,7 +55,7 @@ def emit(
     value: float,
     unit: MetricUnit = MetricUnit.Count,
     *,
-    order_id: str | None = None,
+    order_id: uuid.UUID | None = None,
     **dimensions: str,
 ) -> None:
     """Write one metric as one EMF line; `order_id` is a property, never a dimension."""
@@ -65,7 +66,7 @@ def emit(
     for dimension, dimension_value in dimensions.items():
         metric.add_dimension(name=dimension, value=dimension_value)
     if order_id is not None:
-        metric.add_metadata(key="order_id", value=order_id)
+        metric.add_metadata(key="order_id", value=str(order_id))
     line = json.dumps(metric.serialize_metric_set(), separators=(",", ":")) + "\n"
     with _write:
         sys.stdout.write(line)
@@ -73,20 +74,20 @@ def emit(
 
 
 @contextmanager
-def step_span(step: str, order_id: str) -> Iterator[None]:
+def step_span(step: str, order_id: uuid.UUID) -> Iterator[None]:
     """One step of one order: its duration (StepDuration by step), and an X-Ray
     subsegment `## <step>` when tracing is on."""
     started = time.perf_counter()
     try:
         with tracer.provider.in_subsegment(f"## {step}") as subsegment:
-            subsegment.put_annotation("order_id", order_id)
+            subsegment.put_annotation("order_id", str(order_id))
             yield
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000
         emit("StepDuration", elapsed_ms, MetricUnit.Milliseconds, order_id=order_id, step=step)
 
 
-def order_placed(order_id: str) -> None:
+def order_placed(order_id: uuid.UUID) -> None:
     emit("OrdersPlaced", 1, order_id=order_id)
 
 
@@ -105,7 +106,7 @@ def order_moved(order: Order) -> None:
                 emit("SlippageBps", float(slippage), MetricUnit.NoUnit, order_id=order.id)
 
 
-def order_failed(order_id: str, reason: str) -> None:
+def order_failed(order_id: uuid.UUID, reason: str) -> None:
     """`reason`: the error's code (slippage_exceeded, venue_timeout…), a bounded set."""
     emit("OrdersFailed", 1, order_id=order_id, reason=reason)
 
@@ -115,7 +116,7 @@ def outbox_relayed(rows: int) -> None:
         emit("OutboxRowsRelayed", rows)
 
 
-def notifier_pass(order_id: str, *, delivered: int, gone: int) -> None:
+def notifier_pass(order_id: uuid.UUID, *, delivered: int, gone: int) -> None:
     if delivered:
         emit("NotificationsDelivered", delivered, order_id=order_id)
     if gone:
