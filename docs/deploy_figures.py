@@ -46,8 +46,8 @@ CUSTOM_METRIC_PER_MONTH = 0.30  # per metric series (name + dimension values)
 LOGS_PER_GB_INGESTED = 0.50
 
 # The engine's own time per invocation besides the venues' waits (database statements,
-# SQS sends): charged at 50 ms each, above the 50-98 ms overhead p99 of a whole order's
-# life measured in docs/benchmarks.md.
+# SQS sends): charged at 50 ms each, so an order's invocations together are charged
+# several times the overhead p99 of its whole life in docs/benchmarks.md (50 and 70 ms).
 OVERHEAD_SECONDS = 0.050
 # A client watches its order over one WebSocket connection for under a minute.
 CONNECTION_MINUTES_PER_ORDER = 1
