@@ -19,6 +19,7 @@ from typing import Any
 
 from local_runtime.batch_results import BatchVerdict, judge_batch
 from local_runtime.functions import InvocationResult, LambdaFunction
+from local_runtime.queue_restore import QueueRestorer, is_missing_queue
 from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
 from local_runtime.sqs_records import sqs_event
@@ -69,8 +70,10 @@ class SqsPoller:
         *,
         region: str,
         wait_seconds: int = MAX_WAIT_SECONDS,
+        restorer: QueueRestorer | None = None,
     ) -> None:
         self.function = function
+        self._restorer = restorer
         self.mapping = mapping
         self.queue = queue
         self.region = region
@@ -124,9 +127,13 @@ class SqsPoller:
                 messages = self._gather()
             except Exception as error:
                 self._slots.release()
-                if not self._stopping.is_set():
-                    log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
-                    self._stopping.wait(1.0)
+                if self._stopping.is_set():
+                    continue
+                if self._restorer is not None and is_missing_queue(error):
+                    self._restorer.restore()
+                    continue
+                log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
+                self._stopping.wait(1.0)
                 continue
             if self._stopping.is_set():
                 self._release(messages)
