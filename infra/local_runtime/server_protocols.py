@@ -37,6 +37,27 @@ class ApiGatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.max_message_size = MAX_MESSAGE_BYTES
         self.conn.max_fragment_size = MAX_FRAME_BYTES
 
+    def handle_parser_exception(self) -> None:
+        """A frame or message over the limit (or a protocol error): send the close frame
+        and end our side of the stream (what websockets asks for with an empty chunk),
+        then read and discard until the client closes too. Closing the socket at once,
+        with the rest of the client's frames still arriving, would reset the connection
+        and lose the close frame: the client would see 1006 instead of 1009."""
+        if self.close_sent:
+            return  # already failed; this is more of the client's data, discarded
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        output = self.conn.data_to_send()
+        self.transport.write(b"".join(output))
+        if b"" in output and self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
     async def run_asgi(self) -> None:
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[ABORT_EXTENSION] = self.abort
