@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -62,7 +63,7 @@ def handshake(url: str, *, receive_buffer: int | None = None) -> socket.socket:
     return sock
 
 
-def management(runtime: LocalRuntime) -> object:
+def management(runtime: LocalRuntime) -> Any:
     return boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=runtime.management_url(),
@@ -78,27 +79,27 @@ def management(runtime: LocalRuntime) -> object:
 
 
 def test_a_client_that_never_reads_is_dropped_and_posts_to_it_answer_gone(
-    runtime: LocalRuntime, records: Records
+    runtime: LocalRuntime, records: Records, marker: str
 ) -> None:
     api = management(runtime)
     with client(runtime) as reader:
         reader_id = echo(reader, "I read")["connectionId"]
         sock = handshake(runtime.ws_url(), receive_buffer=4096)
         try:
-            # Its first message is answered through @connections; that answer is never
-            # read either. Its id comes from the $connect record.
-            sock.sendall(_masked_text_frame("who"))
-            (connected,) = records.wait_for("message", lambda r: r["body"] == "who", timeout=10)
+            # Its first message is answered through @connections (never read either);
+            # its connection id comes from the record of that message.
+            sock.sendall(_masked_text_frame(marker))
+            (connected,) = records.wait_for("message", lambda r: r["body"] == marker, timeout=10)
             stuck_id = connected["id"]
             started = time.monotonic()
-            with pytest.raises(api.exceptions.GoneException):  # type: ignore[attr-defined]
+            with pytest.raises(api.exceptions.GoneException):
                 for _ in range(400):  # 40 MB at most: far more than any socket buffer
-                    api.post_to_connection(ConnectionId=stuck_id, Data=b"x" * 100_000)  # type: ignore[attr-defined]
+                    api.post_to_connection(ConnectionId=stuck_id, Data=b"x" * 100_000)
             assert time.monotonic() - started < 30
             (gone,) = disconnects(records, stuck_id)
             assert gone["code"] == 1008
             # The other client, meanwhile, is served as usual.
-            api.post_to_connection(ConnectionId=reader_id, Data=b"still here")  # type: ignore[attr-defined]
+            api.post_to_connection(ConnectionId=reader_id, Data=b"still here")
             assert reader.recv(timeout=10) == "still here"
         finally:
             sock.close()
