@@ -14,14 +14,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
 from botocore.config import Config
 from test_local_http_api import call
-from test_local_websocket_api import client, disconnects, echo
+from test_local_websocket_api import client, disconnects, echo, management
 from toy_runtime import ROOT, Records, batches_with, running_toy_app
 
 from local_runtime import LocalRuntime, http_gateway, server_protocols
@@ -63,25 +61,14 @@ def handshake(url: str, *, receive_buffer: int | None = None) -> socket.socket:
     return sock
 
 
-def management(runtime: LocalRuntime) -> Any:
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=runtime.management_url(),
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        # Today's code would block forever: fail the test instead of hanging it.
-        config=Config(read_timeout=15, retries={"total_max_attempts": 1}),
-    )
-
-
 # -- point 1: a client that never reads -------------------------------------------------
 
 
 def test_a_client_that_never_reads_is_dropped_and_posts_to_it_answer_gone(
     runtime: LocalRuntime, records: Records, marker: str
 ) -> None:
-    api = management(runtime)
+    # Today's code would block forever: fail the test instead of hanging it.
+    api = management(runtime, Config(read_timeout=15, retries={"total_max_attempts": 1}))
     with client(runtime) as reader:
         reader_id = echo(reader, "I read")["connectionId"]
         sock = handshake(runtime.ws_url(), receive_buffer=4096)

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from toy_runtime import IDLE_TIMEOUT, Records
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -18,13 +19,14 @@ from websockets.sync.client import ClientConnection, connect
 from local_runtime import LocalRuntime
 
 
-def management(runtime: LocalRuntime) -> Any:
+def management(runtime: LocalRuntime, config: Config | None = None) -> Any:
     return boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=runtime.management_url(),
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
+        config=config,
     )
 
 
