@@ -6,8 +6,9 @@
 - WebSocket: the gateway can drop a connection at once (`abort` in the scope's
   extensions), even when its socket buffer is full and no close frame could be sent.
 - HTTP: a client that has not finished sending its request headers within
-  `HEADER_TIMEOUT` seconds of starting (or of connecting) gets 408 and the connection
-  is closed, so slow clients cannot hold connections open forever.
+  `HEADER_TIMEOUT` seconds of connecting (or of their first byte on a kept-alive
+  connection) gets 408 and the connection is closed; one that sent nothing at all is
+  just closed. So slow clients cannot hold connections open forever.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class DeadlineH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._started_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,8 +93,10 @@ class DeadlineH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is h11.IDLE and data:
-            self._arm_header_deadline()  # part of a request's headers, or nothing yet
+            self._started_headers = True
+            self._arm_header_deadline()  # part of a request's headers
         else:
+            self._started_headers = False
             self._cancel_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,6 +118,11 @@ class DeadlineH11Protocol(H11Protocol):
         if transport.is_closing() or transport.get_protocol() is not self:
             return  # closed, or upgraded to a WebSocket meanwhile
         if self.conn.their_state is not h11.IDLE:
+            return
+        if not self._started_headers:
+            # Not a byte of a request (a browser's preconnect, say): an answer could be
+            # taken for the reply to the request it sends next, so just close.
+            transport.close()
             return
         body = json.dumps({"message": "Request Timeout"}).encode()
         head = (

@@ -215,6 +215,17 @@ def test_a_client_too_slow_with_its_headers_gets_408(
     assert status == 408
 
 
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
+    runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_protocols, "HEADER_TIMEOUT", 1.0)
+    sock = raw_socket(runtime.http_url)
+    try:
+        assert sock.recv(1024) == b""  # closed, and no 408 to mistake for a reply
+    finally:
+        sock.close()
+
+
 def test_a_client_too_slow_with_its_body_gets_408(
     runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
