@@ -114,9 +114,11 @@ class TemplatePlanner:
             api_id = local_api_id(self.stack_name, api.logical_id)
             endpoint = f"wss://{api_id}.execute-api.{self.region}.amazonaws.com"
             self.values.set(api.logical_id, api_id, ApiId=api_id, ApiEndpoint=endpoint)
-        for kind in ("AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Route"):
-            for resource in self.of_type(kind):
-                self.values.set(resource.logical_id, resource.logical_id)
+        for integration in self.of_type("AWS::ApiGatewayV2::Integration"):
+            self.values.set(integration.logical_id, integration.logical_id)
+        for route in self.of_type("AWS::ApiGatewayV2::Route"):
+            # A RouteResponse names its route by Ref or by GetAtt RouteId: the same id.
+            self.values.set(route.logical_id, route.logical_id, RouteId=route.logical_id)
         for stage in self.of_type("AWS::ApiGatewayV2::Stage"):
             self.values.set(stage.logical_id, str(stage.properties.get("StageName", "$default")))
 
