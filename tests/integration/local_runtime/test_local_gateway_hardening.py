@@ -46,6 +46,17 @@ def read_status(sock: socket.socket) -> tuple[int, bytes]:
     return int(data.split(b" ", 2)[1]), data
 
 
+def answer_to(url: str, *parts: bytes) -> tuple[int, bytes]:
+    """Send `parts` over a fresh connection, in order; the status and head of the answer."""
+    sock = raw_socket(url)
+    try:
+        for part in parts:
+            sock.sendall(part)
+        return read_status(sock)
+    finally:
+        sock.close()
+
+
 def handshake(url: str, *, receive_buffer: int | None = None) -> socket.socket:
     """A WebSocket opened by hand, so the test decides when (never) to read from it."""
     parts = urlsplit(url)
@@ -105,29 +116,22 @@ def _masked_text_frame(text: str) -> bytes:
 def test_a_body_over_10_mb_is_413_before_it_is_read_or_reaches_a_function(
     runtime: LocalRuntime,
 ) -> None:
-    sock = raw_socket(runtime.http_url)
-    try:
-        sock.sendall(
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 104857600\r\n\r\n" + b"[" * 1000
-        )
-        status, answer = read_status(sock)
-    finally:
-        sock.close()
+    status, answer = answer_to(
+        runtime.http_url,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857600\r\n\r\n" + b"[" * 1000,
+    )
     assert status == 413
     assert b"application/json" in answer.lower()
 
 
 def test_a_chunked_body_growing_past_10_mb_is_413(runtime: LocalRuntime) -> None:
-    sock = raw_socket(runtime.http_url)
-    chunk = b"x" * 1024 * 1024
-    try:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for _ in range(11):  # no Content-Length: the limit is found while reading
-            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-        status, _ = read_status(sock)
-    finally:
-        sock.close()
+    chunk = b"%x\r\n" % (1024 * 1024) + b"x" * 1024 * 1024 + b"\r\n"
+    status, _ = answer_to(
+        runtime.http_url,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        *[chunk] * 11,  # no Content-Length: the limit is found while reading
+    )
     assert status == 413
 
 
@@ -187,15 +191,11 @@ def test_a_proxy_result_without_a_content_type_is_sent_as_json(runtime: LocalRun
 
 
 def test_a_websocket_upgrade_on_the_http_port_is_a_4xx(runtime: LocalRuntime) -> None:
-    sock = raw_socket(runtime.http_url)
-    try:
-        sock.sendall(
-            b"GET /hello HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        status, _ = read_status(sock)
-    finally:
-        sock.close()
+    status, _ = answer_to(
+        runtime.http_url,
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
     assert 400 <= status < 500
 
 
@@ -206,12 +206,8 @@ def test_a_client_too_slow_with_its_headers_gets_408(
     runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(server_protocols, "HEADER_TIMEOUT", 1.0)
-    sock = raw_socket(runtime.http_url)
-    try:
-        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-        status, _ = read_status(sock)
-    finally:
-        sock.close()
+    # ... and never the blank line that ends the headers.
+    status, _ = answer_to(runtime.http_url, b"GET /hello HTTP/1.1\r\nHost: x\r\n")
     assert status == 408
 
 
@@ -230,12 +226,9 @@ def test_a_client_too_slow_with_its_body_gets_408(
     runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http_gateway, "BODY_IDLE_TIMEOUT", 1.0)
-    sock = raw_socket(runtime.http_url)
-    try:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-        status, _ = read_status(sock)
-    finally:
-        sock.close()
+    status, _ = answer_to(
+        runtime.http_url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    )
     assert status == 408
 
 
