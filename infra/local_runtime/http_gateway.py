@@ -66,8 +66,10 @@ class HttpGateway:
             )
         except BodyTooLarge:
             response = json_error(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
+            response.headers.append(("connection", "close"))  # the rest is never read
         except BodyTooSlow:
             response = json_error(408, "Request Timeout")
+            response.headers.append(("connection", "close"))
         except ClientGone:
             return
         else:

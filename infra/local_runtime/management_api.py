@@ -36,6 +36,8 @@ async def _respond(
     headers = [(b"content-type", b"application/json")]
     if error_type:
         headers.append((b"x-amzn-errortype", error_type.encode()))
+    if status in (408, 413):  # the rest of the body is never read: end the connection
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -226,10 +226,11 @@ def test_a_client_too_slow_with_its_body_gets_408(
     runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http_gateway, "BODY_IDLE_TIMEOUT", 1.0)
-    status, _ = answer_to(
+    status, answer = answer_to(
         runtime.http_url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
     )
     assert status == 408
+    assert b"connection: close" in answer.lower()  # not left half-way through a request
 
 
 def test_queues_lost_by_sqs_are_recreated_and_polled_again(tmp_path: Path) -> None:
