@@ -233,9 +233,12 @@ def test_a_client_too_slow_with_its_body_gets_408(
     assert b"connection: close" in answer.lower()  # not left half-way through a request
 
 
-def test_queues_lost_by_sqs_are_recreated_and_polled_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "worker-processes"])
+def test_queues_lost_by_sqs_are_recreated_and_polled_again(tmp_path: Path, workers: int) -> None:
     records = Records(tmp_path / "records.jsonl")
-    with running_toy_app(tmp_path, records.path, schedules=False) as runtime:
+    with running_toy_app(
+        tmp_path, records.path, schedules=False, worker_processes=workers
+    ) as runtime:
         sqs = runtime.sqs_client()
         for logical_id in ("WorkQueue", "WorkDLQ"):
             sqs.delete_queue(QueueUrl=runtime.queue_url(logical_id))
