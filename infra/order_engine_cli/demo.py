@@ -15,6 +15,7 @@ from rich.table import Table
 
 from order_engine_cli.client import TERMINAL, OrderClient, follow
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
+from order_engine_cli.options import api_key_option
 
 DEMO_ORDERS = [
     {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"},
@@ -121,13 +122,7 @@ async def run_demo(api_url: str, api_key: str, count: int, timeout: float) -> li
     type=click.IntRange(1, 50),
     help="How many orders to place at once.",
 )
-@click.option(
-    "--api-key",
-    envvar="ORDER_ENGINE_API_KEY",
-    default=None,
-    help="The API key to place the orders with [env: ORDER_ENGINE_API_KEY]; unset: the "
-    "development key `order-engine up` saved in .data/dev-api-key.",
-)
+@api_key_option()
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for all.")
 def demo(api_url: str, count: int, api_key: str | None, timeout: float) -> None:
     """Place several orders at once and watch each move through its states."""

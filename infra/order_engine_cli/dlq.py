@@ -28,6 +28,7 @@ from order_engine.records import Order
 from order_engine_cli.dlq_queues import DeadLetterQueue, Message, browse, depth, oldest_sent
 from order_engine_cli.dlq_replay import replay_queues
 from order_engine_cli.dlq_target import connect, sqs_errors, sqs_options
+from order_engine_cli.options import database_url_option
 
 NONE = "—"
 
@@ -132,11 +133,9 @@ def decode(dlq: DeadLetterQueue, stack_name: str, message: Message) -> Parked:
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="Messages to show."
 )
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    help="PostgreSQL, to show each order's status and last error [env: DATABASE_URL; "
-    "default: the embedded database of the running `order-engine up`].",
+@database_url_option(
+    "PostgreSQL, to show each order's status and last error [env: DATABASE_URL; "
+    "default: the embedded database of the running `order-engine up`]."
 )
 @sqs_options
 @click.pass_context

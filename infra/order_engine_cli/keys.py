@@ -14,13 +14,9 @@ from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
 from order_engine.errors import RequestError
 from order_engine_cli.database import migrated_database
+from order_engine_cli.options import database_url_option
 
-database_option = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL [env: DATABASE_URL]; unset: the embedded server in .data/.",
-)
+database_option = database_url_option()
 
 
 @contextmanager

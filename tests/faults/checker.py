@@ -3,7 +3,7 @@
 In the manner of Jepsen's `total-queue` checker ("what goes in must come out"), it
 reads the orders, their events, the outbox, the venue ledger (`dex_submissions`), the
 dead-letter queues and, when the scenario recorded them, every step delivery and every
-WebSocket message, and checks the invariants of shared/reference/reliability.md (B5):
+WebSocket message, and checks these invariants:
 
 - I1 no loss: every accepted order exists and is terminal, and none of its outbox rows
   is left unsent (the relay has run out of work for it).

@@ -24,9 +24,9 @@ from order_engine.dex.simulation import Fault, Outcome, Script
 from order_engine.messaging import Publisher
 from order_engine.orders import Step
 from order_engine.store import Store
-from tests.faults.harness import ORDER, FaultStack, ProcessCrash, crash_once
-from tests.integration.handlers.conftest import TOPICS
+from tests.faults.harness import FaultStack, ProcessCrash, crash_once
 from tests.support.events import new_connection_id
+from tests.support.handler_stack import ORDER, TOPICS
 
 ROUNDS = 40
 CRASH_POINTS: list[tuple[Any, str, bool]] = [

@@ -2,7 +2,6 @@
 
 The crash is a `ProcessCrash` (a BaseException: no handler gets to clean up, and the
 event source mapping deletes nothing, as when a Lambda container is killed).
-reliability.md B5 #1, #2, #3.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """PostgreSQL breaks under load: records fail and come back, nothing is lost, and the
-orders complete once it is back. reliability.md B4 (Oban's resiliency tests), B5 #7.
+orders complete once it is back (in the manner of Oban's resiliency tests).
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""SQS unavailable to the functions: orders are still accepted, and flow once it is back.
-reliability.md B5 #8.
-"""
+"""SQS unavailable to the functions: orders are still accepted, and flow once it is back."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The sweeper: it publishes what a crash left in the outbox, re-drives orders that
 stopped moving, and running it again, or twice at once, changes nothing more; one
-sweep runs at a time, and one that fails gives its turn back.
-reliability.md B5 #18 (River's RescuesStuckJobs / CanRunMultipleTimes, Oban's lifeline).
+sweep runs at a time, and one that fails gives its turn back (in the manner of River's
+RescuesStuckJobs / CanRunMultipleTimes tests and Oban's lifeline).
 """
 
 from __future__ import annotations

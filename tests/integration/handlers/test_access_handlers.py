@@ -15,9 +15,9 @@ from chalice.test import Client
 
 from order_engine.accounts import IssuedKey
 from order_engine.wiring import reset_engine
-from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.integration.handlers.test_api_handlers import post, row_counts
 from tests.support.events import new_connection_id, ws_connect_event, ws_message_event
+from tests.support.handler_stack import ORDER, Stack, bearer
 
 
 @pytest.fixture

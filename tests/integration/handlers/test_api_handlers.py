@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from chalice.test import Client
 
-from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.support.events import (
     new_connection_id,
     ws_connect_event,
     ws_disconnect_event,
     ws_message_event,
 )
+from tests.support.handler_stack import ORDER, Stack, bearer
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 

@@ -15,23 +15,9 @@ from order_engine.dex.simulation import Fault, Script, simulated_venues
 from order_engine.orders import Status, Step
 from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
-from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
+from tests.integration.handlers.conftest import HAPPY
 from tests.support.events import ws_connect_event
-
-
-def place(stack: Stack, order: dict[str, Any] | None = None) -> str:
-    with Client(stack.api.app) as client:
-        response = client.http.post(
-            "/api/orders/execute",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": str(uuid.uuid4()),
-                **stack.auth,
-            },
-            body=json.dumps(order or ORDER),
-        )
-    assert response.status_code == 202, response.body
-    return str(json.loads(response.body)["orderId"])
+from tests.support.handler_stack import ORDER, Stack
 
 
 def use_faults(**faults: Fault) -> None:
@@ -47,7 +33,7 @@ def statuses(stack: Stack, order_id: str) -> list[str]:
 
 
 def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     order = fresh.run(order_id)
 
     assert order.status is Status.CONFIRMED
@@ -66,7 +52,7 @@ def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh
 
 
 def test_a_duplicate_step_message_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     fresh.deliver("route")  # pending -> routing
     before = fresh.engine.store.get_order(order_id)
     duplicate = {"v": 1, "orderId": order_id, "step": "route"}
@@ -81,7 +67,7 @@ def test_a_duplicate_step_message_changes_nothing(fresh: Stack) -> None:
 
 
 def test_an_out_of_order_message_is_retried_and_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     early = {"v": 1, "orderId": order_id, "step": "confirm"}
     fresh.sqs.send_message(QueueUrl=fresh.queue_urls["confirm"], MessageBody=json.dumps(early))
 
@@ -94,7 +80,7 @@ def test_an_out_of_order_message_is_retried_and_changes_nothing(fresh: Stack) ->
 
 
 def test_a_stale_message_for_a_finished_order_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     fresh.run(order_id)
     for step in Step:
         body = {"v": 1, "orderId": order_id, "step": step.value}
@@ -110,7 +96,7 @@ def test_two_transient_failures_then_success_confirms_with_the_attempts_recorded
         raydium=Fault(confirm=Script.first(2, "unavailable")),
         meteora=Fault(confirm=Script.first(2, "unavailable")),
     )
-    order_id = place(fresh)
+    order_id = fresh.place()
 
     started = time.monotonic()
     order = fresh.run(order_id)
@@ -124,7 +110,7 @@ def test_two_transient_failures_then_success_confirms_with_the_attempts_recorded
 
 def test_three_transient_failures_fail_the_order_with_the_reason(fresh: Stack) -> None:
     use_faults(raydium=Fault.down(), meteora=Fault.down())
-    order_id = place(fresh)
+    order_id = fresh.place()
 
     order = fresh.run(order_id)
 
@@ -137,7 +123,7 @@ def test_three_transient_failures_fail_the_order_with_the_reason(fresh: Stack) -
 
 def test_slippage_beyond_the_tolerance_fails_at_once(fresh: Stack) -> None:
     # A price impact above 1 bp is certain for this size: refused at quote time.
-    order_id = place(fresh, {**ORDER, "amount": "5000", "slippageBps": 1})
+    order_id = fresh.place({**ORDER, "amount": "5000", "slippageBps": 1})
 
     order = fresh.run(order_id)
 
@@ -147,7 +133,7 @@ def test_slippage_beyond_the_tolerance_fails_at_once(fresh: Stack) -> None:
 
 
 def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stack) -> None:
-    good = [place(fresh) for _ in range(3)]
+    good = [fresh.place() for _ in range(3)]
     for body in ("not json", json.dumps({"v": 1, "orderId": "x", "step": "teleport"}), "\u0000"):
         fresh.sqs.send_message(QueueUrl=fresh.queue_urls["route"], MessageBody=body)
     messages: list[dict[str, Any]] = []
@@ -165,7 +151,7 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
 
 
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     connection = f"c-{uuid.uuid4().hex[:8]}"
     fresh.websocket.connect(ws_connect_event(connection, headers=fresh.auth), None)
     fresh.websocket.message(
@@ -196,7 +182,7 @@ def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) ->
 def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     fresh: Stack,
 ) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
         assert fresh.engine.store.subscribe(connection, order_id)
