@@ -253,6 +253,13 @@ class FaultStack(Stack):
         self.accepted.append(str(body["orderId"]))
         return self.accepted[-1]
 
+    def open_connection(self, connection_id: str) -> str:
+        """Record a WebSocket connection as $connect does, under this stack's key, so
+        it may subscribe to the stack's orders."""
+        caller = self.engine.accounts.authenticate(self.issued_key.key)
+        self.engine.store.add_connection(connection_id, caller=caller)
+        return connection_id
+
     # --- moving things along ------------------------------------------------------
 
     def new_sweeper(self, *, grace: float = 1.0, stuck: float = 3.0) -> Sweeper:

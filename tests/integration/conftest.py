@@ -47,10 +47,29 @@ def make_key(_session_store: Store) -> Callable[..., IssuedKey]:
 
 
 @pytest.fixture(scope="session")
-def account_id(_session_store: Store) -> str:
+def store_key(_session_store: Store) -> IssuedKey:
+    """The key of the account the store-level tests place their orders for."""
+    return Accounts(_session_store).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def account_id(store_key: IssuedKey) -> str:
     """The account the store-level tests place their orders for."""
-    issued = Accounts(_session_store).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
-    return issued.info.account_id
+    return store_key.info.account_id
+
+
+@pytest.fixture
+def open_connection(_session_store: Store, store_key: IssuedKey) -> Callable[[], str]:
+    """A new WebSocket connection id, opened (as $connect does) under the store-level
+    tests' key, so it may subscribe to their orders."""
+    caller = Accounts(_session_store).authenticate(store_key.key)
+
+    def factory() -> str:
+        connection = f"conn-{uuid.uuid4()}"
+        _session_store.add_connection(connection, caller=caller)
+        return connection
+
+    return factory
 
 
 @pytest.fixture

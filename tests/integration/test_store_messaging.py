@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.accounts import Accounts
 from order_engine.dex.venue import SubmissionLedger
 from order_engine.ledger import SecondSwapError
+from order_engine.order_request import validate_order_request
 from order_engine.orders import Status
 from order_engine.store import PostgresLedger
 
@@ -105,9 +107,9 @@ def test_find_stuck_names_old_live_orders_with_nothing_in_the_outbox(store, new_
 # --- connections, subscriptions, deliveries -----------------------------------------------
 
 
-def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order):
+def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order, open_connection):
     order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
+    connection = open_connection()
 
     assert store.subscribe(connection, order.id)
     assert store.subscribe(connection, order.id)
@@ -116,134 +118,151 @@ def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order)
     assert store.subscribers(order.id) == [(connection, 0)]
 
 
-def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, advance):
+def test_only_a_connection_open_under_a_live_key_of_the_orders_account_subscribes(
+    store, new_order, open_connection, make_key, db
+):
+    order = new_order()
+    unknown = f"conn-{uuid.uuid4()}"  # never connected, or already disconnected
+    anonymous = f"conn-{uuid.uuid4()}"
+    store.add_connection(anonymous)  # no key behind it
+    foreign = f"conn-{uuid.uuid4()}"
+    store.add_connection(foreign, caller=Accounts(store).authenticate(make_key().key))
+    revoked = open_connection()
+    revoked_key = make_key(account=store.caller_for_connection(revoked).account_name)
+    store.add_connection(revoked, caller=Accounts(store).authenticate(revoked_key.key))
+    db.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (revoked_key.info.prefix,)
+    )
+
+    assert not store.subscribe(unknown, order.id)
+    assert not store.subscribe(anonymous, order.id)
+    assert not store.subscribe(foreign, order.id)
+    assert not store.subscribe(revoked, order.id)
+    assert store.subscribers(order.id) == []
+    # The subscribe did not bring a forgotten connection back.
+    assert store.caller_for_connection(unknown) is None
+
+
+def test_a_subscribe_racing_a_revoke_leaves_no_subscription(make_store, make_key, migrated_url):
+    """The revoke holds its transaction open between updating the key and deleting its
+    connections: a subscribe arriving then, having read the key live, must not
+    leave a subscription behind once the revoke commits."""
+    store = make_store()
+    issued = make_key()
+    caller = Accounts(store).authenticate(issued.key)
+    order = store.create_order(
+        validate_order_request(
+            {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+        ),
+        account_id=caller.account_id,
+        outbox=lambda order_id: [],
+    ).order
+    connection = f"conn-{uuid.uuid4()}"
+    store.add_connection(connection, caller=caller)
+    with psycopg.connect(migrated_url) as revoker:
+        revoker.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (caller.key_prefix,)
+        )
+        revoker.execute("DELETE FROM connections WHERE key_prefix = %s", (caller.key_prefix,))
+        outcome: dict[str, bool] = {}
+        thread = threading.Thread(
+            target=lambda: outcome.update(subscribed=store.subscribe(connection, order.id))
+        )
+        thread.start()
+        time.sleep(0.3)  # the subscribe now waits on the revoke's delete
+        revoker.commit()
+    thread.join(5)
+
+    assert outcome == {"subscribed": False}
+    assert store.subscribers(order.id) == []
+
+
+def test_subscribers_get_only_the_events_after_their_cursor(
+    store, new_order, advance, open_connection
+):
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING])
-    ahead, behind = sorted(f"conn-{uuid.uuid4()}" for _ in range(2))
+    ahead, behind = sorted(open_connection() for _ in range(2))
     store.subscribe(ahead, order.id)
     store.subscribe(behind, order.id)
 
-    with store.deliveries(order.id) as batch:
-        assert [(p.connection_id, [e.seq for e in p.events]) for p in batch.pending] == [
-            (ahead, [1, 2, 3]),
-            (behind, [1, 2, 3]),
-        ]
-        assert batch.order is not None and batch.order.status is Status.BUILDING
-        batch.advance(ahead, 3)
+    due = store.due_deliveries(order.id)
+    assert [(p.connection_id, [e.seq for e in p.events]) for p in due.pending] == [
+        (ahead, [1, 2, 3]),
+        (behind, [1, 2, 3]),
+    ]
+    assert due.order is not None and due.order.status is Status.BUILDING
+    assert store.advance_cursor(ahead, order.id, read=0, sent=3)
 
     advance(order.id, [Status.BUILDING, Status.SUBMITTED])
-    with store.deliveries(order.id) as batch:
-        pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in batch.pending}
-        assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
-        assert batch.order is not None  # `behind` is due its snapshot
-        batch.advance(ahead, 2)  # a cursor never moves back
-        batch.advance(behind, 4)
+    due = store.due_deliveries(order.id)
+    pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in due.pending}
+    assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
+    assert due.order is not None  # `behind` is due its snapshot
+    assert not store.advance_cursor(ahead, order.id, read=0, sent=2)  # never moves back
+    assert store.advance_cursor(behind, order.id, read=0, sent=4)
 
     assert dict(store.subscribers(order.id))[ahead] == 3
     advance(order.id, [Status.SUBMITTED, Status.CONFIRMED])
-    with store.deliveries(order.id) as batch:
-        assert [(p.last_seq, [e.seq for e in p.events]) for p in batch.pending] == [
-            (3, [4, 5]),
-            (4, [5]),
-        ]
-        assert batch.order is None  # live events only: the order row is not read
+    due = store.due_deliveries(order.id)
+    assert [(p.last_seq, [e.seq for e in p.events]) for p in due.pending] == [(3, [4, 5]), (4, [5])]
+    assert due.order is None  # live events only: the order row is not read
 
 
-def test_dropping_a_gone_connection_removes_only_that_connection(store, new_order):
-    order, other_order = new_order(), new_order()
-    gone, alive = f"conn-{uuid.uuid4()}", f"conn-{uuid.uuid4()}"
-    for connection in (gone, alive):
-        store.subscribe(connection, order.id)
-        store.subscribe(connection, other_order.id)
-
-    with store.deliveries(order.id) as batch:
-        batch.drop(gone)
-
-    assert store.subscribers(order.id) == [(alive, 0)]
-    assert store.subscribers(other_order.id) == [(alive, 0)]  # the connection is gone
-
-
-def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(store, new_order):
+def test_a_cursor_moves_only_from_where_its_pass_read_it(
+    store, new_order, advance, open_connection
+):
+    """Two passes may post at once; each moves the cursor only if the client had, when
+    it started, everything up to where the pass began its run."""
     order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
-    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED])
+    connection = open_connection()
     store.subscribe(connection, order.id)
+
+    assert store.advance_cursor(connection, order.id, read=0, sent=2)
+    # A pass that read 0 and sent 1..4 brings it to 4: the client has 1..4.
+    assert store.advance_cursor(connection, order.id, read=0, sent=4)
+    # One that read 0 and sent 1..3 finds it past 3 already.
+    assert not store.advance_cursor(connection, order.id, read=0, sent=3)
+    assert dict(store.subscribers(order.id))[connection] == 4
+
+    # Resubscribed since a pass read 4: the new subscription is due its snapshot.
+    store.remove_connection(connection)
+    connection = open_connection()
+    store.subscribe(connection, order.id)
+    assert not store.advance_cursor(connection, order.id, read=4, sent=4)
+    assert dict(store.subscribers(order.id))[connection] == 0
+
+
+def test_reading_what_subscribers_lack_holds_no_transaction_or_lock(
+    store, new_order, advance, open_connection, db
+):
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    connection = open_connection()
+    store.subscribe(connection, order.id)
+    store.due_deliveries(order.id)
+
+    held = db.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE state LIKE 'idle in transaction%%' AND datname = current_database()"
+    ).fetchone()[0]
+    assert held == 0
+    # Another writer can move the cursor at once.
+    assert store.advance_cursor(connection, order.id, read=0, sent=2)
+
+
+def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(
+    store, new_order, open_connection
+):
+    order = new_order()
+    connection = open_connection()
+    assert store.subscribe(connection, order.id)
 
     store.remove_connection(connection)
     store.remove_connection(connection)
 
     assert store.subscribers(order.id) == []
-
-
-def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, new_order):
-    order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    first_store, second_store = make_store(), make_store()
-    first_store.subscribe(connection, order.id)
-    first_in = threading.Event()
-    seen: dict[str, object] = {}
-
-    def first_pass() -> None:
-        with first_store.deliveries(order.id) as batch:
-            first_in.set()
-            time.sleep(0.3)  # "posting to the connection"
-            batch.advance(connection, 1)
-        seen["first_done"] = time.monotonic()
-
-    thread = threading.Thread(target=first_pass)
-    thread.start()
-    first_in.wait(5)
-    with second_store.deliveries(order.id) as batch:
-        seen["second_in"] = time.monotonic()
-        seen["second_pending"] = [(p.last_seq, len(p.events)) for p in batch.pending]
-    thread.join()
-
-    assert seen["second_in"] >= seen["first_done"]  # type: ignore[operator]
-    assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
-
-
-def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(make_store, new_order, db):
-    """A pass reads the events of its statement's snapshot, taken before the lock it
-    waits for; an event committing meanwhile reaches the subscriber through the pass
-    of its own notify message, once and in order."""
-    order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    holder, waiter, writer = make_store(), make_store(), make_store()
-    holder.subscribe(connection, order.id)
-    delivered: list[int] = []
-    holding, release = threading.Event(), threading.Event()
-
-    def deliver(store, hold: bool = False) -> None:
-        with store.deliveries(order.id) as batch:
-            for pending in batch.pending:
-                delivered.extend(event.seq for event in pending.events)
-                if pending.events:
-                    batch.advance(connection, pending.events[-1].seq)
-            if hold:
-                holding.set()
-                release.wait(5)
-
-    first = threading.Thread(target=deliver, args=(holder, True))
-    first.start()
-    assert holding.wait(5)
-    second = threading.Thread(target=deliver, args=(waiter,))
-    second.start()
-    deadline = time.monotonic() + 5
-    while not db.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-        ("%FROM subscriptions%FOR UPDATE%",),
-    ).fetchone()[0]:
-        assert time.monotonic() < deadline, "the second pass never waited for the lock"
-        time.sleep(0.01)
-    assert writer.transition(order.id, Status.PENDING, Status.ROUTING).applied
-    release.set()
-    first.join()
-    second.join()
-    assert delivered == [1]  # the waiting pass's snapshot predates event 2
-
-    deliver(writer)  # the pass of event 2's own notify message
-    assert delivered == [1, 2]
 
 
 # --- the simulated chain's ledger ---------------------------------------------------------

@@ -4,10 +4,12 @@ PostgreSQL and real SQS (moto server)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
 
+import psycopg
 from chalice.test import Client
 
 from order_engine.dex.router import Router
@@ -16,6 +18,7 @@ from order_engine.orders import Status, Step
 from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
+from tests.support.aws import ManagementApi
 from tests.support.events import ws_connect_event
 
 
@@ -199,7 +202,7 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     order_id = place(fresh)
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
-        assert fresh.engine.store.subscribe(connection, order_id)
+        assert fresh.engine.store.subscribe(fresh.open_connection(connection), order_id)
     fresh.management.gone.add(connections[1])
     fresh.deliver("route")  # routing is committed with a notify message
 
@@ -210,6 +213,64 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
+
+
+def test_a_throttled_or_stalled_subscriber_fails_alone_and_holds_nothing(
+    fresh: Stack, migrated_url: str
+) -> None:
+    """One order's subscribers: one throttled, one that never takes its post (a client
+    not reading), one fine; and another order in the same batch. Only the throttled
+    subscriber's order is retried; the stalled one is dropped; every other subscriber
+    has its snapshot; and no database session waits idle in a transaction meanwhile."""
+    order_id, other_order_id = place(fresh), place(fresh)
+    throttled, stalled, fine, other = (
+        fresh.open_connection(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        for prefix in ("a-throttled", "b-stalled", "c-fine", "d-other")
+    )
+    for connection in (throttled, stalled, fine):
+        assert fresh.engine.store.subscribe(connection, order_id)
+    assert fresh.engine.store.subscribe(other, other_order_id)
+    fresh.management.throttled.add(throttled)
+    fresh.management.stalled.add(stalled)
+    fresh.deliver("route")  # both orders' routing is committed with a notify message
+    messages = fresh.receive("notify")
+    assert len(messages) == 2
+    idle_in_transaction: list[int] = []
+    polling = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            while not polling.is_set():
+                idle_in_transaction.append(
+                    conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE state LIKE 'idle in transaction%'"
+                        " AND now() - state_change > interval '1 second'"
+                    ).fetchone()[0]  # type: ignore[index]
+                )
+                time.sleep(0.1)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        started = time.monotonic()
+        answer = fresh.deliver("notify", messages)
+        took = time.monotonic() - started
+    finally:
+        polling.set()
+        poller.join()
+
+    retried = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+    mine = next(m["MessageId"] for m in messages if order_id in m["Body"])
+    assert retried == {mine}
+    assert took < ManagementApi.STALL_SECONDS  # the stalled post was given up
+    assert fresh.management.messages(fine)[0]["type"] == "snapshot"
+    assert fresh.management.messages(other)[0]["type"] == "snapshot"
+    subscribers = dict(fresh.engine.store.subscribers(order_id))
+    assert stalled not in subscribers  # dropped: it cannot keep up
+    assert subscribers[throttled] == 0  # its events wait for the retry
+    assert subscribers[fine] > 0
+    assert max(idle_in_transaction) == 0
 
 
 SCHEDULED_EVENT = {

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from order_engine.database import is_uuid
 from order_engine.errors import PoisonMessage
 from order_engine.orders import Step
 
@@ -82,7 +83,9 @@ def _decode(body: str) -> dict[str, Any]:
 
 def _order_id(data: Mapping[str, Any]) -> str:
     order_id = data.get("orderId")
-    if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
+    # Not a UUID (a NUL inside, say): no order can ever have it, so the message can
+    # never succeed and goes to the DLQ, rather than be acked as an unknown order.
+    if not isinstance(order_id, str) or not 0 < len(order_id) <= 64 or not is_uuid(order_id):
         raise PoisonMessage("message has no valid orderId")
     return order_id
 

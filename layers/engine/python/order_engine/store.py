@@ -38,11 +38,11 @@ from order_engine.records import (
     TransitionResult,
 )
 from order_engine.settings import Settings
-from order_engine.subscriptions import DeliveryBatch, SubscriptionStore
+from order_engine.subscriptions import DueDeliveries, SubscriptionStore
 
 __all__ = [
     "CreatedOrder",
-    "DeliveryBatch",
+    "DueDeliveries",
     "Order",
     "OrderEvent",
     "OutboxMessage",
