@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 from chalice.test import Client
 
 from order_engine.dex.router import Router
@@ -165,6 +166,23 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
     assert {item["itemIdentifier"] for item in answer["batchItemFailures"]} == poison
     for order_id in good:
         assert statuses(fresh, order_id) == ["pending", "routing"]
+
+
+@pytest.mark.parametrize("topic", ["route", "notify"])
+def test_a_message_whose_order_id_holds_a_nul_is_poison_not_acked(fresh: Stack, topic: str) -> None:
+    """Escaped in the JSON, the NUL reaches the decoder inside the id: no order can ever
+    have that id, so the message is kept for the DLQ (made visible again at once to use
+    up its receives), never acked and dropped."""
+    order_id = place(fresh)
+    body = {"v": 1, "orderId": f"{order_id}\u0000", "step": "route"}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls[topic], MessageBody=json.dumps(body))
+    (message,) = [m for m in fresh.receive(topic, wait=2) if "\\u0000" in m["Body"]]
+
+    answer = fresh.deliver(topic, [message])
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+    again = fresh.receive(topic, wait=2)  # back at once, not after the visibility timeout
+    assert [m["MessageId"] for m in again] == [message["MessageId"]]
 
 
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:

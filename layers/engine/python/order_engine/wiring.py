@@ -41,11 +41,12 @@ _SQS_CONFIG = Config(
     connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}, max_pool_connections=100
 )
 # A post to a WebSocket connection is quick unless its client is not reading: then
-# the gateway holds it (API Gateway and the local runtime answer GoneException after
-# about 2 s). The notifier waits a little longer, once, then drops the connection.
+# the gateway holds it (the local runtime answers GoneException after 2 s). The
+# notifier waits a little longer, once, then drops the connection. Each such wait
+# holds a notifier invocation, so it is kept short.
 _POST_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=4,
+    connect_timeout=1,
+    read_timeout=3,
     retries={"total_max_attempts": 1},
     max_pool_connections=100,
 )
