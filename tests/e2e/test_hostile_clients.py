@@ -28,8 +28,9 @@ from botocore.config import Config
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine_cli.client import ApiError, OrderClient, follow
-from tests.support.stack import ORDER
+from tests.support.stack import ORDER, new_api_key
 
 STUCK_SOCKETS = 5
 ORDERS_PER_STUCK_SOCKET = 10
@@ -251,8 +252,7 @@ def test_one_accounts_non_reading_sockets_do_not_slow_another_account(
 
 
 def _new_key(url: str, name: str) -> str:
-    with AccountStore(url, max_size=1) as store:
-        return Accounts(store).create_key(f"{name}-{os.urandom(4).hex()}").key
+    return new_api_key(url, f"{name}-{os.urandom(4).hex()}")
 
 
 def test_a_socket_whose_key_is_revoked_right_after_its_handshake_gets_nothing(
@@ -269,8 +269,8 @@ def test_a_socket_whose_key_is_revoked_right_after_its_handshake_gets_nothing(
         received: list[Any] = []
         url = f"{placed['wsUrl']}&apiKey={quote(key)}"
         async with websockets.connect(url) as sock:
-            with AccountStore(migrated_url, max_size=1) as store:
-                Accounts(store).revoke_key(key)
+            with Database(migrated_url, max_size=1) as database:
+                Accounts(AccountStore(database)).revoke_key(key)
             try:
                 while True:
                     received.append(json.loads(await asyncio.wait_for(sock.recv(), 6)))

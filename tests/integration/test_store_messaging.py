@@ -13,11 +13,11 @@ import pytest
 from psycopg import sql
 
 from order_engine.accounts import Accounts
+from order_engine.dex.ledger import PostgresLedger, SecondSwapError
 from order_engine.dex.venue import SubmissionLedger
-from order_engine.ledger import SecondSwapError
-from order_engine.order_request import validate_order_request
 from order_engine.orders import Status
-from order_engine.store import PostgresLedger
+from order_engine.outbox import OutboxStore
+from order_engine.subscriptions import SubscriptionStore
 
 
 def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -> None:
@@ -33,10 +33,10 @@ def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -
 # --- outbox ---------------------------------------------------------------------------
 
 
-def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
+def test_concurrent_relays_never_claim_the_same_row(make_database, new_order, db):
     order_ids = [new_order().id for _ in range(4)]  # two outbox rows each
     age(db, "outbox", "created_at", order_ids)
-    relays = [make_store(), make_store()]
+    relays = [OutboxStore(make_database()), OutboxStore(make_database())]
     barrier = threading.Barrier(2, timeout=10)
     claimed: dict[int, list[int]] = {}
 
@@ -57,116 +57,131 @@ def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
     assert not set(claimed[0]) & set(claimed[1])
 
 
-def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(store, new_order, db):
+def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(
+    outbox_store, new_order, db, outbox_of
+):
     order = new_order()
     age(db, "outbox", "created_at", [order.id])
-    published, refused = store.get_outbox(order.id)
+    published, refused = outbox_of(order.id)
 
-    with store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
+    with outbox_store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
         mine = {row.id: row for row in rows if row.order_id == order.id}
         assert set(mine) == {published.id, refused.id}
-        assert mine[published.id].payload == {"orderId": order.id}
+        assert mine[published.id].payload == {"orderId": str(order.id)}
         # Marking through the store (as the sweeper does) joins the claim's transaction.
-        store.mark_sent([published.id])
+        outbox_store.mark_sent([published.id])
 
-    after = {row.id: row for row in store.get_outbox(order.id)}
+    after = {row.id: row for row in outbox_of(order.id)}
     assert after[published.id].sent_at is not None
     assert (after[refused.id].sent_at, after[refused.id].attempts) == (None, 1)
 
 
-def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
+def test_fresh_rows_are_left_to_the_fast_path(outbox_store, new_order):
     order = new_order()
 
-    with store.claim_unsent(older_than_seconds=3600, limit=10_000) as rows:
+    with outbox_store.claim_unsent(older_than_seconds=3600, limit=10_000) as rows:
         assert order.id not in {row.order_id for row in rows}
 
 
-def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for, account_id):
+def test_the_fast_path_marks_rows_sent_after_commit(
+    outbox_store, store, make_request, messages_for, account_id, outbox_of
+):
+    order_id = uuid.uuid4()
     created = store.create_order(
-        make_request(), account_id=account_id, outbox=lambda i: messages_for(i, Status.PENDING)
+        order_id,
+        make_request(),
+        account_id=account_id,
+        outbox=messages_for(order_id, Status.PENDING),
     )
 
-    store.mark_sent([row.id for row in created.outbox])
+    outbox_store.mark_sent([row.id for row in created.outbox])
 
-    assert all(row.sent_at is not None for row in store.get_outbox(created.order.id))
+    assert all(row.sent_at is not None for row in outbox_of(created.order.id))
 
 
-def test_find_stuck_names_old_live_orders_with_nothing_in_the_outbox(store, new_order, advance, db):
+def test_claim_stuck_takes_old_live_orders_with_nothing_in_the_outbox_once(
+    outbox_store, new_order, advance, db, outbox_of
+):
     stuck, terminal, queued, recent = (new_order() for _ in range(4))
     advance(terminal.id, [Status.PENDING, Status.FAILED])
     for order in (stuck, terminal, recent):
-        store.mark_sent([row.id for row in store.get_outbox(order.id)])
+        outbox_store.mark_sent([row.id for row in outbox_of(order.id)])
     age(db, "orders", "updated_at", [stuck.id, terminal.id, queued.id])
 
-    found = {order.id for order in store.find_stuck(older_than_seconds=1800, limit=10_000)}
+    found = {order.id for order in outbox_store.claim_stuck(older_than_seconds=1800, limit=10_000)}
 
     assert stuck.id in found
     assert not {terminal.id, queued.id, recent.id} & found
+    # Claimed means touched: the order has a new deadline, so the next claim skips it.
+    again = {order.id for order in outbox_store.claim_stuck(older_than_seconds=1800, limit=10_000)}
+    assert stuck.id not in again
 
 
 # --- connections, subscriptions, deliveries -----------------------------------------------
 
 
-def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order, open_connection):
+def test_subscribing_is_idempotent_and_needs_an_existing_order(
+    subscriptions, new_order, open_connection
+):
     order = new_order()
     connection = open_connection()
 
-    assert store.subscribe(connection, order.id)
-    assert store.subscribe(connection, order.id)
-    assert not store.subscribe(connection, str(uuid.uuid4()))
-    assert not store.subscribe(connection, "not-an-id")
-    assert store.subscribers(order.id) == [(connection, 0)]
+    assert subscriptions.subscribe(connection, order.id)
+    assert subscriptions.subscribe(connection, order.id)
+    assert not subscriptions.subscribe(connection, uuid.uuid4())
+    assert subscriptions.subscribers(order.id) == [(connection, 0)]
 
 
 def test_only_a_connection_open_under_a_live_key_of_the_orders_account_subscribes(
-    store, new_order, open_connection, make_key, db
+    subscriptions, account_store, new_order, open_connection, make_key, db
 ):
     order = new_order()
     unknown = f"conn-{uuid.uuid4()}"  # never connected, or already disconnected
     anonymous = f"conn-{uuid.uuid4()}"
-    store.add_connection(anonymous)  # no key behind it
+    subscriptions.add_connection(anonymous)  # no key behind it
     foreign = f"conn-{uuid.uuid4()}"
-    store.add_connection(foreign, caller=Accounts(store).authenticate(make_key().key))
+    accounts = Accounts(account_store)
+    subscriptions.add_connection(foreign, caller=accounts.authenticate(make_key().key))
     revoked = open_connection()
-    revoked_key = make_key(account=store.caller_for_connection(revoked).account_name)
-    store.add_connection(revoked, caller=Accounts(store).authenticate(revoked_key.key))
+    caller = account_store.caller_for_connection(revoked)
+    assert caller is not None
+    revoked_key = make_key(account=caller.account_name)
+    subscriptions.add_connection(revoked, caller=accounts.authenticate(revoked_key.key))
     db.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (revoked_key.info.prefix,)
     )
 
-    assert not store.subscribe(unknown, order.id)
-    assert not store.subscribe(anonymous, order.id)
-    assert not store.subscribe(foreign, order.id)
-    assert not store.subscribe(revoked, order.id)
-    assert store.subscribers(order.id) == []
+    assert not subscriptions.subscribe(unknown, order.id)
+    assert not subscriptions.subscribe(anonymous, order.id)
+    assert not subscriptions.subscribe(foreign, order.id)
+    assert not subscriptions.subscribe(revoked, order.id)
+    assert subscriptions.subscribers(order.id) == []
     # The subscribe did not bring a forgotten connection back.
-    assert store.caller_for_connection(unknown) is None
+    assert account_store.caller_for_connection(unknown) is None
 
 
-def test_a_subscribe_racing_a_revoke_leaves_no_subscription(make_store, make_key, migrated_url):
+def test_a_subscribe_racing_a_revoke_leaves_no_subscription(
+    make_database, account_store, new_order, open_connection, make_key, migrated_url
+):
     """The revoke holds its transaction open between updating the key and deleting its
     connections: a subscribe arriving then, having read the key live, must not
     leave a subscription behind once the revoke commits."""
-    store = make_store()
-    issued = make_key()
-    caller = Accounts(store).authenticate(issued.key)
-    order = store.create_order(
-        validate_order_request(
-            {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
-        ),
-        account_id=caller.account_id,
-        outbox=lambda order_id: [],
-    ).order
-    connection = f"conn-{uuid.uuid4()}"
-    store.add_connection(connection, caller=caller)
+    order = new_order()
+    connection = open_connection()
+    caller = account_store.caller_for_connection(connection)
+    assert caller is not None
+    issued = make_key(account=caller.account_name)  # a key of its own, to revoke
+    subscriptions = SubscriptionStore(make_database())
+    subscriptions.add_connection(
+        connection, caller=Accounts(account_store).authenticate(issued.key)
+    )
     with psycopg.connect(migrated_url) as revoker:
-        revoker.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (caller.key_prefix,)
-        )
-        revoker.execute("DELETE FROM connections WHERE key_prefix = %s", (caller.key_prefix,))
+        prefix = issued.info.prefix
+        revoker.execute("UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (prefix,))
+        revoker.execute("DELETE FROM connections WHERE key_prefix = %s", (prefix,))
         outcome: dict[str, bool] = {}
         thread = threading.Thread(
-            target=lambda: outcome.update(subscribed=store.subscribe(connection, order.id))
+            target=lambda: outcome.update(subscribed=subscriptions.subscribe(connection, order.id))
         )
         thread.start()
         time.sleep(0.3)  # the subscribe now waits on the revoke's delete
@@ -174,74 +189,74 @@ def test_a_subscribe_racing_a_revoke_leaves_no_subscription(make_store, make_key
     thread.join(5)
 
     assert outcome == {"subscribed": False}
-    assert store.subscribers(order.id) == []
+    assert subscriptions.subscribers(order.id) == []
 
 
 def test_subscribers_get_only_the_events_after_their_cursor(
-    store, new_order, advance, open_connection
+    subscriptions, new_order, advance, open_connection
 ):
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING])
     ahead, behind = sorted(open_connection() for _ in range(2))
-    store.subscribe(ahead, order.id)
-    store.subscribe(behind, order.id)
+    subscriptions.subscribe(ahead, order.id)
+    subscriptions.subscribe(behind, order.id)
 
-    due = store.due_deliveries(order.id)
+    due = subscriptions.due_deliveries(order.id)
     assert [(p.connection_id, [e.seq for e in p.events]) for p in due.pending] == [
         (ahead, [1, 2, 3]),
         (behind, [1, 2, 3]),
     ]
     assert due.order is not None and due.order.status is Status.BUILDING
-    assert store.advance_cursor(ahead, order.id, read=0, sent=3)
+    assert subscriptions.advance_cursor(ahead, order.id, read=0, sent=3)
 
     advance(order.id, [Status.BUILDING, Status.SUBMITTED])
-    due = store.due_deliveries(order.id)
+    due = subscriptions.due_deliveries(order.id)
     pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in due.pending}
     assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
     assert due.order is not None  # `behind` is due its snapshot
-    assert not store.advance_cursor(ahead, order.id, read=0, sent=2)  # never moves back
-    assert store.advance_cursor(behind, order.id, read=0, sent=4)
+    assert not subscriptions.advance_cursor(ahead, order.id, read=0, sent=2)  # never moves back
+    assert subscriptions.advance_cursor(behind, order.id, read=0, sent=4)
 
-    assert dict(store.subscribers(order.id))[ahead] == 3
+    assert dict(subscriptions.subscribers(order.id))[ahead] == 3
     advance(order.id, [Status.SUBMITTED, Status.CONFIRMED])
-    due = store.due_deliveries(order.id)
+    due = subscriptions.due_deliveries(order.id)
     assert [(p.last_seq, [e.seq for e in p.events]) for p in due.pending] == [(3, [4, 5]), (4, [5])]
     assert due.order is None  # live events only: the order row is not read
 
 
 def test_a_cursor_moves_only_from_where_its_pass_read_it(
-    store, new_order, advance, open_connection
+    subscriptions, new_order, advance, open_connection
 ):
     """Two passes may post at once; each moves the cursor only if the client had, when
     it started, everything up to where the pass began its run."""
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED])
     connection = open_connection()
-    store.subscribe(connection, order.id)
+    subscriptions.subscribe(connection, order.id)
 
-    assert store.advance_cursor(connection, order.id, read=0, sent=2)
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=2)
     # A pass that read 0 and sent 1..4 brings it to 4: the client has 1..4.
-    assert store.advance_cursor(connection, order.id, read=0, sent=4)
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=4)
     # One that read 0 and sent 1..3 finds it past 3 already.
-    assert not store.advance_cursor(connection, order.id, read=0, sent=3)
-    assert dict(store.subscribers(order.id))[connection] == 4
+    assert not subscriptions.advance_cursor(connection, order.id, read=0, sent=3)
+    assert dict(subscriptions.subscribers(order.id))[connection] == 4
 
     # Resubscribed since a pass read 4: the new subscription is due its snapshot.
-    store.remove_connection(connection)
+    subscriptions.remove_connection(connection)
     connection = open_connection()
-    store.subscribe(connection, order.id)
-    assert not store.advance_cursor(connection, order.id, read=4, sent=4)
-    assert dict(store.subscribers(order.id))[connection] == 0
+    subscriptions.subscribe(connection, order.id)
+    assert not subscriptions.advance_cursor(connection, order.id, read=4, sent=4)
+    assert dict(subscriptions.subscribers(order.id))[connection] == 0
 
 
 def test_reading_what_subscribers_lack_holds_no_transaction_or_lock(
-    store, new_order, advance, open_connection, db
+    subscriptions, new_order, advance, open_connection, db
 ):
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING])
     connection = open_connection()
-    store.subscribe(connection, order.id)
-    store.due_deliveries(order.id)
+    subscriptions.subscribe(connection, order.id)
+    subscriptions.due_deliveries(order.id)
 
     held = db.execute(
         "SELECT count(*) FROM pg_stat_activity"
@@ -249,27 +264,27 @@ def test_reading_what_subscribers_lack_holds_no_transaction_or_lock(
     ).fetchone()[0]
     assert held == 0
     # Another writer can move the cursor at once.
-    assert store.advance_cursor(connection, order.id, read=0, sent=2)
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=2)
 
 
 def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(
-    store, new_order, open_connection
+    subscriptions, new_order, open_connection
 ):
     order = new_order()
     connection = open_connection()
-    assert store.subscribe(connection, order.id)
+    assert subscriptions.subscribe(connection, order.id)
 
-    store.remove_connection(connection)
-    store.remove_connection(connection)
+    subscriptions.remove_connection(connection)
+    subscriptions.remove_connection(connection)
 
-    assert store.subscribers(order.id) == []
+    assert subscriptions.subscribers(order.id) == []
 
 
 # --- the simulated chain's ledger ---------------------------------------------------------
 
 
-def test_the_ledger_remembers_a_signature_once(store):
-    ledger: SubmissionLedger = PostgresLedger(store)
+def test_the_ledger_remembers_a_signature_once(database):
+    ledger: SubmissionLedger = PostgresLedger(database)
     signature, order_id = f"sig-{uuid.uuid4().hex}", str(uuid.uuid4())
 
     first = ledger.record(signature, "raydium", order_id, {"amount_in": "1.5"})
@@ -282,8 +297,8 @@ def test_the_ledger_remembers_a_signature_once(store):
     assert ledger.get("unknown") is None
 
 
-def test_the_ledger_refuses_a_second_transaction_for_one_order(store):
-    ledger = PostgresLedger(store)
+def test_the_ledger_refuses_a_second_transaction_for_one_order(database):
+    ledger = PostgresLedger(database)
     order_id = str(uuid.uuid4())
     ledger.record(f"sig-{uuid.uuid4().hex}", "meteora", order_id, {})
 

@@ -32,12 +32,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
-from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,19 @@ class ConnectionSender:
             raise TransientError(f"posting to {connection_id} failed: {exc}") from exc
 
 
-def accepted_message(order_id: str) -> dict[str, Any]:
+def accepted_message(order_id: UUID) -> dict[str, Any]:
     """The answer to a WebSocket `execute`: the order exists; its snapshot follows."""
-    return {"type": "accepted", "orderId": order_id}
+    return {"type": "accepted", "orderId": str(order_id)}
 
 
-def event_message(order_id: str, event: OrderEvent) -> dict[str, Any]:
-    return {"type": "event", "orderId": order_id, **event.to_dict()}
+def event_message(order_id: UUID, event: OrderEvent) -> dict[str, Any]:
+    return {"type": "event", "orderId": str(order_id), **event.to_dict()}
 
 
 def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, Any]:
     return {
         "type": "snapshot",
-        "orderId": order.id,
+        "orderId": str(order.id),
         # The status the events reach, not the row's: the row may already be further
         # along, and those later events follow as single messages.
         "status": events[-1].to_status.value if events else order.status.value,
@@ -100,11 +101,11 @@ def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, An
 
 
 class Notifier:
-    def __init__(self, store: Store, sender: ConnectionSender) -> None:
+    def __init__(self, store: SubscriptionStore, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
         # order id -> [its lock, passes using it]; an entry lives while a pass does.
-        self._turns: dict[str, list[Any]] = {}
+        self._turns: dict[UUID, list[Any]] = {}
         self._turns_guard = threading.Lock()
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
@@ -112,7 +113,7 @@ class Notifier:
         when it has left)."""
         self._sender.send(connection_id, message)
 
-    def deliver(self, order_id: str) -> int:
+    def deliver(self, order_id: UUID) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent.
 
         Raises TransientError once every subscriber has been tried, if one of them
@@ -122,7 +123,7 @@ class Notifier:
             return self._deliver(order_id)
 
     @contextmanager
-    def _turn(self, order_id: str) -> Iterator[None]:
+    def _turn(self, order_id: UUID) -> Iterator[None]:
         """One pass per order at a time in this process (no database lock involved)."""
         with self._turns_guard:
             turn = self._turns.setdefault(order_id, [threading.Lock(), 0])
@@ -136,7 +137,7 @@ class Notifier:
                 if turn[1] == 0:
                     del self._turns[order_id]
 
-    def _deliver(self, order_id: str) -> int:
+    def _deliver(self, order_id: UUID) -> int:
         due = self._store.due_deliveries(order_id)
         sent = 0
         unreached: list[str] = []

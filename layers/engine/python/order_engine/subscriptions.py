@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from order_engine.account_store import Caller
-from order_engine.database import StoreBase, fetch_one, is_uuid, jsonb
+from order_engine.database import Repository, fetch_one, jsonb
 from order_engine.records import Order, OrderEvent
 
 
@@ -35,7 +36,7 @@ class DueDeliveries:
     pending: list[Delivery]
 
 
-class SubscriptionStore(StoreBase):
+class SubscriptionStore(Repository):
     def add_connection(
         self,
         connection_id: str,
@@ -45,7 +46,7 @@ class SubscriptionStore(StoreBase):
     ) -> None:
         """Remember a WebSocket connection and who opened it (`caller`: the account and
         key its $connect presented); again for the same id only refreshes it."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
                 " VALUES (%s, %s, %s, %s)"
@@ -62,10 +63,10 @@ class SubscriptionStore(StoreBase):
 
     def remove_connection(self, connection_id: str) -> None:
         """Forget a connection and its subscriptions; unknown ids are fine."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
-    def subscribe(self, connection_id: str, order_id: str) -> bool:
+    def subscribe(self, connection_id: str, order_id: UUID) -> bool:
         """Follow `order_id` from `connection_id`; False when the order does not exist,
         or the connection is not open under a live key of the order's account.
         Subscribing twice changes nothing (the cursor stays).
@@ -78,9 +79,7 @@ class SubscriptionStore(StoreBase):
         connection (ON DELETE CASCADE). The lock also keeps a concurrent $disconnect
         from deleting the connection before the subscription's foreign key is checked.
         """
-        if not is_uuid(order_id):
-            return False
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s),"
                 " live AS (SELECT c.connection_id FROM connections c"
@@ -95,11 +94,9 @@ class SubscriptionStore(StoreBase):
             )
             return bool(fetch_one(cur)["subscribed"])
 
-    def subscribers(self, order_id: str) -> list[tuple[str, int]]:
+    def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
-        if not is_uuid(order_id):
-            return []
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT connection_id, last_seq FROM subscriptions"
                 " WHERE order_id = %s ORDER BY connection_id",
@@ -107,14 +104,12 @@ class SubscriptionStore(StoreBase):
             )
             return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
 
-    def due_deliveries(self, order_id: str) -> DueDeliveries:
+    def due_deliveries(self, order_id: UUID) -> DueDeliveries:
         """What each subscriber of the order lacks: the events past its cursor.
 
         One statement in autocommit, taking no lock: the caller posts with nothing of
         the database held, and moves each cursor with `advance_cursor` afterwards."""
-        if not is_uuid(order_id):
-            return DueDeliveries(None, [])
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             # One row per subscription and event it lacks (a subscription lacking
             # none comes once, with no event).
             cur.execute(
@@ -132,7 +127,7 @@ class SubscriptionStore(StoreBase):
                     events.append(OrderEvent.from_row(row))
         order: Order | None = None
         if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
-            with self._statement() as cur:
+            with self.database.statement() as cur:
                 # A subscription references its order, so the row is there.
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
                 order = Order.from_row(fetch_one(cur))
@@ -142,7 +137,7 @@ class SubscriptionStore(StoreBase):
         ]
         return DueDeliveries(order, pending)
 
-    def advance_cursor(self, connection_id: str, order_id: str, *, read: int, sent: int) -> bool:
+    def advance_cursor(self, connection_id: str, order_id: UUID, *, read: int, sent: int) -> bool:
         """Record that `connection_id` has every event up to `sent`, having been sent
         all of `read`+1 .. `sent` after its cursor was read at `read`.
 
@@ -150,7 +145,7 @@ class SubscriptionStore(StoreBase):
         above means the client had `read` when this pass started, so it now has
         everything to `sent`. One below `read` is a new subscription (resubscribed
         since), which is due its own snapshot. False when it did not move."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "UPDATE subscriptions SET last_seq = %(sent)s"
                 " WHERE connection_id = %(connection)s AND order_id = %(order)s"
