@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from order_engine_cli.client import OrderClient
-from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess, moto_server_process, new_api_key
+from tests.support.handler_stack import ORDER
 
 # Publishing gives up after ~4 s (connect 1 s + read 3 s); the rest is the request.
 ANSWER_BOUND_SECONDS = 8.0
@@ -41,7 +41,7 @@ def stalled_sqs_stack(
         try:
             yield stack, sqs_process
         finally:
-            stack.interrupt()
+            stack.stop()
 
 
 def committed(url: str, order_ids: list[str]) -> set[str]:
@@ -88,7 +88,7 @@ def test_a_stalled_sqs_costs_a_post_its_publish_never_its_202(
     assert placed, "no order was committed while SQS was stalled"
     for key, order_id in placed.items():
         status, took = answers[key]
-        assert status == 202, (order_id, status, stack.tail())
+        assert status == 202, (order_id, status, stack.log_tail())
         assert took < ANSWER_BOUND_SECONDS, (order_id, took)
     assert health_status == 503, health
     assert health["checks"]["sqs"].startswith("down"), health
