@@ -101,14 +101,6 @@ PROFILES = {"realistic": "1", "instant": "0"}
     help="`up --concurrency`: concurrent invocations per queue.",
 )
 @click.option(
-    "--stack-workers",
-    type=click.IntRange(0, 16),
-    default=2,
-    show_default=True,
-    help="`up --workers`: worker processes that poll the queues (0: all in one process; "
-    "2, one per core here, carries the most load).",
-)
-@click.option(
     "--stack-env",
     multiple=True,
     metavar="NAME=VALUE",
@@ -150,7 +142,6 @@ def bench(
     profile: str,
     sqs: str,
     stack_concurrency: int,
-    stack_workers: int,
     stack_env: tuple[str, ...],
     deadline: float,
     cpu_split_wanted: bool,
@@ -190,7 +181,6 @@ def bench(
                 latency_scale=PROFILES[profile],
                 concurrency=stack_concurrency,
                 env=env,
-                extra_args=["--workers", str(stack_workers)],
             )
             with console.status(f"starting `order-engine up --sqs {sqs}` (log: {stack.log_path})"):
                 try:
@@ -221,7 +211,6 @@ def bench(
         "profile": profile,
         "sqs": sqs if stack is not None else "(the running stack's)",
         "stack_concurrency": stack_concurrency if stack is not None else None,
-        "stack_workers": stack_workers if stack is not None else None,
         "stack_env": env if stack is not None else {},
         "deadline_seconds": deadline,
         "command": _command_line(),
