@@ -1,6 +1,6 @@
 """Inside a sandbox: one function's process, as a Lambda execution environment is.
 
-The parent spawns it (never forks: the parent runs threads and an event loop) with a
+The runtime starts it through multiprocessing's fork server (sandboxes.py) with a
 `SandboxPlan`. It takes exactly the plan's environment, puts the function's CodeUri
 first on `sys.path` (as /var/task) and its layers' python/ folders after it (as
 /opt/python), imports the handler (the init phase) and says so. Then it serves one
@@ -9,8 +9,9 @@ handler with a context whose deadline is the invocation's, and sends back one re
 
     ("ok", value) | ("error", error type, message, traceback text)
 
-Nothing but that pipe connects it to the parent. It ends when the parent closes the
-pipe, or, if the parent dies while a handler runs, within a second of that.
+Nothing but that pipe connects it to the runtime. It ends when the runtime closes the
+pipe, or, if the runtime dies while a handler runs, within a second of that (the fork
+server, its parent, ends with the runtime).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class SandboxPlan:
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    """A handler may be running when the parent is SIGKILLed: no pipe read would notice,
-    so a watcher does, and ends the sandbox as Lambda ends an environment it abandons."""
+    """A handler may be running when the runtime is SIGKILLed: no pipe read would notice,
+    so a watcher does (this process is adopted by another when its parent ends), and
+    ends the sandbox as Lambda ends an environment it abandons."""
     while True:
         time.sleep(PARENT_CHECK_SECONDS)
         if os.getppid() != parent_pid:
@@ -73,10 +75,10 @@ def _reply_to(handler: Any, request: tuple[str, Any, float], plan: SandboxPlan) 
         return (ERROR, type(error).__name__, str(error), text)
 
 
-def sandbox_main(plan: SandboxPlan, parent: Connection, parent_pid: int) -> None:
-    # Ctrl-C reaches the whole process group; the parent stops its sandboxes itself.
+def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
+    # Ctrl-C reaches the whole process group; the runtime stops its sandboxes itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     logging.basicConfig(level=plan.log_level, format=plan.log_format)
     for name, level in plan.logger_levels.items():
         logging.getLogger(name).setLevel(level)
