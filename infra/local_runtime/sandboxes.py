@@ -1,11 +1,17 @@
 """A function's sandboxes: its own warm processes, started on demand, at most `limit`.
 
 As on Lambda, a sandbox runs one invocation at a time. The pool hands out a warm
-(idle) sandbox if there is one, starts a new one (a cold start, logged with its
-duration) while the function has fewer than `limit`, and otherwise makes the caller
-wait for one to come back. A sandbox that timed out or crashed is killed and never
-comes back, so the next invocation gets a fresh one; after a code change (`recycle`)
-the idle ones stop at once and the busy ones when their invocation ends.
+(idle) sandbox if there is one. If not, and the function has fewer than `limit`, it
+starts one (a cold start, logged with its duration), one at a time per function, and
+the caller takes whichever sandbox is free first: the new one, or a warm one that
+finished meanwhile. Lambda would start one sandbox per waiting invocation at once;
+here a cold start costs a second or more of a shared CPU while an invocation takes
+milliseconds, and a burst that started a sandbox per request (twenty WebSocket
+connections at once) stalled every function for seconds.
+
+A sandbox that timed out or crashed is killed and never comes back, so the next
+invocation gets a fresh one; after a code change (`recycle`) the idle ones stop at once
+and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
 one pickled reply per invocation, no process or thread started per call.
@@ -166,6 +172,8 @@ class SandboxPool:
         self._idle: list[Sandbox] = []
         self._all: set[Sandbox] = set()
         self._starting = 0
+        self._failure: BaseException | None = None  # the last cold start that failed
+        self._failures = 0
         self._changed = threading.Condition()
         self._stopping = False
 
@@ -184,19 +192,38 @@ class SandboxPool:
             return self._idle.pop() if self._idle else None
 
     def take(self) -> Sandbox:
-        """A warm sandbox, or a new one, or the first to come back: the caller's."""
+        """A warm sandbox, or the first to be free (a new one, or one that comes back)."""
         with self._changed:
+            failures = self._failures
             while True:
                 if self._stopping:
                     raise RuntimeError(f"{self.name}: the runtime is stopping")
                 if self._idle:
                     return self._idle.pop()  # the most recently used: the warmest
-                if len(self._all) + self._starting < self.limit:
-                    self._starting += 1
+                if self._failures != failures and self._failure is not None:
+                    raise self._failure
+                if not self._starting and len(self._all) < self.limit:
+                    self._starting = 1
                     generation = self.generation
-                    break
+                    threading.Thread(
+                        target=self._start_in_background,
+                        args=(generation,),
+                        name=f"cold-start-{self.name}",
+                        daemon=True,
+                    ).start()
                 self._changed.wait()
-        return self._start(generation)
+
+    def _start_in_background(self, generation: int) -> None:
+        try:
+            sandbox = self._start(generation)
+        except BaseException as error:
+            with self._changed:
+                self._failure = error
+                self._failures += 1
+                self._changed.notify_all()
+            log.error("%s: %s", self.name, error)
+            return
+        self.give_back(sandbox)
 
     def _start(self, generation: int) -> Sandbox:
         try:
@@ -204,7 +231,7 @@ class SandboxPool:
         except BaseException:
             with self._changed:
                 self._starting -= 1
-                self._changed.notify()
+                self._changed.notify_all()
             raise
         with self._changed:
             self._starting -= 1
@@ -228,7 +255,7 @@ class SandboxPool:
                 self._all.discard(sandbox)
             else:
                 self._idle.append(sandbox)
-            self._changed.notify()
+            self._changed.notify_all()
         if stale:
             sandbox.retire()
 
@@ -237,7 +264,7 @@ class SandboxPool:
         sandbox.kill()
         with self._changed:
             self._all.discard(sandbox)
-            self._changed.notify()
+            self._changed.notify_all()
 
     def recycle(self) -> None:
         """New code: idle sandboxes end now, busy ones when their invocation returns."""
@@ -250,8 +277,11 @@ class SandboxPool:
             sandbox.retire()
 
     def warm_up(self) -> None:
-        """Start one sandbox now (import errors show at start) and keep it warm."""
-        self.give_back(self.take())
+        """Start one sandbox now (import errors raise here) and keep it warm."""
+        with self._changed:
+            self._starting += 1
+            generation = self.generation
+        self.give_back(self._start(generation))
 
     def stop(self, timeout: float) -> None:
         """No new invocations; wait (bounded) for running ones, then end every sandbox."""

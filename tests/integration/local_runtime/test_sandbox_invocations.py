@@ -208,7 +208,7 @@ def test_concurrent_invocations_run_in_separate_sandboxes_up_to_the_limit(
 ) -> None:
     write(
         tmp_path / "busy",
-        {"h.py": "import os, time\ndef h(e, c):\n    time.sleep(0.3)\n    return os.getpid()\n"},
+        {"h.py": "import os, time\ndef h(e, c):\n    time.sleep(0.5)\n    return os.getpid()\n"},
     )
     (function,) = start(sandboxed, spec(tmp_path / "busy", "h.h", reserved=2))
 
