@@ -243,7 +243,7 @@ class LocalRuntime:
         foreign = sorted(r for r in runtimes if not r.startswith("python"))
         if foreign:
             raise TemplateError(
-                f"only Python functions run in-process; the template also uses {foreign}"
+                f"only Python functions run locally; the template also uses {foreign}"
             )
         if runtimes - {here}:
             log.warning(
