@@ -154,11 +154,14 @@ class LambdaFunction:
         try:
             sandbox = self.sandboxes.take()
             started = time.perf_counter()
-            sandbox.send(request_id, event, self.spec.timeout)
             try:
+                sandbox.send(request_id, event, self.spec.timeout)
                 reply = sandbox.reply_within(self.spec.timeout)
             except SandboxCrashed as crash:
                 reply = ("crashed", crash)
+            except BaseException:
+                self.sandboxes.discard(sandbox)  # its reply would be the next caller's
+                raise
             result = self._settle(sandbox, request_id, reply, started)
         except Exception as error:  # the sandbox could not start or be reached
             result = InvocationResult(self.name, request_id, ERROR, error=error)
@@ -206,11 +209,14 @@ class LambdaFunction:
             if sandbox is None:
                 sandbox = await asyncio.to_thread(self.sandboxes.take)
             started = time.perf_counter()
-            sandbox.send(request_id, event, self.spec.timeout)
             try:
+                sandbox.send(request_id, event, self.spec.timeout)
                 reply = await sandbox.reply_async(self.spec.timeout)
             except SandboxCrashed as crash:
                 reply = ("crashed", crash)
+            except BaseException:  # cancelled with the event loop, among others
+                self.sandboxes.discard(sandbox)  # its reply would be the next caller's
+                raise
             result = self._settle(sandbox, request_id, reply, started)
         except Exception as error:
             result = InvocationResult(self.name, request_id, ERROR, error=error)
@@ -241,9 +247,8 @@ class LambdaFunction:
             )
         self.sandboxes.give_back(sandbox)
         if reply[0] == REPLY_OK:
-            return InvocationResult(
-                self.name, request_id, OK, value=reply[1], duration_ms=duration_ms
-            )
+            value = json.loads(reply[1])
+            return InvocationResult(self.name, request_id, OK, value=value, duration_ms=duration_ms)
         error = HandlerError(reply[1], reply[2], reply[3])
         if error.traceback_text:
             log.error("%s %s raised:\n%s", self.name, request_id, error.traceback_text)

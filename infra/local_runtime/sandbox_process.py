@@ -7,7 +7,10 @@ first on `sys.path` (as /var/task) and its layers' python/ folders after it (as
 invocation at a time: it receives `(request_id, event, timeout)` on its pipe, calls the
 handler with a context whose deadline is the invocation's, and sends back one reply:
 
-    ("ok", value) | ("error", error type, message, traceback text)
+    ("ok", value as JSON text) | ("error", error type, message, traceback text)
+
+The value is serialized as Lambda's Python runtime serializes it (JSON, Decimals as
+numbers), so a value Lambda could not return fails here too, as Runtime.MarshalError.
 
 Nothing but that pipe connects it to the runtime. It ends when the runtime closes the
 pipe, or, if the runtime dies while a handler runs, within a second of that (the fork
@@ -16,10 +19,11 @@ server, its parent, ends with the runtime).
 
 from __future__ import annotations
 
+import decimal
+import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -69,10 +73,20 @@ def _reply_to(handler: Any, request: tuple[str, Any, float], plan: SandboxPlan) 
         aws_request_id=request_id,
     )
     try:
-        return (OK, handler(event, context))
+        value = handler(event, context)
     except Exception as error:
         text = "".join(traceback.format_exception(error)).rstrip()
         return (ERROR, type(error).__name__, str(error), text)
+    try:
+        return (OK, json.dumps(value, default=_decimal_as_number))
+    except (TypeError, ValueError) as error:
+        return (ERROR, "Runtime.MarshalError", f"Unable to marshal response: {error}", "")
+
+
+def _decimal_as_number(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
@@ -99,11 +113,7 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
             return
         if request is None:  # the parent retires this sandbox
             return
-        reply = _reply_to(handler, request, plan)
         try:
-            parent.send(reply)
-        except (EOFError, OSError, BrokenPipeError):
+            parent.send(_reply_to(handler, request, plan))
+        except OSError:  # the parent is gone
             return
-        except Exception as error:  # the value cannot be pickled: Lambda cannot marshal it
-            parent.send((ERROR, "Runtime.MarshalError", f"Unable to marshal response: {error}", ""))
-    sys.exit(0)

@@ -1,20 +1,20 @@
 """A function's sandboxes: its own warm processes, started on demand, at most `limit`.
 
-As on Lambda, a sandbox runs one invocation at a time. The pool hands out a warm
-(idle) sandbox if there is one. If not, and the function has fewer than `limit`, it
-starts one (a cold start, logged with its duration), one at a time per function, and
-the caller takes whichever sandbox is free first: the new one, or a warm one that
-finished meanwhile. Lambda would start one sandbox per waiting invocation at once;
-here a cold start costs a second or more of a shared CPU while an invocation takes
-milliseconds, and a burst that started a sandbox per request (twenty WebSocket
-connections at once) stalled every function for seconds.
+As on Lambda, a sandbox runs one invocation at a time. The pool hands out a warm (idle)
+sandbox if there is one. If not, and none comes back within SCALE_UP_AFTER, and the
+function has fewer than `limit`, it starts one (a cold start, logged with its duration),
+one at a time per function, and the caller takes whichever sandbox is free first: the
+new one, or a warm one that finished meanwhile. Lambda would start one sandbox per
+waiting invocation at once; here a cold start costs a second or more of a shared CPU
+while an invocation takes milliseconds, and a burst that started a sandbox per request
+(twenty WebSocket connections at once) stalled every function for seconds.
 
 A sandbox that timed out or crashed is killed and never comes back, so the next
 invocation gets a fresh one; after a code change (`recycle`) the idle ones stop at once
 and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
-one pickled reply per invocation, no process or thread started per call.
+one JSON reply per invocation, no process or thread started per call.
 
 Sandboxes are forked from multiprocessing's fork server, never from the runtime itself
 (which runs threads and an event loop, unsafe to fork). The fork server is a clean,
@@ -41,6 +41,12 @@ from local_runtime.sandbox_process import READY, SandboxPlan, sandbox_main
 log = logging.getLogger("local_runtime.sandboxes")
 
 START_TIMEOUT = 60.0  # fork + imports of a big handler on a busy machine
+# How long an invocation waits for a busy sandbox to come back before another starts.
+# A new sandbox costs its import and, on its first invocation, its clients and
+# connections (0.2-1.7 s each on two busy cores for this project's functions), while a
+# warm invocation takes milliseconds; five orders at once took 6-8 s to show their first
+# state when every waiting invocation started a sandbox, against 0.3 s in one process.
+SCALE_UP_AFTER = 0.2
 # Libraries Lambda functions commonly import, loaded once in the fork server; those that
 # are not installed are skipped. Nothing a function's own code or layers define, and
 # nothing that reads the environment or starts threads when imported.
@@ -106,7 +112,13 @@ class Sandbox:
 
     def send(self, request_id: str, event: Any, timeout: float) -> None:
         self.invocations += 1
-        self._pipe.send((request_id, event, timeout))
+        try:
+            self._pipe.send((request_id, event, timeout))
+        except OSError:  # it died while idle (killed from outside, out of memory...)
+            self._process.join(1)
+            raise SandboxCrashed(
+                f"the sandbox had exited (code {self._process.exitcode}) before the invocation"
+            ) from None
 
     def reply_within(self, timeout: float) -> tuple[Any, ...] | None:
         """The invocation's reply, or None if it did not come within `timeout`."""
@@ -193,6 +205,7 @@ class SandboxPool:
 
     def take(self) -> Sandbox:
         """A warm sandbox, or the first to be free (a new one, or one that comes back)."""
+        scale_up_at = time.monotonic() + SCALE_UP_AFTER
         with self._changed:
             failures = self._failures
             while True:
@@ -202,7 +215,8 @@ class SandboxPool:
                     return self._idle.pop()  # the most recently used: the warmest
                 if self._failures != failures and self._failure is not None:
                     raise self._failure
-                if not self._starting and len(self._all) < self.limit:
+                wait = scale_up_at - time.monotonic() if self._all else 0.0
+                if wait <= 0 and not self._starting and len(self._all) < self.limit:
                     self._starting = 1
                     generation = self.generation
                     threading.Thread(
@@ -211,7 +225,7 @@ class SandboxPool:
                         name=f"cold-start-{self.name}",
                         daemon=True,
                     ).start()
-                self._changed.wait()
+                self._changed.wait(wait if wait > 0 else None)
 
     def _start_in_background(self, generation: int) -> None:
         try:

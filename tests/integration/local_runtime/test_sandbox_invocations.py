@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,3 +241,36 @@ def test_a_changed_layer_file_recycles_every_function_using_the_layer(
     changed.write_text("V = 22\n")
     Reloader(functions).changed({changed.resolve()})
     assert [f.invoke({}).value for f in functions] == [22, 22]
+
+
+def test_a_value_lambda_could_not_serialize_is_a_marshal_error(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(
+        tmp_path / "values",
+        {
+            "h.py": (
+                "import decimal\n"
+                "def h(e, c):\n"
+                "    return {1, 2} if e.get('set') else {'price': decimal.Decimal('1.5')}\n"
+            )
+        },
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "values", "h.h"))
+    assert function.invoke({}).value == {"price": 1.5}  # Decimals as numbers, as on Lambda
+    result = function.invoke({"set": True})
+    assert result.outcome == "error"
+    assert result.error_message().startswith("Runtime.MarshalError: Unable to marshal response")
+    assert function.invoke({}).succeeded  # the sandbox is fine
+
+
+def test_a_sandbox_killed_while_idle_fails_one_invocation_and_is_replaced(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "idle", {"h.py": "import os\ndef h(e, c):\n    return os.getpid()\n"})
+    (function,) = start(sandboxed, spec(tmp_path / "idle", "h.h"))
+    pid = function.invoke({}).value
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert function.invoke({}).outcome == "error"
+    assert function.invoke({}).value not in (pid, None)
