@@ -41,7 +41,7 @@ class AsgiServers:
             # h11, not httptools (which uvicorn picks when it is installed): httptools
             # refuses an unknown method or a control character in a header with its
             # own plain-text 400 before the gateway sees the request, where API
-            # Gateway answers 403 and the API its JSON error (test_bad_input_over_sockets).
+            # Gateway answers 403 and the API its JSON error (tests/e2e/bad_input).
             http="h11",
             lifespan="off",
             log_level="warning",

@@ -15,6 +15,7 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine_cli.database import migrated_database
 from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
+from order_engine_cli.options import concurrency_option, database_url_option, sqs_option
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
@@ -79,35 +80,17 @@ def _pool_env() -> dict[str, str]:
 
 
 @click.command()
-@click.option(
-    "--sqs",
-    default="moto",
-    show_default=True,
-    help="SQS backend: moto (a local moto server), localstack (LocalStack on this "
-    "host, installed on first use), aws, or an endpoint URL.",
-)
+@sqs_option()
 @click.option("--http-port", default=3000, show_default=True, help="HTTP API port (0: any).")
 @click.option("--ws-port", default=3001, show_default=True, help="WebSocket API port (0: any).")
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL [env: DATABASE_URL]; unset: an embedded server in .data/.",
-)
+@database_url_option()
 @click.option(
     "--latency-scale",
     default="1",
     show_default=True,
     help="Scale of the simulated DEX delays: 1 realistic, 0 instant.",
 )
-@click.option(
-    "--concurrency",
-    default=10,
-    show_default=True,
-    type=click.IntRange(2, 1000),
-    help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency), and the "
-    "most sandbox processes any one function may have.",
-)
+@concurrency_option()
 @click.option(
     "--schedule-speed",
     default=1.0,
