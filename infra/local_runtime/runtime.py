@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -129,6 +130,17 @@ class LocalRuntime:
         if logical_id not in self.functions:
             raise KeyError(f"no function {logical_id!r}; functions: {sorted(self.functions)}")
         return self.functions[logical_id].invoke(event)
+
+    def update_function_environment(self, logical_id: str, variables: dict[str, str]) -> None:
+        """Set some of a function's variables, as `aws lambda update-function-configuration
+        --environment` would: invocations from now on run in fresh sandboxes that see them
+        (those running finish as they were)."""
+        if logical_id not in self.functions:
+            raise KeyError(f"no function {logical_id!r}; functions: {sorted(self.functions)}")
+        environment = {**self.function_environments[logical_id], **variables}
+        self.function_environments[logical_id] = environment
+        pool = self.functions[logical_id].sandboxes
+        pool.replan(replace(pool.plan, environment=environment))
 
     def _queue(self, logical_id: str) -> QueueSpec:
         if logical_id not in self.queues:

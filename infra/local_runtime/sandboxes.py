@@ -280,6 +280,12 @@ class SandboxPool:
             self._all.discard(sandbox)
             self._changed.notify_all()
 
+    def replan(self, plan: SandboxPlan) -> None:
+        """New settings (an environment): later invocations run in sandboxes made so."""
+        with self._changed:
+            self.plan = plan
+        self.recycle()
+
     def recycle(self) -> None:
         """New code: idle sandboxes end now, busy ones when their invocation returns."""
         with self._changed:
