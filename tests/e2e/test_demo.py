@@ -13,9 +13,6 @@ from order_engine_cli.demo import run_demo
 def test_the_demo_follows_five_orders_at_once_through_every_state(
     runtime: LocalRuntime, fresh_api_key: str
 ) -> None:
-    # Warm first: each sandbox's first invocation creates its clients and connections, as
-    # a Lambda container's does; what is timed below is the subscription, not that.
-    asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60))
     rows = asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60))
 
     assert len({row.order_id for row in rows}) == 5
