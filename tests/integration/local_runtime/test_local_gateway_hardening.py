@@ -284,13 +284,17 @@ def test_a_sigkilled_runtime_leaves_no_sqs_server_behind(tmp_path: Path) -> None
     try:
         assert runner.stdout is not None
         line = runner.stdout.readline()
-        (moto_pid,) = map(int, line.split())
+        moto_pid, *sandboxes = map(int, line.split())
         os.kill(moto_pid, 0)  # running
+        assert sandboxes  # a warm sandbox per function
         runner.send_signal(signal.SIGKILL)
         runner.wait(10)
         deadline = time.monotonic() + 10
         while _alive(moto_pid):
             assert time.monotonic() < deadline, f"moto server {moto_pid} outlived its runtime"
+            time.sleep(0.1)
+        while any(map(_alive, sandboxes)):  # they see their pipe close, or their parent go
+            assert time.monotonic() < deadline, "a sandbox outlived its runtime"
             time.sleep(0.1)
     finally:
         runner.kill()
