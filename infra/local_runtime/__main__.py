@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from local_runtime.cfn_yaml import TemplateSyntaxError
-from local_runtime.environment import EnvironmentConflict
 from local_runtime.function_code import HandlerImportError
 from local_runtime.intrinsics import IntrinsicError
 from local_runtime.localstack_host import LocalStackUnavailable
@@ -26,7 +25,6 @@ USER_ERRORS = (
     TemplateError,
     TemplateSyntaxError,
     IntrinsicError,
-    EnvironmentConflict,
     HandlerImportError,
     ScheduleExpressionError,
     ServerStartError,
@@ -79,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reload", action="store_true", help="reload code when files change")
     parser.add_argument(
-        "--workers",
+        "--max-sandboxes",
         type=int,
-        default=0,
-        help="poll the SQS queues from N worker processes (default 0: in this one)",
+        default=10,
+        help="at most N sandbox processes per function (default 10)",
     )
     parser.add_argument(
         "--schedule-speed",
@@ -111,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=_pairs(args.env, "--env"),
         correlation_keys=tuple(args.correlation_key),
         reload=args.reload,
-        worker_processes=args.workers,
+        max_sandboxes=args.max_sandboxes,
         schedule_speed=args.schedule_speed,
         idle_timeout=args.idle_timeout,
         data_dir=args.data_dir,

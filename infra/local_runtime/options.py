@@ -32,13 +32,15 @@ class RuntimeOptions:
     # JSON keys whose values are logged as the invocation's correlation id.
     correlation_keys: tuple[str, ...] = ()
     reload: bool = False  # re-import a function's code when its files change
-    preload: bool = True  # import every handler at start, so import errors show at once
+    # Start one sandbox per function at start (each imports its handler), so import
+    # errors stop the start and first calls are warm.
+    preload: bool = True
     schedule_speed: float = 1.0  # 60: rate(1 minute) fires every second
     schedules: bool = True
     pollers: bool = True
-    # 0: SQS pollers run in this process. N: in N worker processes, each with its share
-    # of every mapping's MaximumConcurrency (see worker_processes.py).
-    worker_processes: int = 0
+    # At most this many sandboxes (processes) per function, whatever the template allows
+    # (see function_sandboxes.sandbox_limit).
+    max_sandboxes: int = 10
     idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish

@@ -54,7 +54,6 @@ def concurrency_option(*names: str) -> Callable[[F], F]:
         default=10,
         show_default=True,
         type=click.IntRange(2, 1000),
-        help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency); the "
-        "database pool follows (DB_POOL_MAX: twice this, at most 40 per process and 80 "
-        "over the workers and `up`, unless set).",
+        help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency), and the "
+        "most sandbox processes any one function may have.",
     )
