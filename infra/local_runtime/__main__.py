@@ -20,6 +20,7 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from local_runtime.schedule_expressions import ScheduleExpressionError
 from local_runtime.servers import ServerStartError
+from local_runtime.sqs_backends import CHOICES, DEFAULT_BACKEND
 from local_runtime.template import TemplateError
 
 USER_ERRORS = (
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__)
     parser.add_argument("template", type=Path, help="the SAM template.yaml")
     parser.add_argument(
-        "--sqs", default="moto", help="moto (default), localstack, aws, or an http(s):// endpoint"
+        "--sqs", default=DEFAULT_BACKEND, help=f"{CHOICES} (default: {DEFAULT_BACKEND})"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=3000)

@@ -1,7 +1,10 @@
-"""Where SQS comes from: a moto server we start, LocalStack we start, or an endpoint.
+"""Where SQS comes from: a server we start (MiniStack, moto, LocalStack), or an endpoint.
 
 The option is one string:
-- "moto" (default): `python -m moto.server` on a free port, stopped with the runtime;
+- "ministack" (default): `python -m ministack`, SQS only, on a free port, stopped with
+  the runtime. Its ReceiveMessage stays a few milliseconds with thousands of messages
+  queued, where moto's grows with the backlog (docs/local-runtime.md has the figures);
+- "moto": `python -m moto.server` on a free port, stopped with the runtime;
 - "localstack": LocalStack on the host, in its own venv (see localstack_host.py);
 - "aws": the real SQS of the configured account and region;
 - any "http(s)://..." URL: an SQS already running there (docker-compose's LocalStack...).
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 MOTO_ACCOUNT = "123456789012"
 LOCALSTACK_ACCOUNT = "000000000000"
+MINISTACK_ACCOUNT = "000000000000"
+DEFAULT_BACKEND = "ministack"
+CHOICES = "ministack, moto, localstack, aws or an http(s):// URL"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class SqsBackend:
 
     def start(self) -> SqsTarget:
         option = self.option.strip()
+        if option == "ministack":
+            return self._start_ministack()
         if option == "moto":
             return self._start_moto()
         if option == "localstack":
@@ -107,9 +115,7 @@ class SqsBackend:
                 emulated,
                 kind="localstack" if emulated else "endpoint",
             )
-        raise ValueError(
-            f"unknown SQS backend {option!r}: use moto, localstack, aws or an http(s):// URL"
-        )
+        raise ValueError(f"unknown SQS backend {option!r}: use {CHOICES}")
 
     @property
     def pid(self) -> int | None:
@@ -137,6 +143,45 @@ class SqsBackend:
             MOTO_ACCOUNT,
             emulated=True,
             kind="moto",
+        )
+
+    def _start_ministack(self) -> SqsTarget:
+        port = free_port()
+        state = (self.data_dir / "ministack").absolute()
+        state.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            **DUMMY_CREDENTIALS,
+            "GATEWAY_PORT": str(port),
+            "BIND_HOST": "127.0.0.1",
+            # Queue URLs on the address we call, as the other backends give them.
+            "MINISTACK_HOST": "127.0.0.1",
+            "SERVICES": "sqs",
+            # Listeners it opens by default on fixed ports (IoT mTLS 8883, SFTP): two
+            # runtimes side by side would fight over them, and nothing here uses them.
+            "IOT_MTLS_ENABLED": "0",
+            "SFTP_ENABLED": "0",
+            # Its access log line per request costs CPU under load; warnings still show.
+            "LOG_LEVEL": "WARNING",
+            # Its pid file goes to the temporary folder: ours, not /tmp shared by all runs.
+            "TMPDIR": str(state),
+        }
+        self._process = ManagedProcess(
+            "MiniStack",
+            [sys.executable, "-m", "ministack"],
+            env=env,
+            log_path=self.data_dir / "logs" / f"ministack-{port}.log",
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        self._process.wait_http(
+            f"{endpoint}/_ministack/health", timeout=30, ok_statuses=range(200, 300)
+        )
+        return SqsTarget(
+            endpoint,
+            f"MiniStack at {endpoint} (pid {self._process.pid})",
+            MINISTACK_ACCOUNT,
+            emulated=True,
+            kind="ministack",
         )
 
     def _start_localstack(self) -> SqsTarget:

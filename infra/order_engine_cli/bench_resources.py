@@ -20,6 +20,7 @@ PROC = Path("/proc")
 # processes through multiprocessing.
 KNOWN_PROCESSES = (
     ("localstack", "localstack"),
+    ("ministack", "ministack"),
     ("moto", "moto"),
     ("postgres", "postgres"),
     ("multiprocessing.spawn", "workers"),

@@ -55,7 +55,8 @@ TOPICS = (*(step.value for step in Step), NOTIFY_TOPIC)
     "--sqs",
     default="localstack",
     show_default=True,
-    help="moto or localstack (started for the run), or the URL of an SQS already running.",
+    help="ministack, moto or localstack (started for the run), or the URL of an SQS already "
+    "running (its CPU is then not counted).",
 )
 @click.option(
     "--processes",
@@ -178,7 +179,7 @@ def _run(
     done = len(latencies)
     seconds = max(last_done - start_at, 1e-9)
     cpu = resources["run"]["cpu_seconds_by_process"]
-    server = sum(v for k, v in cpu.items() if k in ("localstack", "moto"))
+    server = sum(v for k, v in cpu.items() if k in ("localstack", "ministack", "moto"))
     clients = cpu.get("workers", 0.0)
     return {
         "orders": orders,

@@ -13,6 +13,7 @@ from rich.panel import Panel
 
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
+from local_runtime.sqs_backends import DEFAULT_BACKEND
 from order_engine_cli.database import migrated_database
 from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
@@ -85,10 +86,11 @@ def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
 @click.command()
 @click.option(
     "--sqs",
-    default="moto",
+    default=DEFAULT_BACKEND,
     show_default=True,
-    help="SQS backend: moto (a local moto server), localstack (LocalStack on this "
-    "host, installed on first use), aws, or an endpoint URL.",
+    help="SQS backend: ministack (a local MiniStack server), moto (a local moto server; "
+    "its receives slow down as a backlog grows), localstack (LocalStack on this host, "
+    "installed on first use; Python >= 3.12), aws, or an endpoint URL.",
 )
 @click.option("--http-port", default=3000, show_default=True, help="HTTP API port (0: any).")
 @click.option("--ws-port", default=3001, show_default=True, help="WebSocket API port (0: any).")
