@@ -94,6 +94,8 @@ def bench_sqs(
     """
     console = Console(stderr=True)
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    # The machine may be shared: what else was running shows in the load before the run.
+    load_before = [round(x, 2) for x in os.getloadavg()]
     backend = SqsBackend(sqs, data_dir=DATA_DIR, region=region)
     with console.status(f"starting SQS ({sqs})"):
         target = backend.start()
@@ -101,6 +103,8 @@ def bench_sqs(
         report = _run(target, region, orders, rate, processes, delete_linger, deadline, console)
     finally:
         backend.stop()
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["load_average_before"] = load_before
     report["config"] = {
         "orders": orders,
         "rate": rate,
