@@ -1,50 +1,45 @@
 """The HTTP API (API Gateway REST proxy -> Chalice): place an order, read it, health.
 
 Every route but /health needs `Authorization: Bearer <key>`; the engine checks the key
-(order_engine.accounts), this module only takes it from the request.
+(order_engine.accounts), this module only takes it from the request. What an engine
+error answers is http_edge's to say.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from chalice import Chalice, Response
+from http_edge import (
+    AUTHORIZATION,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENT_REPLAYED,
+    bearer_token,
+    check_body_size,
+    error_answer,
+)
 
-from order_engine.accounts import Caller, bearer_token
-from order_engine.errors import InfrastructureError, RateLimited, RequestError, Unauthorized
+from order_engine.accounts import Caller
+from order_engine.errors import InfrastructureError, OrderEngineError
 from order_engine.wiring import engine
 
 app = Chalice(app_name="order-engine-api")
 
 
-def _request_error(exc: RequestError) -> Response:
-    headers: dict[str, str | list[str]] = {}
-    if isinstance(exc, Unauthorized):  # RFC 6750: say which scheme, and if the key was bad
-        headers["WWW-Authenticate"] = (
-            'Bearer realm="order-engine", error="invalid_token"'
-            if exc.key_presented
-            else 'Bearer realm="order-engine"'
-        )
-    elif isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
-    return Response(body={"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
-
-
-def _answer(call: Any) -> Response:
+def _answer(call: Callable[[], Response]) -> Response:
     """Run `call`, turning the engine's errors into their HTTP answers."""
     try:
         return call()
-    except RequestError as exc:
-        return _request_error(exc)
-    except InfrastructureError as exc:
-        error = {"code": exc.code, "message": "a dependency is unavailable; retry shortly"}
-        return Response(body={"error": error}, status_code=503)
+    except OrderEngineError as exc:
+        answer = error_answer(exc)
+        headers: dict[str, str | list[str]] = {**answer.headers}
+        return Response(body=answer.body, status_code=answer.status, headers=headers)
 
 
 def _caller() -> Caller:
     request = app.current_request
     assert request is not None
-    return engine().accounts.authenticate(bearer_token(request.headers.get("authorization")))
+    return engine().accounts.authenticate(bearer_token(request.headers.get(AUTHORIZATION)))
 
 
 @app.route("/api/orders/execute", methods=["POST"])
@@ -53,21 +48,22 @@ def execute_order() -> Response:
     assert request is not None
 
     def place() -> Response:
+        caller = _caller()
+        body = request.raw_body or b""
+        check_body_size(body)
         placed = engine().orders.place_order_json(
-            _caller(),
-            request.raw_body or b"",
-            idempotency_key=request.headers.get("idempotency-key"),
+            caller, body, idempotency_key=request.headers.get(IDEMPOTENCY_KEY)
         )
         ws_url = engine().settings.websocket_url
-        body = {
+        answer = {
             "orderId": placed.order.id,
             "status": placed.order.status,
             "wsUrl": f"{ws_url}?orderId={placed.order.id}" if ws_url else None,
         }
         headers: dict[str, str | list[str]] = {}
         if not placed.created:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(body=body, status_code=202, headers=headers)
+            headers[IDEMPOTENT_REPLAYED] = "true"
+        return Response(body=answer, status_code=202, headers=headers)
 
     return _answer(place)
 

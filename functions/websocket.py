@@ -4,7 +4,8 @@ $connect ?apiKey=…   authenticates (or `Authorization: Bearer …`: browsers c
                      headers on a WebSocket, so the query parameter is the portable
                      way); no key or a bad one refuses the handshake with 401. As an
                      API Gateway authorizer would, it records the account on the
-                     connection, and later messages act for that account.
+                     connection, and later messages act for that account, while its
+                     key lives: once the key is revoked, every message is refused.
          &orderId=…  also subscribes (refused with 404 for an unknown order, or another
                      account's);
 $default             {"action": "subscribe", "orderId": …} | {"action": "execute", "order": {…}}
@@ -23,8 +24,8 @@ from typing import Any
 
 from chalice import Chalice, Response
 from chalice.app import WebsocketEvent
+from http_edge import AUTHORIZATION, MAX_BODY_BYTES, bearer_token, error_answer
 
-from order_engine.accounts import bearer_token
 from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
 from order_engine.notify import ConnectionGone
 from order_engine.order_request import parse_json
@@ -41,7 +42,7 @@ def connect(event: WebsocketEvent) -> Response | None:
     raw = event.to_dict()
     query = raw.get("queryStringParameters") or {}
     headers = {str(name).lower(): value for name, value in (raw.get("headers") or {}).items()}
-    key = bearer_token(headers.get("authorization")) or query.get("apiKey")
+    key = bearer_token(headers.get(AUTHORIZATION)) or query.get("apiKey")
     try:
         caller = engine().accounts.authenticate(key)
         engine().orders.connect(
@@ -50,8 +51,9 @@ def connect(event: WebsocketEvent) -> Response | None:
             {"sourceIp": _source_ip(event)},
             subscribe_to=query.get("orderId"),
         )
-    except RequestError as exc:
-        return Response(body={"error": exc.to_dict()}, status_code=exc.http_status)
+    except OrderEngineError as exc:
+        answer = error_answer(exc)
+        return Response(body=answer.body, status_code=answer.status)
     return None
 
 
@@ -66,10 +68,8 @@ def message(event: WebsocketEvent) -> None:
 def _answer(connection_id: str, body: str) -> None:
     try:
         reply = _dispatch(connection_id, body)
-    except RequestError as exc:
-        reply = {"type": "error", "error": exc.to_dict()}
     except OrderEngineError as exc:
-        reply = {"type": "error", "error": {"code": exc.code, "message": str(exc)}}
+        reply = {"type": "error", **error_answer(exc).body}
     if reply is not None:
         engine().sender.send(connection_id, reply)
 
@@ -80,25 +80,25 @@ def disconnect(event: WebsocketEvent) -> None:
 
 
 def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
-    if len(body.encode()) > 16 * 1024:
+    """Parse the message, call the engine for the connection's caller, and say what
+    to answer (None when the engine has answered on the socket itself)."""
+    if len(body.encode()) > MAX_BODY_BYTES:
         raise RequestError("message too large", field="body")
+    # Every message acts for the connection's key, a ping too: a revoked key's socket
+    # is refused everything.
+    caller = engine().accounts.authenticate_connection(connection_id)
     data = parse_json(body)
     if not isinstance(data, dict):
         raise MalformedRequest("a message must be a JSON object with an action")
     action = data.get("action")
-    orders = engine().orders
     if action == "ping":
         return {"type": "pong"}
     if action == "subscribe":
-        caller = engine().accounts.authenticate_connection(connection_id)
-        orders.subscribe(caller, connection_id, _string(data, "orderId"))
+        engine().orders.subscribe(caller, connection_id, _string(data, "orderId"))
         return None  # the snapshot is the answer
     if action == "execute":
-        caller = engine().accounts.authenticate_connection(connection_id)
-        placed = orders.place_order(caller, data.get("order"), idempotency_key=None)
-        engine().sender.send(connection_id, {"type": "accepted", "orderId": placed.order.id})
-        orders.subscribe(caller, connection_id, placed.order.id)
-        return None
+        engine().orders.execute(caller, connection_id, data.get("order"))
+        return None  # "accepted", then the snapshot
     raise RequestError(f"unknown action {action!r}; use subscribe, execute or ping", field="action")
 
 

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from local_runtime.postgres import open_database
 from order_engine.migrate import migrate
+from order_engine_cli.postgres import open_database
 
 # The fault suite's seed option, marker and header line (tests/faults/seeds.py): hooks
 # pytest must see before it prints the header, so they live in this conftest.

@@ -438,7 +438,7 @@ function renderRoute(state) {
   }
   box.hidden = false;
   const data = routing.data;
-  const out = (state.order && state.order.tokenOut) || data.token_out || "";
+  const out = (state.order && state.order.tokenOut) || data.tokenOut || "";
   $(".quotes th.out", state.row).textContent = `You get (${out})`;
   const body = $(".quotes tbody", state.row);
   body.replaceChildren();
@@ -455,9 +455,9 @@ function renderRoute(state) {
     if (outcome.quote) {
       const q = outcome.quote;
       tr.append(
-        el("td", "num", exact.format(q.amount_out)),
+        el("td", "num", exact.format(q.amountOut)),
         el("td", "num", number.format(q.price)),
-        el("td", "num fee", `${(q.fee_bps / 100).toFixed(2)} %`),
+        el("td", "num fee", `${(q.feeBps / 100).toFixed(2)} %`),
       );
     } else {
       tr.classList.add("failed");

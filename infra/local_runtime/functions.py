@@ -99,9 +99,15 @@ def correlation_ids(event: Any, keys: Iterable[str]) -> list[str]:
         if isinstance(place, dict):
             for key in keys:
                 value = place.get(key)
-                if isinstance(value, str | int) and str(value) not in found:
-                    found.append(str(value))
+                if isinstance(value, str | int) and _one_line(str(value)) not in found:
+                    found.append(_one_line(str(value)))
     return found
+
+
+def _one_line(value: str) -> str:
+    """`value` as logged: a client wrote it, so a newline in it must not start a line
+    of its own (control characters become escapes)."""
+    return value if value.isprintable() else value.encode("unicode_escape").decode("ascii")
 
 
 class LambdaFunction:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from local_runtime.postgres import Database, open_database
 from order_engine.migrate import migrate
+from order_engine_cli.postgres import Database, open_database
 from order_engine_cli.project import POSTGRES_DIR
 
 

@@ -22,8 +22,8 @@ from local_runtime.processes import pid_alive
 from order_engine_cli.project import DATA_DIR
 
 if TYPE_CHECKING:
-    from local_runtime.postgres import Database
     from local_runtime.runtime import LocalRuntime
+    from order_engine_cli.postgres import Database
 
 RUN_DIR = DATA_DIR / "run"
 

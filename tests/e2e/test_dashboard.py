@@ -213,6 +213,9 @@ def test_an_order_placed_through_the_form_shows_every_state_then_its_quotes_and_
     assert sorted(venues) == sorted(q["venue"] for q in route["quotes"]) and len(venues) == 2
     expect(row.locator("tr.quote.chosen")).to_have_count(1)
     expect(row.locator("tr.quote.chosen")).to_have_attribute("data-venue", route["venue"])
+    chosen = next(q["quote"] for q in route["quotes"] if q["venue"] == route["venue"])
+    expect(row.locator("tr.quote.chosen td.fee")).to_have_text(f"{chosen['feeBps'] / 100:.2f} %")
+    expect(row.locator("tr.quote.chosen td.num").first).to_have_text(re.compile(r"^[\d,.]+$"))
     expect(row.locator(".reason")).to_have_text(route["reason"])
     expect(row.locator(".signature")).to_have_text(order["txSignature"])
     expect(row.locator(".result .executed")).to_contain_text(re.compile(r"\d"))

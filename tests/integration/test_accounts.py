@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from order_engine.accounts import Accounts, RateLimiter, bearer_token, key_prefix, new_key
+from order_engine.accounts import Accounts, RateLimiter, key_prefix, new_key
 from order_engine.errors import NotFound, RateLimited, Unauthorized, ValidationError
 from order_engine.migrate import load_migrations, migrate
 from order_engine.store import Store
@@ -194,24 +194,6 @@ def test_orders_from_before_accounts_belong_to_the_legacy_account(
             make_request(), account_id=mine, outbox=[], idempotency_key="k"
         )
         assert created.created
-
-
-@pytest.mark.parametrize(
-    ("header", "key"),
-    [
-        ("Bearer abc", "abc"),
-        ("bearer   abc  ", "abc"),
-        ("BEARER abc", "abc"),
-        ("Basic abc", None),
-        ("Bearer", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_the_bearer_credential_is_read_from_an_authorization_value(
-    header: str | None, key: str | None
-) -> None:
-    assert bearer_token(header) == key
 
 
 def _inside_one_window(store: Store) -> None:

@@ -4,7 +4,6 @@ the shapes the real handler answers with (driven in-process over a fake store)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import uuid
@@ -32,9 +31,10 @@ from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.order_request import OrderRequest
 from order_engine.orders import Status
 from order_engine.records import CreatedOrder, Order, OrderEvent
-from order_engine.service import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_CHARS, OrderService
+from order_engine.service import MAX_IDEMPOTENCY_KEY_CHARS, OrderService
 from order_engine.settings import DexSettings, Settings
 from order_engine.tokens import TOKENS, get_token
+from tests.support.functions import load_function_module
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "docs" / "openapi.yaml"
@@ -132,14 +132,12 @@ def properties(node: dict[str, Any]) -> set[str]:
 
 @cache
 def functions_module(name: str) -> ModuleType:
-    """functions/<name>.py as Lambda imports it (by file, no sys.path changes)."""
-    spec = importlib.util.spec_from_file_location(
-        f"_openapi_test_functions_{name}", ROOT / "functions" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """functions/<name>.py as Lambda imports it (by file)."""
+    return load_function_module(name, f"_openapi_test_functions_{name}")
+
+
+def http_edge() -> ModuleType:
+    return functions_module("http_edge")
 
 
 def api_module() -> ModuleType:
@@ -239,7 +237,7 @@ def test_idempotency_key_and_body_limits_match_the_service() -> None:
         1,
         MAX_IDEMPOTENCY_KEY_CHARS,
     )
-    limit = f"{MAX_BODY_BYTES:,}".replace(",", " ")
+    limit = f"{http_edge().MAX_BODY_BYTES:,}".replace(",", " ")
     assert limit in execute["requestBody"]["description"]
     assert limit in resolve(execute["responses"]["413"])["description"]
 
@@ -286,9 +284,8 @@ def test_documented_error_codes_are_the_engine_errors_with_their_statuses() -> N
     seen = set()
     for method, path, status, code in documented_error_codes():
         assert code in by_code, f"{method} {path} {status}: no engine error has code {code!r}"
-        # functions/api.py answers RequestErrors with their http_status, and
-        # InfrastructureErrors with 503.
-        expected = getattr(by_code[code], "http_status", 503)
+        # functions/http_edge.py decides every error's status.
+        expected = http_edge().status_of(by_code[code])
         assert status == expected, f"{method} {path}: {code} is {expected}, documented {status}"
         seen.add(code)
     assert seen == {
@@ -510,7 +507,13 @@ def test_a_fresh_order_has_no_replay_header(http: Client) -> None:
     [
         ("not JSON", "{bad", {}, 400, "malformed_request"),
         ("not an object", "[1]", {}, 400, "malformed_request"),
-        ("too large", json.dumps({**ORDER, "pad": "x" * MAX_BODY_BYTES}), {}, 413, None),
+        (
+            "too large",
+            json.dumps({**ORDER, "pad": "x" * http_edge().MAX_BODY_BYTES}),
+            {},
+            413,
+            None,
+        ),
         ("slippage too high", json.dumps({**ORDER, "slippageBps": 1001}), {}, 422, None),
         ("slippage zero", json.dumps({**ORDER, "slippageBps": 0}), {}, 422, None),
         ("unknown field", json.dumps({**ORDER, "price": 1}), {}, 422, None),
@@ -633,7 +636,7 @@ def test_documented_response_properties_are_exactly_what_the_engine_writes(
 ) -> None:
     """A field added to a to_dict() (or dropped from it) must be documented."""
     order, events = confirmed_order(route)
-    decision = route.to_dict()
+    decision = order.to_dict()["route"]  # as answered, not as stored
     outcome = decision["quotes"][0]
     assert properties(schema("Order")) == set(order.to_dict())
     assert properties(schema("OrderDetails")) == set(order.to_dict()) | {"events"}

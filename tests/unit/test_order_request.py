@@ -118,9 +118,10 @@ def test_bodies_that_are_not_strict_json_are_malformed(raw: str | bytes) -> None
 
 
 def test_an_amount_keeps_its_places_and_loses_only_trailing_zeros() -> None:
-    assert validate_order_request(order(amount="100e-11")).amount == Decimal("0.000000001")
+    # Exponents are JSON numbers' (parsed to Decimal); a string amount is plain digits.
+    assert validate_order_request(order(amount=Decimal("100e-11"))).amount == Decimal("0.000000001")
     assert str(validate_order_request(order(amount="1.500000000000")).amount) == "1.5"
-    assert validate_order_request(order(amount="1E+2")).to_dict()["amount"] == "100"
+    assert validate_order_request(order(amount=Decimal("1E+2"))).to_dict()["amount"] == "100"
 
 
 def test_json_nested_thousands_deep_is_malformed_not_a_recursion_error() -> None:

@@ -7,7 +7,6 @@ No network, no Docker, no AWS credentials: cfn-lint and the SAM translator run o
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import subprocess
@@ -31,6 +30,7 @@ from chalice.app import (
 from order_engine.orders import Step
 from order_engine.settings import Settings
 from tests.support.cfn import load_template, ref_target
+from tests.support.functions import load_function_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -141,14 +141,10 @@ def by_handler(template: dict[str, Any]) -> dict[str, str]:
 
 @cache
 def handler_module(name: str) -> ModuleType:
-    """functions/<name>.py as its own module (loaded by file: no sys.path changes)."""
+    """functions/<name>.py as its own module (loaded by file)."""
     path = FUNCTIONS / f"{name}.py"
     assert path.is_file(), f"no {path.relative_to(ROOT)}"
-    spec = importlib.util.spec_from_file_location(f"_template_test_functions_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function_module(name, f"_template_test_functions_{name}")
 
 
 def entry_point(handler: str) -> Any:

@@ -10,7 +10,6 @@ the session's own account; `Stack.auth` the header that presents it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import uuid
@@ -29,6 +28,7 @@ from order_engine.records import Order
 from order_engine.wiring import Engine, engine, reset_engine
 from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
 from tests.support.env import engine_environment
+from tests.support.functions import load_function_module
 
 FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 TOPICS = [step.value for step in Step] + ["notify"]
@@ -36,11 +36,7 @@ TOPICS = [step.value for step in Step] + ["notify"]
 
 def load_function(name: str) -> ModuleType:
     """Import functions/<name>.py as Lambda would (its own module, by file)."""
-    spec = importlib.util.spec_from_file_location(f"functions_{name}", FUNCTIONS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function_module(name, f"functions_{name}")
 
 
 @dataclass

@@ -271,6 +271,7 @@ def test_a_client_gone_before_its_answer_does_not_fail_the_function(
 
 def test_ping_gets_pong(fresh: Stack) -> None:
     connection = new_connection_id()
+    fresh.websocket.connect(ws_connect_event(connection, {"apiKey": fresh.api_key}), None)
     fresh.websocket.message(ws_message_event(connection, {"action": "ping"}), None)
     assert fresh.management.messages(connection) == [{"type": "pong"}]
 

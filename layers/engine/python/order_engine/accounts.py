@@ -11,6 +11,7 @@ database keeps only its SHA-256, and nothing in the engine logs it.
 
 Both APIs take the key as a bearer credential (`Authorization: Bearer <key>`); the
 WebSocket API also as `?apiKey=`, since browsers cannot set headers on a WebSocket.
+Reading it from the request is the handlers' part (functions/http_edge.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from order_engine.account_store import AccountStore, ApiKeyInfo, Caller
 from order_engine.errors import NotFound, RateLimited, Unauthorized, ValidationError
 
-__all__ = ["Accounts", "ApiKeyInfo", "Caller", "IssuedKey", "RateLimiter", "bearer_token"]
+__all__ = ["Accounts", "ApiKeyInfo", "Caller", "IssuedKey", "RateLimiter"]
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,6 @@ def key_prefix(key: str) -> str | None:
 
 def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The credential of an `Authorization: Bearer <key>` value (scheme in any case);
-    None when there is none. Parsed here once, so the HTTP and WebSocket handlers
-    cannot disagree on it."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 class Accounts:

@@ -3,7 +3,8 @@
 Every failure the engine raises is an `OrderEngineError`, and its class says how the
 caller must react, so nobody has to guess from message text:
 
-- `RequestError` and subclasses: the caller sent something wrong; answer 4xx, write nothing.
+- `RequestError` and subclasses: the caller sent something wrong; write nothing and
+  tell them (functions/http_edge.py says what each answers in HTTP).
 - `TransientError`: the step may succeed later (venue timeout); retry with backoff,
   bounded by the attempt limit.
 - `BusinessError`: the order cannot succeed (slippage exceeded, no route); fail it now.
@@ -26,10 +27,9 @@ class OrderEngineError(Exception):
 
 
 class RequestError(OrderEngineError):
-    """The request is wrong; answered with a 4xx and a JSON body."""
+    """The request is wrong: `message` says what, `field` (when known) where."""
 
     code = "bad_request"
-    http_status = 400
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -47,39 +47,33 @@ class MalformedRequest(RequestError):
     """The body is not JSON, or not a JSON object."""
 
     code = "malformed_request"
-    http_status = 400
 
 
 class PayloadTooLarge(RequestError):
     code = "payload_too_large"
-    http_status = 413
 
 
 class ValidationError(RequestError):
     """A field has the wrong type or value; `field` names it (dotted path)."""
 
     code = "validation_error"
-    http_status = 422
 
 
 class NotFound(RequestError):
     code = "not_found"
-    http_status = 404
 
 
 class IdempotencyConflict(RequestError):
     """The Idempotency-Key was used before with a different request body."""
 
     code = "idempotency_conflict"
-    http_status = 409
 
 
 class Unauthorized(RequestError):
     """No API key, or one that is unknown or revoked. `key_presented` tells a missing
-    key from a bad one (HTTP answers the latter with error="invalid_token")."""
+    key from a bad one."""
 
     code = "unauthorized"
-    http_status = 401
 
     def __init__(self, message: str, *, key_presented: bool) -> None:
         super().__init__(message)
@@ -91,7 +85,6 @@ class RateLimited(RequestError):
     number of whole seconds until the next window opens."""
 
     code = "rate_limited"
-    http_status = 429
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)

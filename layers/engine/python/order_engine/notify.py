@@ -50,6 +50,11 @@ class ConnectionSender:
             raise TransientError(f"WebSocket throttled: {exc}") from exc
 
 
+def accepted_message(order_id: str) -> dict[str, Any]:
+    """The answer to a WebSocket `execute`: the order exists; its snapshot follows."""
+    return {"type": "accepted", "orderId": order_id}
+
+
 def event_message(order_id: str, event: OrderEvent) -> dict[str, Any]:
     return {"type": "event", "orderId": order_id, **event.to_dict()}
 
@@ -70,6 +75,11 @@ class Notifier:
     def __init__(self, store: Store, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
+
+    def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        """One message to one connection, outside any subscription (ConnectionGone
+        when it has left)."""
+        self._sender.send(connection_id, message)
 
     def deliver(self, order_id: str) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""

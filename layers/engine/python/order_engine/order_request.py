@@ -6,7 +6,9 @@ Schema (JSON object, no other fields allowed):
     tokenIn      symbol or mint address        required, a known token
     tokenOut     symbol or mint address        required, a known token, not tokenIn
     amount       decimal string or number      required, > 0, at most tokenIn's decimals,
-                                               at most tokenIn's max_amount
+                                               at most tokenIn's max_amount; a string is
+                                               ASCII digits with at most one point
+
     slippageBps  integer, basis points         optional, 1..1000 (0.01 % .. 10 %), default 100
 
 Every rejection is a `ValidationError` naming the field. Amounts are `Decimal`
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,6 +35,10 @@ MAX_SLIPPAGE_BPS = 1000
 # Longer strings are never a sensible amount or token; refusing them early keeps
 # error messages short and Decimal parsing cheap.
 MAX_SCALAR_CHARS = 64
+# ASCII digits with at most one point. Decimal() alone also reads "1_5" and "1__5" as 15
+# and full-width or Arabic-Indic digits as their values, so a typo could buy 10x the
+# amount; exponents and signs are refused too, since nobody types them for an amount.
+_DECIMAL_STRING = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ def validate_order_request(data: Any) -> OrderRequest:
         raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0])
 
     order_type = _required(data, "type")
-    if order_type not in ORDER_TYPES:
+    # Checked as a string first: `{}` or `[]` is unhashable, so a bare `in` would raise.
+    if not isinstance(order_type, str) or order_type not in ORDER_TYPES:
         raise ValidationError('type must be "market"', field="type")
 
     token_in = _token(data, "tokenIn")
@@ -119,9 +127,14 @@ def _amount(value: Any, token: Token) -> Decimal:
     # bool is an int in Python; `true` is never an amount.
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, float)):
         raise ValidationError("amount must be a decimal string or a number", field="amount")
-    text = value.strip() if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
     if not text or len(text) > MAX_SCALAR_CHARS:
         raise ValidationError("amount must be a decimal string or a number", field="amount")
+    if isinstance(value, str) and not _DECIMAL_STRING.fullmatch(value):
+        raise ValidationError(
+            f"amount {value!r} must be ASCII digits with at most one decimal point",
+            field="amount",
+        )
     try:
         amount = Decimal(text)
     except InvalidOperation:

@@ -2,7 +2,9 @@
 
 Every record is a frozen dataclass built from a database row. `to_dict()` gives the
 JSON form for the APIs: camelCase keys like the order request, decimals as plain
-strings (never floats), timestamps in ISO 8601.
+strings (never floats), timestamps in ISO 8601. The JSON an order keeps between steps
+(its route, its events' data) is the venues' own form, snake_case; `camel_case_keys`
+turns it into the public one, rows written before included.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class Order:
             "tokenOut": self.token_out.symbol,
             "amount": _dec(self.amount),
             "slippageBps": self.slippage_bps,
-            "route": None if self.route is None else dict(self.route),
+            "route": None if self.route is None else camel_case_keys(self.route),
             "txSignature": self.tx_signature,
             "amountOut": _dec(self.amount_out),
             "executedPrice": _dec(self.executed_price),
@@ -164,7 +166,7 @@ class OrderEvent:
             "seq": self.seq,
             "from": None if self.from_status is None else self.from_status.value,
             "status": self.to_status.value,
-            "data": dict(self.data),
+            "data": camel_case_keys(self.data),
             "at": _iso(self.created_at),
         }
 
@@ -193,6 +195,21 @@ class TransitionResult:
     @property
     def applied(self) -> bool:
         return self.outcome is Outcome.APPLIED
+
+
+def camel_case_keys(value: Any) -> Any:
+    """`value` with every object key, at any depth, in camelCase ("amount_in" ->
+    "amountIn"); values are left as they are."""
+    if isinstance(value, Mapping):
+        return {_camel(str(key)): camel_case_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [camel_case_keys(item) for item in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _dec(value: Decimal | None) -> str | None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from order_engine.accounts import Caller, RateLimiter
-from order_engine.errors import InfrastructureError, NotFound, PayloadTooLarge, ValidationError
+from order_engine.errors import InfrastructureError, NotFound, ValidationError
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
-from order_engine.notify import Notifier
+from order_engine.notify import Notifier, accepted_message
 from order_engine.order_request import parse_json, validate_order_request
 from order_engine.orders import Step
 from order_engine.pipeline import publish_outbox
@@ -27,7 +27,6 @@ from order_engine.store import OutboxMessage, Store
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 # API Gateway refuses (410) posts to a connection whose $connect has not returned, so a
 # subscription asked for during $connect starts this long after it (see below).
@@ -84,19 +83,24 @@ class OrderService:
     def place_order_json(
         self, caller: Caller, body: str | bytes, *, idempotency_key: str | None
     ) -> PlacedOrder:
-        """Place an order from a raw request body (size-checked before parsing)."""
+        """Place an order from a raw request body (its size checked by the caller)."""
         # Counted before any parsing: bad requests spend the budget too, so a client
         # cannot make the service parse for free.
         self._rate_limiter.check(caller)
-        size = len(body.encode() if isinstance(body, str) else body)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body of {size} bytes exceeds the limit of {MAX_BODY_BYTES}")
         return self._place(caller, parse_json(body), idempotency_key)
 
     def place_order(self, caller: Caller, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
         """Place an order from already-parsed JSON (the WebSocket `execute` action)."""
         self._rate_limiter.check(caller)
         return self._place(caller, data, idempotency_key)
+
+    def execute(self, caller: Caller, connection_id: str, data: Any) -> PlacedOrder:
+        """The WebSocket `execute` action: place the order, tell the connection it was
+        accepted, then subscribe it, so its snapshot and events follow in that order."""
+        placed = self.place_order(caller, data, idempotency_key=None)
+        self._notifier().send(connection_id, accepted_message(placed.order.id))
+        self.subscribe(caller, connection_id, placed.order.id)
+        return placed
 
     def _place(self, caller: Caller, data: Any, idempotency_key: str | None) -> PlacedOrder:
         request = validate_order_request(data)
