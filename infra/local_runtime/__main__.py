@@ -15,10 +15,10 @@ from local_runtime.cfn_yaml import TemplateSyntaxError
 from local_runtime.environment import EnvironmentConflict
 from local_runtime.function_code import HandlerImportError
 from local_runtime.intrinsics import IntrinsicError
-from local_runtime.localstack_host import LocalStackUnavailable
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from local_runtime.schedule_expressions import ScheduleExpressionError
+from local_runtime.server_venv import ServerInstallError
 from local_runtime.servers import ServerStartError
 from local_runtime.sqs_backends import CHOICES, DEFAULT_BACKEND
 from local_runtime.template import TemplateError
@@ -31,7 +31,7 @@ USER_ERRORS = (
     HandlerImportError,
     ScheduleExpressionError,
     ServerStartError,
-    LocalStackUnavailable,
+    ServerInstallError,
     FileNotFoundError,
 )
 

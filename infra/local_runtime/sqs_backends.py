@@ -1,9 +1,9 @@
 """Where SQS comes from: a server we start (MiniStack, moto, LocalStack), or an endpoint.
 
 The option is one string:
-- "ministack" (default): `python -m ministack`, SQS only, on a free port, stopped with
-  the runtime. Its ReceiveMessage stays a few milliseconds with thousands of messages
-  queued, where moto's grows with the backlog (docs/local-runtime.md has the figures);
+- "ministack" (default): MiniStack, SQS only, in its own venv (see ministack_host.py), on
+  a free port, stopped with the runtime. It stays fast with thousands of messages
+  queued, where moto's receives slow down with the backlog (docs/local-runtime.md);
 - "moto": `python -m moto.server` on a free port, stopped with the runtime;
 - "localstack": LocalStack on the host, in its own venv (see localstack_host.py);
 - "aws": the real SQS of the configured account and region;
@@ -146,35 +146,13 @@ class SqsBackend:
         )
 
     def _start_ministack(self) -> SqsTarget:
-        port = free_port()
-        state = (self.data_dir / "ministack").absolute()
-        state.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            **DUMMY_CREDENTIALS,
-            "GATEWAY_PORT": str(port),
-            "BIND_HOST": "127.0.0.1",
-            # Queue URLs on the address we call, as the other backends give them.
-            "MINISTACK_HOST": "127.0.0.1",
-            "SERVICES": "sqs",
-            # Listeners it opens by default on fixed ports (IoT mTLS 8883, SFTP): two
-            # runtimes side by side would fight over them, and nothing here uses them.
-            "IOT_MTLS_ENABLED": "0",
-            "SFTP_ENABLED": "0",
-            # Its access log line per request costs CPU under load; warnings still show.
-            "LOG_LEVEL": "WARNING",
-            # Its pid file goes to the temporary folder: ours, not /tmp shared by all runs.
-            "TMPDIR": str(state),
-        }
-        self._process = ManagedProcess(
-            "MiniStack",
-            [sys.executable, "-m", "ministack"],
-            env=env,
-            log_path=self.data_dir / "logs" / f"ministack-{port}.log",
-        )
-        endpoint = f"http://127.0.0.1:{port}"
-        self._process.wait_http(
-            f"{endpoint}/_ministack/health", timeout=30, ok_statuses=range(200, 300)
+        from local_runtime.ministack_host import start_ministack
+
+        self._process, endpoint = start_ministack(
+            self.data_dir / "ministack-venv",
+            (self.data_dir / "ministack").absolute(),
+            self.data_dir / "logs",
+            extra_env=DUMMY_CREDENTIALS,
         )
         return SqsTarget(
             endpoint,
