@@ -56,7 +56,7 @@ def execute_order() -> Response:
         )
         ws_url = engine().settings.websocket_url
         answer = {
-            "orderId": placed.order.id,
+            "orderId": str(placed.order.id),
             "status": placed.order.status,
             "wsUrl": f"{ws_url}?orderId={placed.order.id}" if ws_url else None,
         }

@@ -4,8 +4,8 @@ The page is a client of the public HTTP and WebSocket APIs only (it reads `wsUrl
 the HTTP API's answers), so it works against AWS as it does against the local runtime.
 Its HTML, CSS and JS live in functions/static/ and are put together once, at import:
 one self-contained answer, no build step, nothing fetched from elsewhere at run time.
-The tokens and slippage bounds come from the engine, so the form cannot drift from
-what the API accepts.
+The tokens, slippage bounds and statuses come from the engine, so the page cannot
+drift from what the API accepts and answers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from chalice import Chalice, Response
 
 from order_engine.order_request import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, MIN_SLIPPAGE_BPS
+from order_engine.orders import HAPPY_PATH, TERMINAL
 from order_engine.tokens import TOKENS
 
 app = Chalice(app_name="order-engine-dashboard")
@@ -31,6 +32,9 @@ def _config() -> str:
             {"symbol": t.symbol, "decimals": t.decimals, "maxAmount": format(t.max_amount, "f")}
             for t in TOKENS
         ],
+        # The pipeline's statuses in order, and those that end an order.
+        "happyPath": [status.value for status in HAPPY_PATH],
+        "terminal": sorted(status.value for status in TERMINAL),
         "slippageBps": {
             "min": MIN_SLIPPAGE_BPS,
             "max": MAX_SLIPPAGE_BPS,

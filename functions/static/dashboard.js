@@ -4,8 +4,8 @@
 
 const CONFIG = JSON.parse(document.getElementById("config").textContent);
 const TOKENS = new Map(CONFIG.tokens.map((t) => [t.symbol, t]));
-const FLOW = ["pending", "routing", "building", "submitted", "confirmed"];
-const TERMINAL = new Set(["confirmed", "failed"]);
+const FLOW = CONFIG.happyPath;
+const TERMINAL = new Set(CONFIG.terminal);
 const KEY_STORE = "order-engine.apiKey";
 const ORDERS_STORE = "order-engine.orders";
 const REMEMBERED = 50;
@@ -221,7 +221,7 @@ function forget(state) {
 }
 
 function status(state) {
-  return state.events.length ? state.events[state.events.length - 1].status : "pending";
+  return state.events.length ? state.events[state.events.length - 1].status : FLOW[0];
 }
 
 // Applies events in seq order, each exactly once: a seq already seen is a duplicate

@@ -4,7 +4,7 @@ Each order of the real stack puts eight messages through five queues: the route 
 when it is accepted, then for each of the four steps a notify message and (but after
 confirm) the next step's message; every message is received and deleted by a poller.
 This command replays exactly that traffic (what each step publishes comes from the
-pipeline's own `next_messages`) against an SQS backend, from a few
+outbox's own `transition_messages`) against an SQS backend, from a few
 processes that do nothing else: no database, no HTTP, no WebSocket, no venue. So it
 measures the floor that any stack built on these queues pays on this machine: what
 the SQS server spends per order and how fast it can go, and what boto3 spends calling
@@ -33,7 +33,7 @@ from local_runtime.sqs_backends import SqsBackend, SqsTarget
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
 from order_engine.messaging import NOTIFY_TOPIC, StepMessage
 from order_engine.orders import TERMINAL, Status, Step, step_for
-from order_engine.pipeline import next_messages
+from order_engine.outbox import transition_messages
 from order_engine_cli import bench_resources
 from order_engine_cli.bench_stats import distribution
 from order_engine_cli.project import DATA_DIR
@@ -251,7 +251,7 @@ def _replay(
             # with the order's start and whether this is its end riding along.
             reached = Step(name).to_status
             timing = {"t0": body["t0"], "last": reached in TERMINAL}
-            for outgoing in next_messages(body["orderId"], reached):
+            for outgoing in transition_messages(uuid.UUID(body["orderId"]), reached):
                 send(outgoing.topic, {**outgoing.payload, **timing})
         deletes.add([message])
 
@@ -276,7 +276,7 @@ def _replay(
     assert first is not None
     for i in range(orders):
         time.sleep(max(0.0, start_at + i * 60 / rate - time.time()))
-        payload = StepMessage(f"{os.getpid()}-{i}", first).to_payload()
+        payload = StepMessage(uuid.uuid4(), first).to_payload()
         hops.submit(send, first.value, {**payload, "t0": time.time()})
     while not stop.wait(0.5):
         with done_lock:

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-HAPPY_PATH = ("pending", "routing", "building", "submitted", "confirmed")
-TERMINAL = frozenset({"confirmed", "failed"})
+from order_engine import orders
+
+# The statuses as the client sees them: plain strings, from the engine's own table.
+HAPPY_PATH = tuple(status.value for status in orders.HAPPY_PATH)
+TERMINAL = frozenset(status.value for status in orders.TERMINAL)
 PERCENTILES = (50, 90, 99)
 
 
@@ -106,7 +109,7 @@ def path_problem(trace: OrderTrace) -> str | None:
     body = statuses[:-1] if statuses and statuses[-1] == "failed" else statuses
     if tuple(body) != HAPPY_PATH[: len(body)]:
         return f"statuses {statuses} are not in pipeline order"
-    if statuses and statuses[-1] == "confirmed" and len(statuses) != len(HAPPY_PATH):
+    if statuses and statuses[-1] == HAPPY_PATH[-1] and len(statuses) != len(HAPPY_PATH):
         return f"statuses {statuses} miss some of the pipeline"
     return None
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import websockets
 
-TERMINAL = frozenset({"confirmed", "failed"})
+from order_engine.orders import TERMINAL as TERMINAL_STATUSES
+
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 class ApiError(Exception):

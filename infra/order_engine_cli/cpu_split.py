@@ -1,6 +1,6 @@
 """Where a stack's Python CPU goes: AWS SDK calls, database driver calls, the rest.
 
-`order-engine bench --cpu-split` runs the stack it starts with this module loaded into
+`order-engine lab cpu-split` runs the stack it starts with this module loaded into
 each of its Python processes (through `cpu_split_site/sitecustomize.py` on the stack's
 PYTHONPATH; the stack's own code is not touched). Every call into botocore's
 `_make_api_call` and into psycopg (statements, fetches, commits, the pool's checkout

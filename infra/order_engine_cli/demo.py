@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import TERMINAL, OrderClient, follow
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
+from order_engine_cli.options import api_key_option
 
 DEMO_ORDERS = [
     {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"},
@@ -23,7 +25,6 @@ DEMO_ORDERS = [
     {"type": "market", "tokenIn": "JUP", "tokenOut": "USDC", "amount": "120"},
     {"type": "market", "tokenIn": "USDT", "tokenOut": "USDC", "amount": "500"},
 ]
-STATES = ("pending", "routing", "building", "submitted", "confirmed")
 STATUS_STYLE = {"confirmed": "bold green", "failed": "bold red"}
 
 
@@ -55,7 +56,7 @@ class Row:
         reached = len(self.timeline)
         if self.status == "failed":
             return "[red]" + "■" * (reached - 1) + "✗[/]"
-        return "[green]" + "■" * reached + "[/]" + "□" * (len(STATES) - reached)
+        return "[green]" + "■" * reached + "[/]" + "□" * (len(HAPPY_PATH) - reached)
 
 
 def render(rows: list[Row]) -> Table:
@@ -121,13 +122,7 @@ async def run_demo(api_url: str, api_key: str, count: int, timeout: float) -> li
     type=click.IntRange(1, 50),
     help="How many orders to place at once.",
 )
-@click.option(
-    "--api-key",
-    envvar="ORDER_ENGINE_API_KEY",
-    default=None,
-    help="The API key to place the orders with [env: ORDER_ENGINE_API_KEY]; unset: the "
-    "development key `order-engine up` saved in .data/dev-api-key.",
-)
+@api_key_option()
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for all.")
 def demo(api_url: str, count: int, api_key: str | None, timeout: float) -> None:
     """Place several orders at once and watch each move through its states."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine.errors import Unauthorized
 from order_engine_cli.project import DATA_DIR
 
@@ -53,8 +54,8 @@ def ensure_dev_key(database_url: str, path: Path = DEV_KEY_FILE) -> DevKey | Non
     one if the database has no keys at all, else None (the database has keys of its
     own, and none of them is saved here: `order-engine keys create` makes one)."""
     saved = read_saved_keys(path)
-    with AccountStore(database_url, max_size=1) as store:
-        accounts = Accounts(store)
+    with Database(database_url, max_size=1) as database:
+        accounts = Accounts(AccountStore(database))
         for key in saved:
             try:
                 accounts.authenticate(key)

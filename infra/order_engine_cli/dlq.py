@@ -11,6 +11,7 @@ as a duplicate and changes nothing (pipeline.py, `_not_ready`).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from order_engine.records import Order
 from order_engine_cli.dlq_queues import DeadLetterQueue, Message, browse, depth, oldest_sent
 from order_engine_cli.dlq_replay import replay_queues
 from order_engine_cli.dlq_target import connect, sqs_errors, sqs_options
+from order_engine_cli.options import database_url_option
 
 NONE = "—"
 
@@ -117,14 +119,14 @@ def decode(dlq: DeadLetterQueue, stack_name: str, message: Message) -> Parked:
     try:
         if topic == NOTIFY_TOPIC:
             notify = decode_notify_message(message.body)
-            return Parked(message, notify.order_id, NOTIFY_TOPIC, None)
+            return Parked(message, str(notify.order_id), NOTIFY_TOPIC, None)
         step = decode_step_message(message.body)
     except PoisonMessage as problem:
         return Parked(message, None, None, str(problem))
     if topic in {s.value for s in Step} and step.step.value != topic:
         wrong = f"a {step.step} message on the {topic} queue"
-        return Parked(message, step.order_id, step.step.value, wrong)
-    return Parked(message, step.order_id, step.step.value, None)
+        return Parked(message, str(step.order_id), step.step.value, wrong)
+    return Parked(message, str(step.order_id), step.step.value, None)
 
 
 @dlq.command()
@@ -132,11 +134,9 @@ def decode(dlq: DeadLetterQueue, stack_name: str, message: Message) -> Parked:
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="Messages to show."
 )
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    help="PostgreSQL, to show each order's status and last error [env: DATABASE_URL; "
-    "default: the embedded database of the running `order-engine up`].",
+@database_url_option(
+    "PostgreSQL, to show each order's status and last error [env: DATABASE_URL; "
+    "default: the embedded database of the running `order-engine up`]."
 )
 @sqs_options
 @click.pass_context
@@ -210,14 +210,18 @@ def _orders(url: str | None, ids: Iterable[str | None]) -> tuple[dict[str, Order
         return {}, None
     if not url:
         return {}, "Set DATABASE_URL (or --database-url) to see each order's status and last error."
-    from order_engine.store import Store  # only `show` with a database needs psycopg's pool
+    # Only `show` with a database needs psycopg's pool.
+    from order_engine.database import Database
+    from order_engine.store import Store
 
     pool_log = logging.getLogger("psycopg.pool")
     level = pool_log.level
     pool_log.setLevel(logging.CRITICAL)  # a database that is down is said once, below
     try:
-        with Store(url, max_size=1, timeout=3) as store:
-            return {o.id: o for i in wanted if (o := store.get_order(i)) is not None}, None
+        with Database(url, max_size=1, timeout=3) as database:
+            store = Store(database)
+            found = (store.get_order(uuid.UUID(order_id)) for order_id in wanted)
+            return {str(order.id): order for order in found if order is not None}, None
     except InfrastructureError as error:
         return {}, f"Order status and last error not shown: {error}"
     finally:

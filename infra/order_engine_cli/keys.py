@@ -12,22 +12,19 @@ from rich.table import Table
 
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine.errors import RequestError
 from order_engine_cli.database import migrated_database
+from order_engine_cli.options import database_url_option
 
-database_option = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL [env: DATABASE_URL]; unset: the embedded server in .data/.",
-)
+database_option = database_url_option()
 
 
 @contextmanager
 def accounts_on(database_url: str | None) -> Iterator[Accounts]:
     """The accounts of the CLI's database (migrated first: keys need 0002)."""
-    with migrated_database(database_url) as database, AccountStore(database.url) as store:
-        yield Accounts(store)
+    with migrated_database(database_url) as migrated, Database(migrated.url) as database:
+        yield Accounts(AccountStore(database))
 
 
 @click.group()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from order_engine_cli.bench import bench
-from order_engine_cli.bench_sqs import bench_sqs
 from order_engine_cli.demo import demo
 from order_engine_cli.dlq import dlq
 from order_engine_cli.keys import keys
+from order_engine_cli.lab import lab
+from order_engine_cli.options import database_url_option
 from order_engine_cli.up import up
 
 
@@ -26,12 +27,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL [env: DATABASE_URL]; unset: the embedded server in .data/.",
-)
+@database_url_option()
 def migrate(database_url: str | None) -> None:
     """Apply the database migrations (safe to run twice, or concurrently)."""
     from order_engine_cli.database import migrated_database
@@ -45,4 +41,4 @@ cli.add_command(demo)
 cli.add_command(dlq)
 cli.add_command(keys)
 cli.add_command(bench)
-cli.add_command(bench_sqs)
+cli.add_command(lab)

@@ -13,9 +13,9 @@ from rich.panel import Panel
 
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
-from local_runtime.sqs_backends import DEFAULT_BACKEND
 from order_engine_cli.database import migrated_database
 from order_engine_cli.dev_key import DEV_KEY_FILE, DevKey, ensure_dev_key
+from order_engine_cli.options import concurrency_option, database_url_option, sqs_option
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
@@ -84,37 +84,17 @@ def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
 
 
 @click.command()
-@click.option(
-    "--sqs",
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="SQS backend: ministack (a local MiniStack server), moto (a local moto server; "
-    "its receives slow down as a backlog grows), localstack (LocalStack on this host, "
-    "installed on first use; Python >= 3.12), aws, or an endpoint URL.",
-)
+@sqs_option()
 @click.option("--http-port", default=3000, show_default=True, help="HTTP API port (0: any).")
 @click.option("--ws-port", default=3001, show_default=True, help="WebSocket API port (0: any).")
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL [env: DATABASE_URL]; unset: an embedded server in .data/.",
-)
+@database_url_option()
 @click.option(
     "--latency-scale",
     default="1",
     show_default=True,
     help="Scale of the simulated DEX delays: 1 realistic, 0 instant.",
 )
-@click.option(
-    "--concurrency",
-    default=10,
-    show_default=True,
-    type=click.IntRange(2, 1000),
-    help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency); the "
-    "database pool follows (DB_POOL_MAX: twice this, at most 40 per process and 80 "
-    "over the workers and this process, unless set).",
-)
+@concurrency_option()
 @click.option(
     "--workers",
     default=0,

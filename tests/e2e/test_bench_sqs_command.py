@@ -1,4 +1,4 @@
-"""`order-engine bench-sqs`: the stack's SQS traffic replayed on a moto server it starts.
+"""`order-engine lab bench-sqs`: the stack's SQS traffic replayed on a moto server it starts.
 
 Not a timed test: it checks that every replayed order passes all five queues and that
 the traffic is the stack's own, eight published messages per order.
@@ -11,14 +11,25 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from order_engine_cli.bench_sqs import bench_sqs
+from order_engine_cli.main import cli
 
 
 def test_every_replayed_order_passes_five_queues_with_eight_messages(tmp_path: Path) -> None:
     report_path = tmp_path / "bench-sqs.json"
     result = CliRunner().invoke(
-        bench_sqs,
-        ["--sqs", "moto", "--orders", "12", "--rate", "600", "--json", str(report_path)],
+        cli,
+        [
+            "lab",
+            "bench-sqs",
+            "--sqs",
+            "moto",
+            "--orders",
+            "12",
+            "--rate",
+            "600",
+            "--json",
+            str(report_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())

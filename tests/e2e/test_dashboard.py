@@ -27,6 +27,7 @@ from playwright.sync_api import (
 )
 
 from local_runtime.runtime import LocalRuntime
+from order_engine.orders import HAPPY_PATH
 from order_engine.wiring import reset_engine
 from order_engine_cli.client import OrderClient
 
@@ -43,7 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
+HAPPY = [status.value for status in HAPPY_PATH]
 TERMINAL = {"confirmed", "failed"}
 # A swap then takes 1.5-2.5 s: every state shows, and a reload lands mid-flight.
 LATENCY_SCALE = "0.6"

@@ -14,11 +14,12 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from local_runtime.runtime import LocalRuntime
+from order_engine.orders import HAPPY_PATH
 from order_engine.wiring import reset_engine
 from order_engine_cli.client import TERMINAL, OrderClient
 from order_engine_cli.main import cli
 
-HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
+HAPPY = [status.value for status in HAPPY_PATH]
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "3", "slippageBps": 500}
 
 

@@ -19,6 +19,7 @@ import websockets
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from tests.support.json_style import snake_case_keys
 from tests.support.stack import ORDER, new_api_key
 
@@ -121,8 +122,8 @@ def test_a_revoked_keys_open_socket_is_refused_even_a_ping(
         async with websockets.connect(f"{runtime.ws_url()}?apiKey={key}", open_timeout=10) as ws:
             await ws.send(json.dumps({"action": "ping"}))
             before = json.loads(await asyncio.wait_for(ws.recv(), 15))
-            with AccountStore(migrated_url, max_size=1) as store:
-                await asyncio.to_thread(Accounts(store).revoke_key, key)
+            with Database(migrated_url, max_size=1) as database:
+                await asyncio.to_thread(Accounts(AccountStore(database)).revoke_key, key)
             await ws.send(json.dumps({"action": "ping"}))
             after = json.loads(await asyncio.wait_for(ws.recv(), 15))
             return before, after

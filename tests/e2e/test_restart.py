@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import TERMINAL, ApiError
 from tests.faults.servers import UpProcess
 from tests.support.aws import moto_server
 
-HAPPY = ["pending", "routing", "building", "submitted"]
+HAPPY = [status.value for status in HAPPY_PATH]
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 500}
 
 
@@ -38,8 +39,7 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
         fresh_api_key,
         # At the default 60x the sweeper fires every second, so a sweep re-driving a
         # backlog through moto outlasts dozens of its successors: they must find the
-        # turn taken and return (before sweep_turn, their claims took every pooled
-        # connection until steps failed on PoolTimeout, seen once in a clean clone).
+        # turn taken and return rather than hold pooled connections the steps need.
         env={"ORDER_STUCK_AFTER_SECONDS": "5", "OUTBOX_GRACE_SECONDS": "1"},
     )
     stack.start()
@@ -55,7 +55,7 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
     loader = threading.Thread(target=load)
     loader.start()
     time.sleep(1.5)
-    assert stack.interrupt() == 0, stack.tail()
+    assert stack.stop() == 0, stack.log_tail()
     loader.join()
     unfinished = [oid for oid in accepted if _status(migrated_url, oid) not in TERMINAL]
     assert len(accepted) >= 5 and unfinished, (len(accepted), unfinished)
@@ -74,12 +74,12 @@ def test_ctrl_c_mid_load_then_restart_brings_every_accepted_order_to_an_end(
             history = [event["status"] for event in stack.client.get(order_id)["events"]]
             assert history[:-1] == HAPPY[: len(history) - 1], history
     finally:
-        stack.interrupt()
+        stack.stop()
 
 
 def _log_lines_about(stack: UpProcess, order_ids: Collection[str]) -> list[str]:
     """What the stack logged about these orders (both runs): why they did not end."""
-    text = stack.log.read_text(errors="replace") if stack.log.exists() else ""
+    text = stack.log_path.read_text(errors="replace") if stack.log_path.exists() else ""
     return [line for line in text.splitlines() if any(oid in line for oid in order_ids)][-40:]
 
 

@@ -1,5 +1,6 @@
-"""Fixtures of the fault suite: a database of its own, a handler-level stack on a moto
-server, the run's seed, and a note on how to replay it under every failure.
+"""Fixtures of the fault suite: a database of its own, the handler-level stack of
+tests/support/handler_stack.py on it, the run's seed, and a note on how to replay it
+under every failure.
 
 Each test that takes `stack` (or `fault_seed`) is seeded: it runs once with the run's
 seed (id `run-seed`) and once per seed pinned on it with `@pytest.mark.pinned_seeds`
@@ -8,14 +9,12 @@ seed (id `run-seed`) and once per seed pinned on it with `@pytest.mark.pinned_se
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from order_engine.wiring import engine, reset_engine
+from order_engine.wiring import reset_engine
 from tests.faults.harness import MAX_RECEIVES, VISIBILITY_SECONDS, DeliveryLog, FaultStack
 from tests.faults.seeds import reproduce_hint, use_seed
 from tests.faults.servers import (
@@ -25,9 +24,7 @@ from tests.faults.servers import (
     moto_process,
     new_api_key,
 )
-from tests.integration.handlers.conftest import TOPICS, load_function, queue_environment
-from tests.support.aws import FAKE_CREDENTIALS, ManagementApi, create_queues, moto_server
-from tests.support.env import engine_environment
+from tests.support.handler_stack import handler_stack
 
 # Thresholds the process's own sweeper (wiring.engine().sweeper, which a runtime left
 # running by another test module may still fire) never reaches: in this suite, only
@@ -71,57 +68,24 @@ def fault_database_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def _fault_stack(fault_database_url: str) -> Iterator[FaultStack]:
-    with moto_server() as sqs_endpoint:
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=sqs_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        # Every moto server of this process shares one backend: names of our own.
-        prefix = f"faults{uuid.uuid4().hex[:8]}"
-        urls = create_queues(
-            sqs,
-            [f"{prefix}-{topic}" for topic in TOPICS],
-            max_receive_count=MAX_RECEIVES,
-            visibility_timeout=VISIBILITY_SECONDS,
-        )
-        urls = {topic: urls[f"{prefix}-{topic}"] for topic in TOPICS}
-        management = ManagementApi()
-        management.start()
-        env = {
-            **FAKE_CREDENTIALS,
-            "DATABASE_URL": fault_database_url,
-            "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
-            **queue_environment(urls),
-            "WEBSOCKET_URL": "ws://127.0.0.1:3001/v1",
-            "WEBSOCKET_MANAGEMENT_URL": management.url,
-            "DEX_LATENCY_SCALE": "0",
-            # 0.2 s, 0.4 s, 0.8 s round to 0, 0, 1: transient retries come back at once.
-            "ORDER_RETRY_BASE_SECONDS": "0.2",
-            "ORDER_STUCK_AFTER_SECONDS": NEVER,
-            "OUTBOX_GRACE_SECONDS": NEVER,
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "DB_POOL_MAX": "8",
-        }
-        with engine_environment(env, also_restore=["DEX_SEED"]):
-            try:
-                issued = engine().accounts.create_key(f"fault-suite-{uuid.uuid4().hex[:8]}")
-                yield FaultStack(
-                    issued_key=issued,
-                    sqs=sqs,
-                    queue_urls=urls,
-                    management=management,
-                    api=load_function("api"),
-                    websocket=load_function("websocket"),
-                    workers=load_function("workers"),
-                    notifier=load_function("notifier"),
-                    sweeper=load_function("sweeper"),
-                    database_url=fault_database_url,
-                )
-            finally:
-                management.stop()
+    env = {
+        # 0.2 s, 0.4 s, 0.8 s round to 0, 0, 1: transient retries come back at once.
+        "ORDER_RETRY_BASE_SECONDS": "0.2",
+        "ORDER_STUCK_AFTER_SECONDS": NEVER,
+        "OUTBOX_GRACE_SECONDS": NEVER,
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "DB_POOL_MAX": "8",
+    }
+    with handler_stack(
+        FaultStack,
+        fault_database_url,
+        name="fault-suite",
+        env=env,
+        also_restore=["DEX_SEED"],
+        max_receive_count=MAX_RECEIVES,
+        visibility_timeout=VISIBILITY_SECONDS,
+    ) as started:
+        yield started
 
 
 @pytest.fixture
@@ -169,4 +133,4 @@ def up(scratch_database_url: str, tmp_path: Path) -> Iterator[Callable[..., UpPr
         finally:
             for process in started:
                 if process.process is not None:
-                    process.interrupt()
+                    process.stop()

@@ -1,9 +1,9 @@
 """What the fault scenarios are built from.
 
-- `FaultStack`: the real functions/ handlers over real PostgreSQL (a database of the
-  fault suite's own) and real SQS (a moto server), as in tests/integration/handlers,
-  with queues whose visibility timeout is one second (a failed record is back at once),
-  a way to place orders over the HTTP handler, and explicit sweepers.
+- `FaultStack`: the stack of tests/support/handler_stack.py (the real functions/
+  handlers over real PostgreSQL and SQS on a moto server) on a database of the fault
+  suite's own, with queues whose visibility timeout is one second (a failed record is
+  back at once), the orders it placed, and explicit sweepers.
 - `DeliveryLog`: records every step delivery (what it returned, how many transitions it
   applied, how many swaps it made) for the checker's I4.
 - `ProcessCrash` and `crash_once`: the process dies at a chosen point.
@@ -25,30 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
-from order_engine.dex.router import Router
+from order_engine.dex.ledger import PostgresLedger
 from order_engine.dex.simulation import Fault, simulated_venues
 from order_engine.orders import TERMINAL, Step
 from order_engine.pipeline import Pipeline, RetryLater
-from order_engine.store import PostgresLedger, Store
+from order_engine.store import Store
 from order_engine.sweeper import Sweeper
 from order_engine.wiring import engine, reset_engine
 from tests.faults.checker import Checker, Delivery
-from tests.integration.handlers.conftest import TOPICS, Stack, queue_environment
-from tests.support.aws import create_queues, free_port
+from tests.support.aws import free_port
+from tests.support.handler_stack import TOPICS, Stack
 
 VISIBILITY_SECONDS = 1
 MAX_RECEIVES = 5
-# Wide tolerance, so that orders fail on purpose only (the simulation's execution drift
-# still fails a few percent at the default 100 bps, which the checker takes as it comes).
-ORDER = {
-    "type": "market",
-    "tokenIn": "SOL",
-    "tokenOut": "USDC",
-    "amount": "1.25",
-    "slippageBps": 500,
-}
 
 
 class ProcessCrash(BaseException):
@@ -131,7 +121,7 @@ class DeliveryLog:
                 with log._lock:
                     log.deliveries.append(
                         Delivery(
-                            message.order_id,
+                            str(message.order_id),
                             message.step.value,
                             result,
                             current.applied,
@@ -171,27 +161,9 @@ class DeliveryLog:
 class FaultStack(Stack):
     """The handler-level stack of the fault suite (see the module docstring)."""
 
-    database_url: str = ""
     seed: int = 0
-    prefix: str = ""
-    dlq_urls: dict[str, str] = field(default_factory=dict)
     log: DeliveryLog = field(default_factory=DeliveryLog)
     accepted: list[str] = field(default_factory=list)
-
-    def use_new_queues(self) -> None:
-        """Brand-new queues (and DLQs) named `<prefix>-<topic>`, as a SAM stack names
-        them, so `order-engine dlq --stack-name <prefix>` finds them."""
-        self.prefix = f"f{uuid.uuid4().hex[:8]}"
-        urls = create_queues(
-            self.sqs,
-            [f"{self.prefix}-{topic}" for topic in TOPICS],
-            max_receive_count=MAX_RECEIVES,
-            visibility_timeout=VISIBILITY_SECONDS,
-        )
-        self.queue_urls = {topic: urls[f"{self.prefix}-{topic}"] for topic in TOPICS}
-        self.dlq_urls = {f"{topic}-dlq": urls[f"{self.prefix}-{topic}-dlq"] for topic in TOPICS}
-        os.environ.update(queue_environment(self.queue_urls))
-        reset_engine()
 
     # --- what the stack runs on -------------------------------------------------
 
@@ -226,31 +198,15 @@ class FaultStack(Stack):
 
     def use_faults(self, **faults: Fault) -> None:
         """Replace this process's venues by ones with these faults (keyed by venue)."""
-        eng = self.engine
-        eng.__dict__.pop("pipeline", None)
-        venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
-        eng.__dict__["router"] = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)
+        self.engine.use_venues(
+            lambda settings, ledger: simulated_venues(settings.dex, ledger, faults=faults)
+        )
 
     # --- placing orders -----------------------------------------------------------
 
-    def post(self, order: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        with Client(self.api.app) as client:
-            response = client.http.post(
-                "/api/orders/execute",
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": str(uuid.uuid4()),
-                    **self.auth,
-                },
-                body=json.dumps(order or ORDER),
-            )
-        return response.status_code, json.loads(response.body or b"{}")
-
     def place(self, order: dict[str, Any] | None = None) -> str:
         """POST an order; it must be accepted (202). Remembered in `accepted`."""
-        status, body = self.post(order)
-        assert status == 202, (status, body)
-        self.accepted.append(str(body["orderId"]))
+        self.accepted.append(super().place(order))
         return self.accepted[-1]
 
     # --- moving things along ------------------------------------------------------
@@ -259,8 +215,8 @@ class FaultStack(Stack):
         """The engine's sweeper with these thresholds (the process's own has thresholds
         of a month, so that nothing sweeps behind a scenario's back)."""
         return Sweeper(
-            self.engine.store,
-            self.engine.publisher,
+            self.engine.outbox_store,
+            self.engine.outbox,
             outbox_grace_seconds=grace,
             stuck_after_seconds=stuck,
         )

@@ -3,14 +3,13 @@
 - `create_database` / `drop_database`: a migrated database on the session's server;
 - `OwnedPostgres`: a PostgreSQL server of the test's own, to crash and restart;
 - `moto_process`: a moto server in a process of its own (a clean SQS backend);
-- `UpProcess`: `order-engine up` as a subprocess, to be killed with SIGKILL.
+- `UpProcess`: `order-engine up` as a subprocess (the CLI's starter), to be killed
+  with SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,8 +26,10 @@ from psycopg import sql
 
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
 from order_engine.migrate import migrate
 from order_engine_cli.client import OrderClient
+from order_engine_cli.up_process import UpProcess as CliUpProcess
 from tests.faults.checker import Checker
 from tests.support.aws import FAKE_CREDENTIALS, free_port
 
@@ -58,8 +59,8 @@ def drop_database(url: str) -> None:
 
 
 def new_api_key(database_url: str, name: str = "faults") -> str:
-    with AccountStore(database_url, max_size=1) as store:
-        return Accounts(store).create_key(f"{name}-{uuid.uuid4().hex[:8]}").key
+    with Database(database_url, max_size=1) as database:
+        return Accounts(AccountStore(database)).create_key(f"{name}-{uuid.uuid4().hex[:8]}").key
 
 
 class OwnedPostgres:
@@ -134,9 +135,9 @@ def moto_process() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-class UpProcess:
-    """`order-engine up` as a user runs it, against an SQS and a database that outlive
-    it, so it can be killed (SIGKILL) and started again."""
+class UpProcess(CliUpProcess):
+    """`order-engine up` as a user runs it (the CLI's own starter), against an SQS and a
+    database that outlive it, so it can be killed (SIGKILL) and started again."""
 
     def __init__(
         self,
@@ -149,61 +150,25 @@ class UpProcess:
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.http_port, self.ws_port = free_port(), free_port()
-        self.command = [
-            str(Path(sys.executable).parent / "order-engine"),
-            "up",
-            "--sqs",
-            sqs_url,
-            "--database-url",
-            database_url,
-            "--http-port",
-            str(self.http_port),
-            "--ws-port",
-            str(self.ws_port),
-            "--latency-scale",
-            latency_scale,
-            "--schedule-speed",
-            "60",
-            "--dev-key-file",
-            str(workdir / "dev-api-key"),
-            *extra_args,
-        ]
-        self.env = {**os.environ, **FAKE_CREDENTIALS, **(env or {})}
+        super().__init__(
+            [
+                "--sqs",
+                sqs_url,
+                "--database-url",
+                database_url,
+                "--latency-scale",
+                latency_scale,
+                "--schedule-speed",
+                "60",
+                "--dev-key-file",
+                str(workdir / "dev-api-key"),
+                *extra_args,
+            ],
+            log_dir=workdir,
+            env={**FAKE_CREDENTIALS, **(env or {})},
+        )
         self.database_url, self.sqs_url = database_url, sqs_url
-        self.log = workdir / "up.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client = OrderClient(f"http://127.0.0.1:{self.http_port}", timeout=5, api_key=api_key)
-
-    def start(self, timeout: float = 60.0) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=log, cwd=ROOT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.tail()
-            try:
-                if self.client.request("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.interrupt()  # never leave it running behind a failed test
-        raise AssertionError(f"order-engine up did not become healthy:\n{self.tail()}")
-
-    def kill(self) -> int:
-        """SIGKILL: no handler runs, nothing is released, nothing is flushed."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        return self.process.wait(timeout=30)
-
-    def interrupt(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            return self.process.returncode
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=60)
+        self.client = OrderClient(self.api_url, timeout=5, api_key=api_key)
 
     def checker(self, seed: int | None = None) -> Checker:
         """A checker of this stack's database and dead-letter queues (stack `local`)."""
@@ -217,6 +182,3 @@ class UpProcess:
         urls = sqs.list_queues(QueueNamePrefix="local-").get("QueueUrls", [])
         dlqs = {url.rsplit("/", 1)[-1]: url for url in urls if url.endswith("-dlq")}
         return Checker(self.database_url, sqs=sqs, dlq_urls=dlqs, seed=seed)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

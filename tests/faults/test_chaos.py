@@ -23,15 +23,15 @@ import order_engine.store
 from order_engine.dex.simulation import Fault, Outcome, Script
 from order_engine.messaging import Publisher
 from order_engine.orders import Step
-from order_engine.store import Store
-from tests.faults.harness import ORDER, FaultStack, ProcessCrash, crash_once
-from tests.integration.handlers.conftest import TOPICS
+from order_engine.outbox import OutboxStore
+from tests.faults.harness import FaultStack, ProcessCrash, crash_once
 from tests.support.events import new_connection_id
+from tests.support.handler_stack import ORDER, TOPICS
 
 ROUNDS = 40
 CRASH_POINTS: list[tuple[Any, str, bool]] = [
     (Publisher, "publish", True),  # after commit, before publish
-    (Store, "mark_sent", True),  # after publish, before the row is marked sent
+    (OutboxStore, "mark_sent", True),  # after publish, before the row is marked sent
     (order_engine.store, "write_order", False),  # the step done, its write not
 ]
 
@@ -78,7 +78,7 @@ class Chaos:
         order_id = self.stack.place({**ORDER, "amount": str(self.rng.choice(["0.5", "1", "2.5"]))})
         if self.rng.random() < 0.3:
             connection = new_connection_id()
-            self.stack.engine.store.subscribe(connection, order_id)
+            self.stack.engine.subscriptions.subscribe(connection, order_id)
             self.subscribers.append(connection)
 
     def deliver(self) -> None:

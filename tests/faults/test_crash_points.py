@@ -2,7 +2,6 @@
 
 The crash is a `ProcessCrash` (a BaseException: no handler gets to clean up, and the
 event source mapping deletes nothing, as when a Lambda container is killed).
-reliability.md B5 #1, #2, #3.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ import pytest
 import order_engine.store
 from order_engine.messaging import Publisher
 from order_engine.orders import Status
-from order_engine.store import Store
+from order_engine.outbox import OutboxStore
 from tests.faults.harness import FaultStack, ProcessCrash, crash_once
+from tests.support.outbox import unsent_topics
 
 
 def status(stack: FaultStack, order_id: str) -> Status:
@@ -24,7 +24,7 @@ def status(stack: FaultStack, order_id: str) -> Status:
 
 
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
-    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+    return unsent_topics(stack.database_url, order_id)
 
 
 def test_a_crash_after_commit_before_publish_leaves_the_row_to_the_sweeper(
@@ -86,7 +86,7 @@ def test_a_crash_after_publish_before_marking_sent_is_a_harmless_duplicate(
     order_id = stack.place()
 
     with (
-        crash_once(monkeypatch, Store, "mark_sent", after_commit=True),
+        crash_once(monkeypatch, OutboxStore, "mark_sent", after_commit=True),
         pytest.raises(ProcessCrash),
     ):
         stack.deliver("route")

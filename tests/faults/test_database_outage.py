@@ -1,5 +1,5 @@
 """PostgreSQL breaks under load: records fail and come back, nothing is lost, and the
-orders complete once it is back. reliability.md B4 (Oban's resiliency tests), B5 #7.
+orders complete once it is back (in the manner of Oban's resiliency tests).
 """
 
 from __future__ import annotations
@@ -131,11 +131,11 @@ def test_after_every_idle_connection_was_killed_the_next_request_gets_a_new_one_
     url = scratch_database_url
     with stack.use_database(url):
         order_id = stack.place()
-        store = stack.engine.store
+        database = stack.engine.database
         barrier = threading.Barrier(6, timeout=10)
 
         def busy() -> None:  # six connections at once: the pool grows to six
-            with store._transaction() as cur:
+            with database.transaction() as cur:
                 barrier.wait()
                 cur.execute("SELECT 1")
 
@@ -144,7 +144,7 @@ def test_after_every_idle_connection_was_killed_the_next_request_gets_a_new_one_
             thread.start()
         for thread in threads:
             thread.join(timeout=20)
-        assert store._pool.get_stats()["pool_available"] >= 4
+        assert database._pool.get_stats()["pool_available"] >= 4
         execute(
             url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

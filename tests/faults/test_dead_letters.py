@@ -1,6 +1,6 @@
 """Messages that can never be handled park in the dead-letter queue without holding up
 the rest; parked orders resume when the operator replays, and replaying again changes
-nothing. reliability.md B5 #9, #17.
+nothing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """At-least-once delivery: duplicates, reordering and two consumers at once change
-nothing beyond the one transition each step makes. reliability.md B5 #4, #5, #6.
+nothing beyond the one transition each step makes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from order_engine.orders import HAPPY_PATH, Status, Step
 from order_engine.store import Store
 from tests.faults.harness import FaultStack
-from tests.integration.handlers.conftest import lambda_record
+from tests.support.handler_stack import lambda_record
 
 
 def history(stack: FaultStack, order_id: str) -> list[Status]:

@@ -17,8 +17,8 @@ import pytest
 from local_runtime.processes import pid_alive
 from order_engine_cli.bench_resources import children_of
 from order_engine_cli.client import TERMINAL, ApiError
-from tests.faults.harness import ORDER
 from tests.faults.servers import UpProcess
+from tests.support.handler_stack import ORDER
 
 
 def statuses(url: str, order_ids: list[str]) -> dict[str, str]:
@@ -57,7 +57,7 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
     loader.start()
     deadline = time.monotonic() + 30
     while len(accepted) < 5:  # under load first…
-        assert time.monotonic() < deadline and loader.is_alive(), stack.tail()
+        assert time.monotonic() < deadline and loader.is_alive(), stack.log_tail()
         time.sleep(0.05)
     time.sleep(random.Random(fault_seed).uniform(0.2, 1.5))  # …then the seed picks the moment
     assert stack.kill() == -9
@@ -82,4 +82,4 @@ def test_the_runtime_killed_under_load_then_restarted_ends_every_order(
     print(report.summary())
     report.assert_ok()
     assert not unfinished
-    assert stack.interrupt() == 0, stack.tail()
+    assert stack.stop() == 0, stack.log_tail()

@@ -1,15 +1,14 @@
-"""SQS unavailable to the functions: orders are still accepted, and flow once it is back.
-reliability.md B5 #8.
-"""
+"""SQS unavailable to the functions: orders are still accepted, and flow once it is back."""
 
 from __future__ import annotations
 
 from order_engine.orders import Status, Step
 from tests.faults.harness import FaultStack
+from tests.support.outbox import unsent_topics
 
 
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
-    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+    return unsent_topics(stack.database_url, order_id)
 
 
 def depth(stack: FaultStack, topic: str) -> int:

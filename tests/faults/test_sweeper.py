@@ -1,7 +1,7 @@
 """The sweeper: it publishes what a crash left in the outbox, re-drives orders that
 stopped moving, and running it again, or twice at once, changes nothing more; one
-sweep runs at a time, and one that fails gives its turn back.
-reliability.md B5 #18 (River's RescuesStuckJobs / CanRunMultipleTimes, Oban's lifeline).
+sweep runs at a time, and one that fails gives its turn back (in the manner of River's
+RescuesStuckJobs / CanRunMultipleTimes tests and Oban's lifeline).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from order_engine.messaging import Publisher
 from order_engine.orders import Status
 from order_engine.sweeper import Sweeper, SweepReport
 from tests.faults.harness import FaultStack
+from tests.support.outbox import unsent_topics
 
 
 def queued(stack: FaultStack, topic: str) -> int:
@@ -77,7 +78,7 @@ def sweep_in_turn(sweeper: Sweeper, timeout: float = 10.0) -> SweepReport:
 
 
 def unsent(stack: FaultStack, order_id: str) -> list[str]:
-    return [row.topic for row in stack.engine.store.get_outbox(order_id) if row.sent_at is None]
+    return unsent_topics(stack.database_url, order_id)
 
 
 def test_an_unsent_row_past_the_grace_period_is_published_and_a_younger_one_is_not(

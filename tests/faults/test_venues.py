@@ -1,7 +1,6 @@
 """Venues that time out: the router falls back on the other one; when both are gone
 the order fails after three attempts with the reason, having swapped nothing; a
 submission whose answer is lost is never taken for one that did not happen.
-reliability.md B5 #15.
 """
 
 from __future__ import annotations

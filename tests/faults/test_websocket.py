@@ -1,6 +1,6 @@
 """WebSocket clients that leave mid-stream: their connection is dropped (410 from the
 management API, or $disconnect), the other subscribers get every event in order, and
-the order completes. reliability.md B5 #12.
+the order completes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import websockets
 
 from order_engine.orders import Step
 from order_engine_cli.client import TERMINAL, StatusStream, authorization
-from tests.faults.harness import ORDER, FaultStack
+from tests.faults.harness import FaultStack
 from tests.faults.servers import UpProcess
 from tests.support.events import (
     new_connection_id,
@@ -25,6 +25,7 @@ from tests.support.events import (
     ws_disconnect_event,
     ws_message_event,
 )
+from tests.support.handler_stack import ORDER
 
 
 def connections(url: str) -> set[str]:
@@ -65,7 +66,7 @@ def test_subscribers_leaving_mid_stream_are_dropped_and_the_others_get_every_eve
         + [e["seq"] for m in received[stays] if m["type"] == "snapshot" for e in m["events"]]
     )
     assert last_seen == final  # the one who stayed saw the order to its end
-    assert {c for c, _ in stack.engine.store.subscribers(order_id)} == {stays}
+    assert {c for c, _ in stack.engine.subscriptions.subscribers(order_id)} == {stays}
     assert connections(stack.database_url).isdisjoint({gone, leaves})
 
 

@@ -6,6 +6,7 @@ those, so tests stay independent of each other and of their order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -16,56 +17,82 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, IssuedKey
+from order_engine.database import Database
 from order_engine.order_request import OrderRequest, validate_order_request
 from order_engine.orders import Status
-from order_engine.records import Order, OutboxMessage
+from order_engine.outbox import OutboxStore
+from order_engine.records import Order, OutboxMessage, OutboxRow
 from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
+from tests.support.outbox import outbox_rows
 
 
 @pytest.fixture(scope="session")
-def _session_store(migrated_url: str) -> Iterator[Store]:
+def database(migrated_url: str) -> Iterator[Database]:
     # One pool for the session, as a Lambda container keeps one across invocations.
-    with Store(migrated_url, max_size=8) as store:
-        yield store
+    with Database(migrated_url, max_size=8) as opened:
+        yield opened
 
 
 @pytest.fixture
-def store(_session_store: Store) -> Store:
-    return _session_store
+def store(database: Database) -> Store:
+    return Store(database)
 
 
 @pytest.fixture
-def make_key(_session_store: Store) -> Callable[..., IssuedKey]:
+def outbox_store(database: Database) -> OutboxStore:
+    return OutboxStore(database)
+
+
+@pytest.fixture
+def subscriptions(database: Database) -> SubscriptionStore:
+    return SubscriptionStore(database)
+
+
+@pytest.fixture
+def account_store(database: Database) -> AccountStore:
+    return AccountStore(database)
+
+
+@pytest.fixture
+def make_key(database: Database) -> Callable[..., IssuedKey]:
     """A new API key, for a new account unless `account` names one."""
 
     def factory(account: str | None = None) -> IssuedKey:
         name = f"test-{uuid.uuid4().hex[:10]}"
-        return Accounts(_session_store).create_key(name, account=account)
+        return Accounts(AccountStore(database)).create_key(name, account=account)
 
     return factory
 
 
 @pytest.fixture(scope="session")
-def account_id(_session_store: Store) -> str:
+def account_id(database: Database) -> str:
     """The account the store-level tests place their orders for."""
-    issued = Accounts(_session_store).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
+    issued = Accounts(AccountStore(database)).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
     return issued.info.account_id
 
 
 @pytest.fixture
-def make_store(migrated_url: str) -> Iterator[Callable[..., Store]]:
-    """Extra stores with pools of their own (separate connections), closed afterwards."""
-    opened: list[Store] = []
+def make_database(migrated_url: str) -> Iterator[Callable[..., Database]]:
+    """Extra databases with pools of their own (separate connections), closed afterwards."""
+    opened: list[Database] = []
 
-    def factory(url: str | None = None, **kwargs: Any) -> Store:
-        new = Store(url or migrated_url, **kwargs)
+    def factory(url: str | None = None, **kwargs: Any) -> Database:
+        new = Database(url or migrated_url, **kwargs)
         opened.append(new)
         return new
 
     yield factory
     for each in opened:
         each.close()
+
+
+@pytest.fixture
+def outbox_of(migrated_url: str) -> Callable[[uuid.UUID], list[OutboxRow]]:
+    """Every outbox row of an order, oldest first, read from the table."""
+    return functools.partial(outbox_rows, migrated_url)
 
 
 @pytest.fixture
@@ -110,12 +137,12 @@ def _order_request(amount: str = "1.5", pair: tuple[str, str] = ("SOL", "USDC"))
     )
 
 
-def _step_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
+def _step_messages(order_id: uuid.UUID, to_status: Status) -> list[OutboxMessage]:
     # What a real transition writes: a notification, and the next step's message.
     return [
-        OutboxMessage("notify", {"orderId": order_id}, f"{order_id}:notify:{to_status}"),
+        OutboxMessage("notify", {"orderId": str(order_id)}, f"{order_id}:notify:{to_status}"),
         OutboxMessage(
-            "step", {"orderId": order_id, "to": to_status}, f"{order_id}:step:{to_status}"
+            "step", {"orderId": str(order_id), "to": to_status}, f"{order_id}:step:{to_status}"
         ),
     ]
 
@@ -127,7 +154,7 @@ def make_request() -> Callable[..., OrderRequest]:
 
 
 @pytest.fixture
-def messages_for() -> Callable[[str, Status], list[OutboxMessage]]:
+def messages_for() -> Callable[[uuid.UUID, Status], list[OutboxMessage]]:
     """The outbox messages of a transition into a status: notify + next step."""
     return _step_messages
 
@@ -137,10 +164,12 @@ def new_order(store: Store, account_id: str) -> Callable[..., Order]:
     """Place a fresh pending order, born with its two outbox rows."""
 
     def factory(amount: str = "1.5") -> Order:
+        order_id = uuid.uuid4()
         created = store.create_order(
+            order_id,
             _order_request(amount),
             account_id=account_id,
-            outbox=lambda order_id: _step_messages(order_id, Status.PENDING),
+            outbox=_step_messages(order_id, Status.PENDING),
         )
         return created.order
 
@@ -148,10 +177,10 @@ def new_order(store: Store, account_id: str) -> Callable[..., Order]:
 
 
 @pytest.fixture
-def advance(store: Store) -> Callable[[str, Sequence[Status]], None]:
+def advance(store: Store) -> Callable[[uuid.UUID, Sequence[Status]], None]:
     """Walk an order along `path` (starting at its current status); each step must apply."""
 
-    def walk(order_id: str, path: Sequence[Status]) -> None:
+    def walk(order_id: uuid.UUID, path: Sequence[Status]) -> None:
         for from_status, to_status in itertools.pairwise(path):
             result = store.transition(
                 order_id,

@@ -11,10 +11,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, RateLimiter, key_prefix, new_key
+from order_engine.database import Database
 from order_engine.errors import NotFound, RateLimited, Unauthorized, ValidationError
 from order_engine.migrate import load_migrations, migrate
 from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 from tests.support.keys import secret_of
 
 
@@ -40,8 +43,8 @@ def test_a_new_key_is_shaped_oe_live_prefix_secret() -> None:
     assert new_key() != key
 
 
-def test_a_key_is_stored_only_as_its_sha256(store: Store, migrated_url: str) -> None:
-    issued = Accounts(store).create_key(f"hashed-{uuid.uuid4().hex[:8]}")
+def test_a_key_is_stored_only_as_its_sha256(account_store: AccountStore, migrated_url: str) -> None:
+    issued = Accounts(account_store).create_key(f"hashed-{uuid.uuid4().hex[:8]}")
     secret = secret_of(issued.key)
     assert len(secret) == 43
 
@@ -55,8 +58,8 @@ def test_a_key_is_stored_only_as_its_sha256(store: Store, migrated_url: str) -> 
     assert issued.key not in repr(issued)
 
 
-def test_a_key_authenticates_as_its_account_until_revoked(store: Store) -> None:
-    accounts = Accounts(store)
+def test_a_key_authenticates_as_its_account_until_revoked(account_store: AccountStore) -> None:
+    accounts = Accounts(account_store)
     issued = accounts.create_key("ci", account=f"acme-{uuid.uuid4().hex[:8]}")
 
     caller = accounts.authenticate(issued.key)
@@ -71,8 +74,8 @@ def test_a_key_authenticates_as_its_account_until_revoked(store: Store) -> None:
     assert accounts.revoke_key(issued.key).revoked_at == revoked.revoked_at  # idempotent
 
 
-def test_keys_of_one_account_name_share_the_account(store: Store) -> None:
-    accounts = Accounts(store)
+def test_keys_of_one_account_name_share_the_account(account_store: AccountStore) -> None:
+    accounts = Accounts(account_store)
     account = f"shared-{uuid.uuid4().hex[:8]}"
     first = accounts.create_key("laptop", account=account)
     second = accounts.create_key("server", account=account)
@@ -83,28 +86,34 @@ def test_keys_of_one_account_name_share_the_account(store: Store) -> None:
 @pytest.mark.parametrize(
     "key", [None, "", "oe_live_", "x" * 10_000, "oe_live_0123abcd_" + "d" * 43]
 )
-def test_a_missing_malformed_or_unknown_key_is_unauthorized(store: Store, key: str | None) -> None:
+def test_a_missing_malformed_or_unknown_key_is_unauthorized(
+    account_store: AccountStore, key: str | None
+) -> None:
     with pytest.raises(Unauthorized) as refused:
-        Accounts(store).authenticate(key)
+        Accounts(account_store).authenticate(key)
     assert refused.value.key_presented == bool(key)
 
 
-def test_revoking_an_unknown_prefix_is_not_found(store: Store) -> None:
+def test_revoking_an_unknown_prefix_is_not_found(account_store: AccountStore) -> None:
     with pytest.raises(NotFound):
-        Accounts(store).revoke_key("ffffffff")
+        Accounts(account_store).revoke_key("ffffffff")
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101, "tab\there"])
-def test_a_key_needs_a_sensible_name(store: Store, name: str) -> None:
+def test_a_key_needs_a_sensible_name(account_store: AccountStore, name: str) -> None:
     with pytest.raises(ValidationError):
-        Accounts(store).create_key(name)
+        Accounts(account_store).create_key(name)
 
 
-def test_revoking_a_key_forgets_its_websocket_connections(store: Store, new_order: Any) -> None:
-    accounts = Accounts(store)
+def test_revoking_a_key_forgets_its_websocket_connections(
+    account_store: AccountStore, new_order: Any
+) -> None:
+    accounts = Accounts(account_store)
     issued = accounts.create_key(f"ws-{uuid.uuid4().hex[:8]}")
     connection = f"c-{uuid.uuid4().hex[:8]}"
-    store.add_connection(connection, caller=accounts.authenticate(issued.key))
+    SubscriptionStore(account_store.database).add_connection(
+        connection, caller=accounts.authenticate(issued.key)
+    )
     assert accounts.authenticate_connection(connection).key_prefix == issued.info.prefix
 
     accounts.revoke_key(issued.info.prefix)
@@ -116,7 +125,7 @@ def test_revoking_a_key_forgets_its_websocket_connections(store: Store, new_orde
 def test_an_order_is_read_only_by_its_own_account(
     store: Store, make_request: Any, account_id: str, make_key: Any
 ) -> None:
-    order = store.create_order(make_request(), account_id=account_id, outbox=[]).order
+    order = store.create_order(uuid.uuid4(), make_request(), account_id=account_id, outbox=[]).order
     stranger = make_key().info.account_id
 
     assert store.get_order(order.id, account_id=account_id) == order
@@ -124,12 +133,14 @@ def test_an_order_is_read_only_by_its_own_account(
     assert store.get_order(order.id) == order  # the workers read any order
 
 
-def test_the_rate_limit_counts_per_key_and_tells_when_to_retry(store: Store, make_key: Any) -> None:
-    accounts = Accounts(store)
-    limiter = RateLimiter(store, per_minute=3)
+def test_the_rate_limit_counts_per_key_and_tells_when_to_retry(
+    account_store: AccountStore, make_key: Any
+) -> None:
+    accounts = Accounts(account_store)
+    limiter = RateLimiter(account_store, per_minute=3)
     busy = accounts.authenticate(make_key().key)
     calm = accounts.authenticate(make_key().key)
-    _inside_one_window(store)
+    _inside_one_window(account_store)
 
     for _ in range(3):
         limiter.check(busy)
@@ -140,17 +151,17 @@ def test_the_rate_limit_counts_per_key_and_tells_when_to_retry(store: Store, mak
     limiter.check(calm)
 
 
-def test_a_new_window_starts_a_new_count(store: Store, make_key: Any) -> None:
+def test_a_new_window_starts_a_new_count(account_store: AccountStore, make_key: Any) -> None:
     prefix = make_key().info.prefix
-    hits, remaining = store.count_request(prefix, 1)  # one-second windows
+    hits, remaining = account_store.count_request(prefix, 1)  # one-second windows
     assert hits == 1 and 0 < remaining <= 1
     time.sleep(remaining + 0.05)
-    assert store.count_request(prefix, 1)[0] == 1
+    assert account_store.count_request(prefix, 1)[0] == 1
 
 
-def test_a_limit_of_zero_means_no_limit(store: Store, make_key: Any) -> None:
-    caller = Accounts(store).authenticate(make_key().key)
-    limiter = RateLimiter(store, per_minute=0)
+def test_a_limit_of_zero_means_no_limit(account_store: AccountStore, make_key: Any) -> None:
+    caller = Accounts(account_store).authenticate(make_key().key)
+    limiter = RateLimiter(account_store, per_minute=0)
     for _ in range(5):
         limiter.check(caller)
 
@@ -159,8 +170,8 @@ def test_the_first_key_is_created_only_on_a_database_without_keys(
     fresh_database_url: str,
 ) -> None:
     migrate(fresh_database_url)
-    with Store(fresh_database_url, max_size=2) as fresh_store:
-        accounts = Accounts(fresh_store)
+    with Database(fresh_database_url, max_size=2) as fresh:
+        accounts = Accounts(AccountStore(fresh))
         first = accounts.create_first_key("local-dev", account="local-dev")
         assert first is not None
         assert accounts.create_first_key("local-dev", account="local-dev") is None
@@ -185,19 +196,20 @@ def test_orders_from_before_accounts_belong_to_the_legacy_account(
 
     migrate(fresh_database_url)
 
-    with Store(fresh_database_url, max_size=2) as upgraded:
-        legacy = Accounts(upgraded).create_key("archaeologist", account="legacy")
+    with Database(fresh_database_url, max_size=2) as fresh:
+        upgraded = Store(fresh)
+        legacy = Accounts(AccountStore(fresh)).create_key("archaeologist", account="legacy")
         assert upgraded.get_order(order_id, account_id=legacy.info.account_id) is not None
         # New orders may reuse the legacy key name under their own account.
-        mine = Accounts(upgraded).create_key("new").info.account_id
+        mine = Accounts(AccountStore(fresh)).create_key("new").info.account_id
         created = upgraded.create_order(
-            make_request(), account_id=mine, outbox=[], idempotency_key="k"
+            uuid.uuid4(), make_request(), account_id=mine, outbox=[], idempotency_key="k"
         )
         assert created.created
 
 
-def _inside_one_window(store: Store) -> None:
-    with store._statement() as cur:
+def _inside_one_window(store: AccountStore) -> None:
+    with store.database.statement() as cur:
         cur.execute("SELECT mod(extract(epoch FROM now()), 60)::float8 AS s")
         row = cur.fetchone()
     assert row is not None

@@ -1,4 +1,4 @@
-"""`bench --cpu-split` in one process: the site hook loads the split at start-up, and
+"""`order-engine lab cpu-split` in one process: the site hook loads the split at start-up, and
 the AWS SDK's and psycopg's calls are counted in the file the process writes."""
 
 from __future__ import annotations

@@ -195,11 +195,11 @@ def test_show_reads_each_orders_status_and_last_error_from_postgres(
 ) -> None:
     order = new_order()
     store.record_failed_attempt(order.id, Status.PENDING, "raydium: quote timed out")
-    stack.park("route", step_body(order.id))
+    stack.park("route", step_body(str(order.id)))
 
     result = stack.cli("show", "route", "--database-url", migrated_url)
 
-    cells = row(result.output, row_id(result.output, order.id))
+    cells = row(result.output, row_id(result.output, str(order.id)))
     assert cells[5:] == ["pending", "raydium: quote timed out"]
 
 

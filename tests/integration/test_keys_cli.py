@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, key_prefix
+from order_engine.database import Database
 from order_engine.errors import Unauthorized
 from order_engine.migrate import migrate
-from order_engine.store import Store
 from order_engine_cli import demo as demo_module
 from order_engine_cli.dev_key import (
     DEV_ACCOUNT,
@@ -42,22 +43,24 @@ def run(migrated_url: str) -> Any:
     return invoke
 
 
-def test_keys_create_prints_a_working_key_once_with_its_account(run: Any, store: Store) -> None:
+def test_keys_create_prints_a_working_key_once_with_its_account(
+    run: Any, account_store: AccountStore
+) -> None:
     account = f"acme-{uuid.uuid4().hex[:8]}"
     output = run("keys", "create", "ci", "--account", account).output
 
     key = output.strip().splitlines()[-1]
     assert output.count(key) == 1
     assert f"for account {account!r}" in output
-    assert Accounts(store).authenticate(key).account_name == account
+    assert Accounts(account_store).authenticate(key).account_name == account
 
 
 def test_keys_create_makes_the_account_named_like_the_key_by_default(
-    run: Any, store: Store
+    run: Any, account_store: AccountStore
 ) -> None:
     name = f"solo-{uuid.uuid4().hex[:8]}"
     key = run("keys", "create", name, "--quiet").output.strip()
-    assert Accounts(store).authenticate(key).account_name == name
+    assert Accounts(account_store).authenticate(key).account_name == name
 
 
 def test_keys_list_shows_prefix_name_account_and_dates_but_never_the_key(
@@ -79,7 +82,7 @@ def test_keys_list_shows_prefix_name_account_and_dates_but_never_the_key(
     assert key not in output and secret_of(key)[:12] not in output
 
 
-def test_keys_revoke_refuses_the_key_from_then_on(run: Any, store: Store) -> None:
+def test_keys_revoke_refuses_the_key_from_then_on(run: Any, account_store: AccountStore) -> None:
     key = run("keys", "create", f"leaving-{uuid.uuid4().hex[:8]}", "--quiet").output.strip()
     prefix = key_prefix(key)
     assert prefix is not None
@@ -88,7 +91,7 @@ def test_keys_revoke_refuses_the_key_from_then_on(run: Any, store: Store) -> Non
 
     assert f"Revoked key {prefix}" in output
     with pytest.raises(Unauthorized):
-        Accounts(store).authenticate(key)
+        Accounts(account_store).authenticate(key)
 
 
 def test_keys_revoke_of_an_unknown_prefix_fails_with_a_message(migrated_url: str) -> None:
@@ -126,9 +129,10 @@ def test_the_first_run_makes_the_dev_key_once_and_the_next_run_reuses_it(
     assert again is not None and not again.created and again.key == first.key
     assert read_saved_key(path) == first.key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with Store(empty_database, max_size=1) as store:
-        assert Accounts(store).authenticate(first.key).account_name == DEV_ACCOUNT
-        assert len(Accounts(store).list_keys()) == 1
+    with Database(empty_database, max_size=1) as database:
+        accounts = Accounts(AccountStore(database))
+        assert accounts.authenticate(first.key).account_name == DEV_ACCOUNT
+        assert len(accounts.list_keys()) == 1
     with psycopg.connect(empty_database) as conn:
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (1,)
 
@@ -136,8 +140,8 @@ def test_the_first_run_makes_the_dev_key_once_and_the_next_run_reuses_it(
 def test_no_dev_key_is_made_on_a_database_that_has_keys(
     empty_database: str, tmp_path: Path
 ) -> None:
-    with Store(empty_database, max_size=1) as store:
-        Accounts(store).create_key("someone")
+    with Database(empty_database, max_size=1) as database:
+        Accounts(AccountStore(database)).create_key("someone")
     path = tmp_path / "dev-api-key"
     path.write_text("oe_live_0123abcd_" + "f" * 43)  # saved for another database
 

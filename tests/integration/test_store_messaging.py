@@ -12,10 +12,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.dex.ledger import PostgresLedger, SecondSwapError
 from order_engine.dex.venue import SubmissionLedger
-from order_engine.ledger import SecondSwapError
 from order_engine.orders import Status
-from order_engine.store import PostgresLedger
+from order_engine.outbox import OutboxStore
+from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 
 def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -> None:
@@ -31,10 +33,10 @@ def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -
 # --- outbox ---------------------------------------------------------------------------
 
 
-def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
+def test_concurrent_relays_never_claim_the_same_row(make_database, new_order, db):
     order_ids = [new_order().id for _ in range(4)]  # two outbox rows each
     age(db, "outbox", "created_at", order_ids)
-    relays = [make_store(), make_store()]
+    relays = [OutboxStore(make_database()), OutboxStore(make_database())]
     barrier = threading.Barrier(2, timeout=10)
     claimed: dict[int, list[int]] = {}
 
@@ -55,75 +57,87 @@ def test_concurrent_relays_never_claim_the_same_row(make_store, new_order, db):
     assert not set(claimed[0]) & set(claimed[1])
 
 
-def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(store, new_order, db):
+def test_a_claim_marks_what_was_published_and_leaves_the_rest_for_later(
+    outbox_store, new_order, db, outbox_of
+):
     order = new_order()
     age(db, "outbox", "created_at", [order.id])
-    published, refused = store.get_outbox(order.id)
+    published, refused = outbox_of(order.id)
 
-    with store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
+    with outbox_store.claim_unsent(older_than_seconds=1800, limit=10_000) as rows:
         mine = {row.id: row for row in rows if row.order_id == order.id}
         assert set(mine) == {published.id, refused.id}
-        assert mine[published.id].payload == {"orderId": order.id}
+        assert mine[published.id].payload == {"orderId": str(order.id)}
         # Marking through the store (as the sweeper does) joins the claim's transaction.
-        store.mark_sent([published.id])
+        outbox_store.mark_sent([published.id])
 
-    after = {row.id: row for row in store.get_outbox(order.id)}
+    after = {row.id: row for row in outbox_of(order.id)}
     assert after[published.id].sent_at is not None
     assert (after[refused.id].sent_at, after[refused.id].attempts) == (None, 1)
 
 
-def test_fresh_rows_are_left_to_the_fast_path(store, new_order):
+def test_fresh_rows_are_left_to_the_fast_path(outbox_store, new_order):
     order = new_order()
 
-    with store.claim_unsent(older_than_seconds=3600, limit=10_000) as rows:
+    with outbox_store.claim_unsent(older_than_seconds=3600, limit=10_000) as rows:
         assert order.id not in {row.order_id for row in rows}
 
 
-def test_the_fast_path_marks_rows_sent_after_commit(store, make_request, messages_for, account_id):
+def test_the_fast_path_marks_rows_sent_after_commit(
+    outbox_store, store, make_request, messages_for, account_id, outbox_of
+):
+    order_id = uuid.uuid4()
     created = store.create_order(
-        make_request(), account_id=account_id, outbox=lambda i: messages_for(i, Status.PENDING)
+        order_id,
+        make_request(),
+        account_id=account_id,
+        outbox=messages_for(order_id, Status.PENDING),
     )
 
-    store.mark_sent([row.id for row in created.outbox])
+    outbox_store.mark_sent([row.id for row in created.outbox])
 
-    assert all(row.sent_at is not None for row in store.get_outbox(created.order.id))
+    assert all(row.sent_at is not None for row in outbox_of(created.order.id))
 
 
-def test_find_stuck_names_old_live_orders_with_nothing_in_the_outbox(store, new_order, advance, db):
+def test_claim_stuck_takes_old_live_orders_with_nothing_in_the_outbox_once(
+    outbox_store, new_order, advance, db, outbox_of
+):
     stuck, terminal, queued, recent = (new_order() for _ in range(4))
     advance(terminal.id, [Status.PENDING, Status.FAILED])
     for order in (stuck, terminal, recent):
-        store.mark_sent([row.id for row in store.get_outbox(order.id)])
+        outbox_store.mark_sent([row.id for row in outbox_of(order.id)])
     age(db, "orders", "updated_at", [stuck.id, terminal.id, queued.id])
 
-    found = {order.id for order in store.find_stuck(older_than_seconds=1800, limit=10_000)}
+    found = {order.id for order in outbox_store.claim_stuck(older_than_seconds=1800, limit=10_000)}
 
     assert stuck.id in found
     assert not {terminal.id, queued.id, recent.id} & found
+    # Claimed means touched: the order has a new deadline, so the next claim skips it.
+    again = {order.id for order in outbox_store.claim_stuck(older_than_seconds=1800, limit=10_000)}
+    assert stuck.id not in again
 
 
 # --- connections, subscriptions, deliveries -----------------------------------------------
 
 
-def test_subscribing_is_idempotent_and_needs_an_existing_order(store, new_order):
+def test_subscribing_is_idempotent_and_needs_an_existing_order(subscriptions, new_order):
     order = new_order()
     connection = f"conn-{uuid.uuid4()}"
 
-    assert store.subscribe(connection, order.id)
-    assert store.subscribe(connection, order.id)
-    assert not store.subscribe(connection, str(uuid.uuid4()))
-    assert not store.subscribe(connection, "not-an-id")
-    assert store.subscribers(order.id) == [(connection, 0)]
+    assert subscriptions.subscribe(connection, order.id)
+    assert subscriptions.subscribe(connection, order.id)
+    assert not subscriptions.subscribe(connection, uuid.uuid4())
+    assert subscriptions.subscribers(order.id) == [(connection, 0)]
 
 
-def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, advance):
+def test_subscribers_get_only_the_events_after_their_cursor(subscriptions, new_order, advance):
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING])
     ahead, behind = sorted(f"conn-{uuid.uuid4()}" for _ in range(2))
-    store.subscribe(ahead, order.id)
-    store.subscribe(behind, order.id)
+    subscriptions.subscribe(ahead, order.id)
+    subscriptions.subscribe(behind, order.id)
 
-    with store.deliveries(order.id) as batch:
+    with subscriptions.deliveries(order.id) as batch:
         assert [(p.connection_id, [e.seq for e in p.events]) for p in batch.pending] == [
             (ahead, [1, 2, 3]),
             (behind, [1, 2, 3]),
@@ -132,16 +146,16 @@ def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, ad
         batch.advance(ahead, 3)
 
     advance(order.id, [Status.BUILDING, Status.SUBMITTED])
-    with store.deliveries(order.id) as batch:
+    with subscriptions.deliveries(order.id) as batch:
         pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in batch.pending}
         assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
         assert batch.order is not None  # `behind` is due its snapshot
         batch.advance(ahead, 2)  # a cursor never moves back
         batch.advance(behind, 4)
 
-    assert dict(store.subscribers(order.id))[ahead] == 3
+    assert dict(subscriptions.subscribers(order.id))[ahead] == 3
     advance(order.id, [Status.SUBMITTED, Status.CONFIRMED])
-    with store.deliveries(order.id) as batch:
+    with subscriptions.deliveries(order.id) as batch:
         assert [(p.last_seq, [e.seq for e in p.events]) for p in batch.pending] == [
             (3, [4, 5]),
             (4, [5]),
@@ -149,37 +163,37 @@ def test_subscribers_get_only_the_events_after_their_cursor(store, new_order, ad
         assert batch.order is None  # live events only: the order row is not read
 
 
-def test_dropping_a_gone_connection_removes_only_that_connection(store, new_order):
+def test_dropping_a_gone_connection_removes_only_that_connection(subscriptions, new_order):
     order, other_order = new_order(), new_order()
     gone, alive = f"conn-{uuid.uuid4()}", f"conn-{uuid.uuid4()}"
     for connection in (gone, alive):
-        store.subscribe(connection, order.id)
-        store.subscribe(connection, other_order.id)
+        subscriptions.subscribe(connection, order.id)
+        subscriptions.subscribe(connection, other_order.id)
 
-    with store.deliveries(order.id) as batch:
+    with subscriptions.deliveries(order.id) as batch:
         batch.drop(gone)
 
-    assert store.subscribers(order.id) == [(alive, 0)]
-    assert store.subscribers(other_order.id) == [(alive, 0)]  # the connection is gone
+    assert subscriptions.subscribers(order.id) == [(alive, 0)]
+    assert subscriptions.subscribers(other_order.id) == [(alive, 0)]  # the connection is gone
 
 
-def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(store, new_order):
+def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(subscriptions, new_order):
     order = new_order()
     connection = f"conn-{uuid.uuid4()}"
-    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
-    store.add_connection(connection, {"sourceIp": "203.0.113.7"})
-    store.subscribe(connection, order.id)
+    subscriptions.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    subscriptions.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    subscriptions.subscribe(connection, order.id)
 
-    store.remove_connection(connection)
-    store.remove_connection(connection)
+    subscriptions.remove_connection(connection)
+    subscriptions.remove_connection(connection)
 
-    assert store.subscribers(order.id) == []
+    assert subscriptions.subscribers(order.id) == []
 
 
-def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, new_order):
+def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_database, new_order):
     order = new_order()
     connection = f"conn-{uuid.uuid4()}"
-    first_store, second_store = make_store(), make_store()
+    first_store, second_store = (SubscriptionStore(make_database()) for _ in range(2))
     first_store.subscribe(connection, order.id)
     first_in = threading.Event()
     seen: dict[str, object] = {}
@@ -203,13 +217,15 @@ def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_store, n
     assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
 
 
-def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(make_store, new_order, db):
+def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(
+    make_database, new_order, db
+):
     """A pass reads the events of its statement's snapshot, taken before the lock it
     waits for; an event committing meanwhile reaches the subscriber through the pass
     of its own notify message, once and in order."""
     order = new_order()
     connection = f"conn-{uuid.uuid4()}"
-    holder, waiter, writer = make_store(), make_store(), make_store()
+    holder, waiter, writer = (SubscriptionStore(make_database()) for _ in range(3))
     holder.subscribe(connection, order.id)
     delivered: list[int] = []
     holding, release = threading.Event(), threading.Event()
@@ -236,7 +252,7 @@ def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(make_sto
     ).fetchone()[0]:
         assert time.monotonic() < deadline, "the second pass never waited for the lock"
         time.sleep(0.01)
-    assert writer.transition(order.id, Status.PENDING, Status.ROUTING).applied
+    assert Store(writer.database).transition(order.id, Status.PENDING, Status.ROUTING).applied
     release.set()
     first.join()
     second.join()
@@ -249,8 +265,8 @@ def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(make_sto
 # --- the simulated chain's ledger ---------------------------------------------------------
 
 
-def test_the_ledger_remembers_a_signature_once(store):
-    ledger: SubmissionLedger = PostgresLedger(store)
+def test_the_ledger_remembers_a_signature_once(database):
+    ledger: SubmissionLedger = PostgresLedger(database)
     signature, order_id = f"sig-{uuid.uuid4().hex}", str(uuid.uuid4())
 
     first = ledger.record(signature, "raydium", order_id, {"amount_in": "1.5"})
@@ -263,8 +279,8 @@ def test_the_ledger_remembers_a_signature_once(store):
     assert ledger.get("unknown") is None
 
 
-def test_the_ledger_refuses_a_second_transaction_for_one_order(store):
-    ledger = PostgresLedger(store)
+def test_the_ledger_refuses_a_second_transaction_for_one_order(database):
+    ledger = PostgresLedger(database)
     order_id = str(uuid.uuid4())
     ledger.record(f"sig-{uuid.uuid4().hex}", "meteora", order_id, {})
 

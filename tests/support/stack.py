@@ -21,10 +21,12 @@ from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts
+from order_engine.database import Database
+from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import OrderClient, StatusStream, follow
 
 ROOT = Path(__file__).resolve().parents[2]
-HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
+HAPPY = [status.value for status in HAPPY_PATH]
 # Wide tolerance: these tests are about delivery, not about simulated slippage.
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 500}
 # The SQS backend of the tests' runtimes: moto unless this names another `--sqs` choice,
@@ -52,8 +54,8 @@ def stack_options(database_url: str, data_dir: Path, **overrides: object) -> Run
 
 def new_api_key(database_url: str, name: str) -> str:
     """A new key of a new account named `name`."""
-    with AccountStore(database_url, max_size=1) as store:
-        return Accounts(store).create_key(name).key
+    with Database(database_url, max_size=1) as database:
+        return Accounts(AccountStore(database)).create_key(name).key
 
 
 # --- following orders ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What `bench --cpu-split` reports from the totals its stack's processes wrote."""
+"""What `order-engine lab cpu-split` reports from the totals its stack's processes wrote."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from order_engine_cli.bench import bench
 from order_engine_cli.cpu_split import AWS, DATABASE, difference, stack_environment
+from order_engine_cli.main import cli
 
 
 def totals(cpu: float, aws: dict[str, tuple[float, int]], db: dict[str, tuple[float, int]]) -> Any:
@@ -70,6 +70,6 @@ def test_the_site_folder_goes_first_on_the_stacks_path_and_keeps_the_callers() -
 
 
 def test_the_split_of_a_stack_the_bench_did_not_start_is_refused_before_anything_runs() -> None:
-    result = CliRunner().invoke(bench, ["--api", "http://127.0.0.1:9", "--cpu-split"])
+    result = CliRunner().invoke(cli, ["lab", "cpu-split", "--api", "http://127.0.0.1:9"])
     assert result.exit_code == 2
-    assert "--cpu-split needs a stack the bench starts" in result.output
+    assert "the CPU split needs a stack the bench starts" in result.output

@@ -24,14 +24,14 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from order_engine import errors, order_request, wiring
-from order_engine.accounts import Accounts, Caller, RateLimiter, hash_key, key_prefix, new_key
+from order_engine.accounts import Caller, hash_key, key_prefix, new_key
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.order_request import OrderRequest
-from order_engine.orders import Status
+from order_engine.orders import HAPPY_PATH, Status
 from order_engine.records import CreatedOrder, Order, OrderEvent
-from order_engine.service import MAX_IDEMPOTENCY_KEY_CHARS, OrderService
+from order_engine.service import MAX_IDEMPOTENCY_KEY_CHARS
 from order_engine.settings import DexSettings, Settings
 from order_engine.tokens import TOKENS, get_token
 from tests.support.functions import load_function_module
@@ -329,7 +329,7 @@ def route() -> RouteDecision:
 
 def make_order(route: RouteDecision | None, **changes: Any) -> Order:
     values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": uuid.uuid4(),
         "status": Status.PENDING,
         "version": 1,
         "type": "market",
@@ -363,7 +363,7 @@ def confirmed_order(route: RouteDecision) -> tuple[Order, list[OrderEvent]]:
         executed_price=Decimal("152.265049333333"),
         updated_at=NOW + timedelta(seconds=3),
     )
-    path = [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED, Status.CONFIRMED]
+    path = list(HAPPY_PATH)
     events = [
         OrderEvent(
             order_id=order.id,
@@ -390,7 +390,7 @@ class FakeStore:
     """The store calls OrderService and Accounts make, in memory; `down` makes each one
     fail, `limited` makes the rate limiter's counter full. API_KEY is the only key."""
 
-    orders: dict[str, tuple[Order, list[OrderEvent]]] = field(default_factory=dict)
+    orders: dict[uuid.UUID, tuple[Order, list[OrderEvent]]] = field(default_factory=dict)
     replay: Order | None = None
     conflict: bool = False
     down: bool = False
@@ -409,7 +409,13 @@ class FakeStore:
         return (1_000_000 if self.limited else 1), 17.2
 
     def create_order(
-        self, request: OrderRequest, *, account_id: str, outbox: Any, idempotency_key: str | None
+        self,
+        order_id: str,
+        request: OrderRequest,
+        *,
+        account_id: str,
+        outbox: Any,
+        idempotency_key: str | None,
     ) -> CreatedOrder:
         self._check()
         if self.conflict:
@@ -418,17 +424,21 @@ class FakeStore:
             return CreatedOrder(order=self.replay, created=False)
         return CreatedOrder(order=make_order(None), created=True)
 
-    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
+    def get_order(self, order_id: uuid.UUID, *, account_id: str | None = None) -> Order | None:
         self._check()
         found = self.orders.get(order_id)
         return None if found is None else found[0]
 
-    def get_events(self, order_id: str, *, after_seq: int = 0) -> list[OrderEvent]:
+    def get_events(self, order_id: uuid.UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         self._check()
         return self.orders[order_id][1]
 
     def ping(self) -> None:
         self._check()
+
+    @property
+    def database(self) -> FakeStore:  # the health check pings the store's database
+        return self
 
     def mark_sent(self, ids: Any) -> None:
         self._check()
@@ -446,11 +456,14 @@ class FakePublisher:
 def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     """The real OrderService (validation, error mapping, to_dict) over a fake store."""
     fake = FakeStore()
-    engine = wiring.Engine(Settings(websocket_url=WS_URL))
-    limiter = RateLimiter(fake, per_minute=600)  # type: ignore[arg-type]
-    engine.__dict__["accounts"] = Accounts(fake)  # type: ignore[arg-type]
-    engine.__dict__["orders"] = OrderService(fake, FakePublisher(), None, limiter)  # type: ignore[arg-type]
-    monkeypatch.setattr(wiring, "_engine", engine)
+
+    class FakeEngine(wiring.Engine):
+        """The engine's own wiring, over the fake repositories and publisher."""
+
+        store = outbox_store = subscriptions = account_store = property(lambda self: fake)
+        publisher = property(lambda self: FakePublisher())
+
+    monkeypatch.setattr(wiring, "_engine", FakeEngine(Settings(websocket_url=WS_URL)))
     return fake
 
 

@@ -58,7 +58,7 @@ def routed_order() -> tuple[Order, list[OrderEvent]]:
     # One venue failing, so an outcome without a quote (and with its error's code) shows.
     failed = QuoteOutcome(venue="meteora", quote=None, error="timed out", error_code="timeout")
     decision = RouteDecision(**{**vars(decision), "quotes": (decision.quotes[0], failed)})
-    order_id = str(uuid.uuid4())
+    order_id = uuid.uuid4()
     order = Order(
         id=order_id,
         status=Status.ROUTING,

@@ -15,9 +15,9 @@ from chalice.test import Client
 
 from order_engine.accounts import IssuedKey
 from order_engine.wiring import reset_engine
-from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.integration.handlers.test_api_handlers import post, row_counts
 from tests.support.events import new_connection_id, ws_connect_event, ws_message_event
+from tests.support.handler_stack import ORDER, Stack, bearer
 
 
 @pytest.fixture
@@ -281,7 +281,7 @@ def test_subscribing_to_another_accounts_order_answers_like_an_unknown_order(
     other, unknown = fresh.management.messages(connection)
     assert other["type"] == unknown["type"] == "error"
     assert other["error"]["code"] == unknown["error"]["code"] == "not_found"
-    assert fresh.engine.store.subscribers(theirs) == []
+    assert fresh.engine.subscriptions.subscribers(theirs) == []
     assert row_counts(migrated_url) == before
 
 

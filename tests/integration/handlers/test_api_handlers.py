@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from chalice.test import Client
 
-from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.support.events import (
     new_connection_id,
     ws_connect_event,
     ws_disconnect_event,
     ws_message_event,
 )
+from tests.support.handler_stack import ORDER, Stack, bearer
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -283,4 +283,4 @@ def test_disconnect_removes_the_connection_and_its_subscriptions(fresh: Stack) -
         ws_connect_event(connection, {"orderId": order_id}, headers=fresh.auth), None
     )
     fresh.websocket.disconnect(ws_disconnect_event(connection), None)
-    assert fresh.engine.store.subscribers(order_id) == []
+    assert fresh.engine.subscriptions.subscribers(order_id) == []

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from order_engine.order_request import FIELDS
 from order_engine.wiring import reset_engine
-from tests.integration.handlers.conftest import ORDER, Stack, bearer
 from tests.support.events import new_connection_id, ws_connect_event, ws_message_event
+from tests.support.handler_stack import ORDER, Stack, bearer
 
 # What each field is not: a value of every JSON type the field does not take.
 WRONG_TYPES: dict[str, list[Any]] = {

@@ -8,38 +8,22 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from chalice.test import Client
 
-from order_engine.dex.router import Router
 from order_engine.dex.simulation import Fault, Script, simulated_venues
 from order_engine.orders import Status, Step
-from order_engine.store import PostgresLedger
 from order_engine.wiring import engine
-from tests.integration.handlers.conftest import HAPPY, ORDER, Stack
+from tests.integration.handlers.conftest import HAPPY
 from tests.support.events import ws_connect_event
-
-
-def place(stack: Stack, order: dict[str, Any] | None = None) -> str:
-    with Client(stack.api.app) as client:
-        response = client.http.post(
-            "/api/orders/execute",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": str(uuid.uuid4()),
-                **stack.auth,
-            },
-            body=json.dumps(order or ORDER),
-        )
-    assert response.status_code == 202, response.body
-    return str(json.loads(response.body)["orderId"])
+from tests.support.handler_stack import ORDER, Stack
 
 
 def use_faults(**faults: Fault) -> None:
     """Replace the process's venues by ones with these faults (as a flaky network would)."""
-    eng = engine()
-    eng.__dict__.pop("pipeline", None)
-    venues = simulated_venues(eng.settings.dex, PostgresLedger(eng.store), faults=faults)
-    eng.router = Router(venues, quote_timeout=eng.settings.dex.quote_timeout)  # type: ignore[misc]
+    engine().use_venues(
+        lambda settings, ledger: simulated_venues(settings.dex, ledger, faults=faults)
+    )
 
 
 def statuses(stack: Stack, order_id: str) -> list[str]:
@@ -47,7 +31,7 @@ def statuses(stack: Stack, order_id: str) -> list[str]:
 
 
 def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     order = fresh.run(order_id)
 
     assert order.status is Status.CONFIRMED
@@ -66,7 +50,7 @@ def test_the_happy_path_walks_every_state_in_order_and_the_timeline_agrees(fresh
 
 
 def test_a_duplicate_step_message_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     fresh.deliver("route")  # pending -> routing
     before = fresh.engine.store.get_order(order_id)
     duplicate = {"v": 1, "orderId": order_id, "step": "route"}
@@ -81,7 +65,7 @@ def test_a_duplicate_step_message_changes_nothing(fresh: Stack) -> None:
 
 
 def test_an_out_of_order_message_is_retried_and_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     early = {"v": 1, "orderId": order_id, "step": "confirm"}
     fresh.sqs.send_message(QueueUrl=fresh.queue_urls["confirm"], MessageBody=json.dumps(early))
 
@@ -94,7 +78,7 @@ def test_an_out_of_order_message_is_retried_and_changes_nothing(fresh: Stack) ->
 
 
 def test_a_stale_message_for_a_finished_order_changes_nothing(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     fresh.run(order_id)
     for step in Step:
         body = {"v": 1, "orderId": order_id, "step": step.value}
@@ -110,7 +94,7 @@ def test_two_transient_failures_then_success_confirms_with_the_attempts_recorded
         raydium=Fault(confirm=Script.first(2, "unavailable")),
         meteora=Fault(confirm=Script.first(2, "unavailable")),
     )
-    order_id = place(fresh)
+    order_id = fresh.place()
 
     started = time.monotonic()
     order = fresh.run(order_id)
@@ -124,7 +108,7 @@ def test_two_transient_failures_then_success_confirms_with_the_attempts_recorded
 
 def test_three_transient_failures_fail_the_order_with_the_reason(fresh: Stack) -> None:
     use_faults(raydium=Fault.down(), meteora=Fault.down())
-    order_id = place(fresh)
+    order_id = fresh.place()
 
     order = fresh.run(order_id)
 
@@ -137,7 +121,7 @@ def test_three_transient_failures_fail_the_order_with_the_reason(fresh: Stack) -
 
 def test_slippage_beyond_the_tolerance_fails_at_once(fresh: Stack) -> None:
     # A price impact above 1 bp is certain for this size: refused at quote time.
-    order_id = place(fresh, {**ORDER, "amount": "5000", "slippageBps": 1})
+    order_id = fresh.place({**ORDER, "amount": "5000", "slippageBps": 1})
 
     order = fresh.run(order_id)
 
@@ -147,7 +131,7 @@ def test_slippage_beyond_the_tolerance_fails_at_once(fresh: Stack) -> None:
 
 
 def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stack) -> None:
-    good = [place(fresh) for _ in range(3)]
+    good = [fresh.place() for _ in range(3)]
     for body in ("not json", json.dumps({"v": 1, "orderId": "x", "step": "teleport"}), "\u0000"):
         fresh.sqs.send_message(QueueUrl=fresh.queue_urls["route"], MessageBody=body)
     messages: list[dict[str, Any]] = []
@@ -164,8 +148,27 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
         assert statuses(fresh, order_id) == ["pending", "routing"]
 
 
+@pytest.mark.parametrize("topic", ["route", "notify"])
+def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
+    fresh: Stack, topic: str
+) -> None:
+    # No order can ever have such an id: acking it would hide a producer's bug, and
+    # retrying it for a visibility timeout each time would only delay the DLQ.
+    body = {"v": 1, "orderId": "not-a-uuid", **({"step": topic} if topic != "notify" else {})}
+    fresh.sqs.send_message(QueueUrl=fresh.queue_urls[topic], MessageBody=json.dumps(body))
+    messages = fresh.receive(topic)
+
+    answer = fresh.deliver(topic, messages)
+
+    assert [item["itemIdentifier"] for item in answer["batchItemFailures"]] == [
+        messages[0]["MessageId"]
+    ]
+    # Made visible again at once, so the queue's redrive parks it within seconds.
+    assert [m["MessageId"] for m in fresh.receive(topic)] == [messages[0]["MessageId"]]
+
+
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     connection = f"c-{uuid.uuid4().hex[:8]}"
     fresh.websocket.connect(ws_connect_event(connection, headers=fresh.auth), None)
     fresh.websocket.message(
@@ -189,24 +192,24 @@ def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) ->
     assert received[0]["type"] == "snapshot" and received[0]["status"] == "pending"
     seqs = [e["seq"] for e in received[0]["events"]] + [m["seq"] for m in received[1:]]
     assert seqs == [1, 2, 3, 4, 5]
-    assert [m["status"] for m in received[1:]] == ["routing", "building", "submitted", "confirmed"]
+    assert [m["status"] for m in received[1:]] == [s.value for s in HAPPY[1:]]
     assert received[-1]["data"]["executedPrice"]
 
 
 def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     fresh: Stack,
 ) -> None:
-    order_id = place(fresh)
+    order_id = fresh.place()
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
-        assert fresh.engine.store.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
     fresh.management.gone.add(connections[1])
     fresh.deliver("route")  # routing is committed with a notify message
 
     answer = fresh.deliver("notify")
 
     assert answer["batchItemFailures"] == []  # a gone client is not a failure
-    subscribers = {c for c, _ in fresh.engine.store.subscribers(order_id)}
+    subscribers = {c for c, _ in fresh.engine.subscriptions.subscribers(order_id)}
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
@@ -230,7 +233,7 @@ def test_the_scheduled_sweeper_answers_skipped_while_another_sweep_holds_the_tur
 ) -> None:
     deadline = time.monotonic() + 10  # a runtime left running elsewhere may be sweeping
     while True:
-        with fresh.engine.store.sweep_turn() as mine:
+        with fresh.engine.outbox_store.sweep_turn() as mine:
             if mine:
                 held = fresh.sweeper.sweep(SCHEDULED_EVENT, None)
                 break

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from order_engine.database import StoreBase
+from order_engine.database import Repository
 
 # A key's last use is recorded at most this often: keeps authentication a read, not a
 # write, on busy keys, while still answering "is this key in use?".
@@ -68,7 +68,7 @@ class ApiKeyInfo:
         return self.revoked_at is not None
 
 
-class AccountStore(StoreBase):
+class AccountStore(Repository):
     def insert_api_key(
         self,
         *,
@@ -82,7 +82,7 @@ class AccountStore(StoreBase):
         """Store a key for `account_name`, creating that account (with `account_id`) if
         it does not exist. None when the prefix is taken (draw another) or, with
         `only_if_first`, when the database already has a key."""
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             if only_if_first:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_FIRST_KEY_LOCK,))
                 cur.execute("SELECT EXISTS (SELECT 1 FROM api_keys) AS taken")
@@ -107,7 +107,7 @@ class AccountStore(StoreBase):
         return self.get_api_key(prefix)
 
     def get_api_key(self, prefix: str) -> ApiKeyInfo | None:
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
                 " WHERE k.prefix = %s",
@@ -117,7 +117,7 @@ class AccountStore(StoreBase):
         return None if row is None else ApiKeyInfo.from_row(row)
 
     def list_api_keys(self) -> list[ApiKeyInfo]:
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
                 " ORDER BY a.name, k.created_at, k.prefix"
@@ -126,7 +126,7 @@ class AccountStore(StoreBase):
 
     def caller_for_key(self, key_hash: bytes) -> Caller | None:
         """The caller a live (unrevoked) key with this hash speaks for, noting its use."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             # One round trip: the writable CTE runs even though nothing reads it.
             cur.execute(
                 "WITH found AS ("
@@ -146,7 +146,7 @@ class AccountStore(StoreBase):
 
     def caller_for_connection(self, connection_id: str) -> Caller | None:
         """Who a WebSocket connection authenticated as in $connect, while its key lives."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT k.prefix, k.account_id, a.name AS account_name FROM connections c"
                 " JOIN api_keys k ON k.prefix = c.key_prefix AND k.account_id = c.account_id"
@@ -160,7 +160,7 @@ class AccountStore(StoreBase):
     def revoke_api_key(self, prefix: str) -> ApiKeyInfo | None:
         """Revoke a key (again: no change) and forget its WebSocket connections, so they
         get nothing more; None when no key has this prefix."""
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             cur.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
                 " WHERE prefix = %s RETURNING prefix",
@@ -176,7 +176,7 @@ class AccountStore(StoreBase):
         multiples of `window_seconds` since the epoch, on the database's clock, which
         every Lambda container shares). Returns (requests in this window including
         this one, seconds until the window ends)."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             # A request whose statement started just before a new window (and commits
             # after a later one) counts in the newer window rather than resetting it.
             cur.execute(

@@ -84,7 +84,7 @@ def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]
             message = decode_notify_message(record.body)
         with order_context(message.order_id):
             if message.subscribe_connection_id is not None:
-                engine.store.subscribe(message.subscribe_connection_id, message.order_id)
+                engine.subscriptions.subscribe(message.subscribe_connection_id, message.order_id)
             engine.notifier.deliver(message.order_id)
 
     return dict(process_partial_response(event, record_handler, batch_processor()))

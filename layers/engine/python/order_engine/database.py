@@ -1,12 +1,15 @@
-"""The store's foundation: one connection pool per process, and the rules every query follows.
+"""The database handle every repository shares: one connection pool per process, and the
+rules every query follows.
 
 - A pool is opened once and reused: a Lambda container keeps it across invocations.
   Each checkout runs a check, so connections killed by a database restart (or by
   RDS Proxy) are replaced instead of failing the next query; the first broken one
   found has every idle one checked at once (see `_check_connection`).
 - Connections are in autocommit mode; a unit of work of several statements runs in an
-  explicit `_transaction()` block, so what commits together is visible in the code; a
-  single statement runs on its own (`_statement()`), already atomic.
+  explicit `transaction()` block, so what commits together is visible in the code; a
+  single statement runs on its own (`statement()`), already atomic.
+- Repositories (store.py for orders, outbox.py, subscriptions.py, account_store.py,
+  dex/ledger.py) each hold the process's one `Database`; none reaches into another.
 - Any psycopg.OperationalError (refused, reset, restarting, pool timeout) becomes an
   InfrastructureError: the caller leaves the order alone and lets its message retry.
 - JSON is written with Decimals as strings, so amounts never pass through a float.
@@ -30,6 +33,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from order_engine.errors import InfrastructureError
+from order_engine.settings import Settings
 
 DictCursor = psycopg.Cursor[DictRow]
 
@@ -55,22 +59,14 @@ def jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
 
 
-def is_uuid(value: str) -> bool:
-    """Ids come from URLs and queue messages; a malformed one is simply not found."""
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True
-
-
-class StoreBase:
-    """The pool and the transaction/error rules; Store adds the queries."""
+class Database:
+    """The pool and the transaction/error rules; the repositories add the queries."""
 
     def __init__(self, url: str, *, max_size: int = 4, timeout: float = 3.0) -> None:
-        """`timeout`: how long a call waits for a connection before it raises
-        InfrastructureError. Well under the functions' 10 s timeout, so a database
+        """`url`: PostgreSQL's. `timeout`: how long a call waits for a connection before
+        it raises InfrastructureError. Well under the functions' 10 s timeout, so a database
         outage is a clean, classified error (503, a failed record), not a Lambda timeout."""
+        self.url = url
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -117,11 +113,17 @@ class StoreBase:
 
     def ping(self) -> None:
         """Raise InfrastructureError unless the database answers."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             conn.execute("SELECT 1")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        if not settings.database_url:
+            raise ValueError("DATABASE_URL is not set")
+        return cls(settings.database_url, max_size=settings.db_pool_max)
+
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -129,21 +131,21 @@ class StoreBase:
             raise InfrastructureError(f"database unavailable: {exc}") from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[DictCursor]:
+    def transaction(self) -> Iterator[DictCursor]:
         """One transaction: commits when the block ends, rolls back if it raises."""
         with (
-            self._connection() as conn,
+            self.connection() as conn,
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
             yield cur
 
     @contextmanager
-    def _statement(self) -> Iterator[DictCursor]:
+    def statement(self) -> Iterator[DictCursor]:
         """A cursor whose statements each commit on their own (autocommit): for reads,
         and for a write that is one statement. A transaction block costs two round trips
         more (BEGIN, COMMIT), and a step pays for every one of them."""
-        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             yield cur
 
 
@@ -153,3 +155,11 @@ def fetch_one(cur: DictCursor) -> dict[str, Any]:
     if row is None:
         raise RuntimeError("the statement returned no row")
     return row
+
+
+class Repository:
+    """The queries of one concern over the process's `Database` (shared, never owned:
+    closing the database is the caller's business)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database

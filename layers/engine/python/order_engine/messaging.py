@@ -6,7 +6,7 @@ Two kinds of message travel, both tiny, because PostgreSQL holds the truth:
 - a *notify* message, on the notifier's queue: "order O has new events".
 
 Messages are written to the outbox in the transaction that makes them necessary and
-published right after commit (see pipeline.py); the sweeper publishes any left behind.
+published right after commit; the sweeper publishes any left behind (outbox.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 from order_engine.errors import PoisonMessage
-from order_engine.orders import Step
+from order_engine.orders import Step, as_order_id
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +30,22 @@ SQS_BATCH_LIMIT = 10
 
 @dataclass(frozen=True)
 class StepMessage:
-    order_id: str
+    order_id: UUID
     step: Step
 
     def to_payload(self) -> dict[str, Any]:
-        return {"v": ENVELOPE_VERSION, "orderId": self.order_id, "step": self.step.value}
+        return {"v": ENVELOPE_VERSION, "orderId": str(self.order_id), "step": self.step.value}
 
 
 @dataclass(frozen=True)
 class NotifyMessage:
-    order_id: str
+    order_id: UUID
     # Set when a connection asked for the order during $connect: the notifier
     # subscribes it first (see service.OrderService.connect).
     subscribe_connection_id: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"v": ENVELOPE_VERSION, "orderId": self.order_id}
+        payload: dict[str, Any] = {"v": ENVELOPE_VERSION, "orderId": str(self.order_id)}
         if self.subscribe_connection_id is not None:
             payload["subscribe"] = self.subscribe_connection_id
         return payload
@@ -80,9 +81,9 @@ def _decode(body: str) -> dict[str, Any]:
     return data
 
 
-def _order_id(data: Mapping[str, Any]) -> str:
-    order_id = data.get("orderId")
-    if not isinstance(order_id, str) or not 0 < len(order_id) <= 64:
+def _order_id(data: Mapping[str, Any]) -> UUID:
+    order_id = as_order_id(data.get("orderId"))
+    if order_id is None:  # no order can ever have it: the message can never succeed
         raise PoisonMessage("message has no valid orderId")
     return order_id
 

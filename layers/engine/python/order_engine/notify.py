@@ -15,10 +15,11 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
-from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,19 @@ class ConnectionSender:
             raise TransientError(f"WebSocket throttled: {exc}") from exc
 
 
-def accepted_message(order_id: str) -> dict[str, Any]:
+def accepted_message(order_id: UUID) -> dict[str, Any]:
     """The answer to a WebSocket `execute`: the order exists; its snapshot follows."""
-    return {"type": "accepted", "orderId": order_id}
+    return {"type": "accepted", "orderId": str(order_id)}
 
 
-def event_message(order_id: str, event: OrderEvent) -> dict[str, Any]:
-    return {"type": "event", "orderId": order_id, **event.to_dict()}
+def event_message(order_id: UUID, event: OrderEvent) -> dict[str, Any]:
+    return {"type": "event", "orderId": str(order_id), **event.to_dict()}
 
 
 def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, Any]:
     return {
         "type": "snapshot",
-        "orderId": order.id,
+        "orderId": str(order.id),
         # The status the events reach, not the row's: the row may already be further
         # along, and those later events follow as single messages.
         "status": events[-1].to_status.value if events else order.status.value,
@@ -72,7 +73,7 @@ def snapshot_message(order: Order, events: Sequence[OrderEvent]) -> dict[str, An
 
 
 class Notifier:
-    def __init__(self, store: Store, sender: ConnectionSender) -> None:
+    def __init__(self, store: SubscriptionStore, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
 
@@ -81,7 +82,7 @@ class Notifier:
         when it has left)."""
         self._sender.send(connection_id, message)
 
-    def deliver(self, order_id: str) -> int:
+    def deliver(self, order_id: UUID) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""
         sent = 0
         with self._store.deliveries(order_id) as batch:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -81,9 +82,9 @@ def setup_logging() -> None:
 
 
 @contextmanager
-def order_context(order_id: str) -> Iterator[None]:
+def order_context(order_id: UUID) -> Iterator[None]:
     """Every log line inside carries `order_id` (thread-safe: invocations run in parallel)."""
-    logger.thread_safe_append_keys(order_id=order_id)
+    logger.thread_safe_append_keys(order_id=str(order_id))
     try:
         yield
     finally:

@@ -1,11 +1,15 @@
-"""The order state machine: statuses, the transition table and the pipeline steps.
+"""The order state machine: statuses, steps, and the one table that ties them together.
 
-The table is data, and tests check the graph itself (one initial state, nothing
-leaves a terminal state, every state reaches a terminal one).
+`PIPELINE` is the table; everything else here (the transition graph, the happy path,
+each step's source, target and successor) is derived from it, so they cannot disagree.
+Tests check the graph itself (one initial state, nothing leaves a terminal state, every
+state reaches a terminal one).
 """
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from enum import StrEnum
 
 
@@ -16,38 +20,6 @@ class Status(StrEnum):
     SUBMITTED = "submitted"  # the transaction was sent to the venue
     CONFIRMED = "confirmed"  # the swap landed; executed price known
     FAILED = "failed"  # terminal, with a reason
-
-
-INITIAL = Status.PENDING
-
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.ROUTING, Status.FAILED}),
-    Status.ROUTING: frozenset({Status.BUILDING, Status.FAILED}),
-    Status.BUILDING: frozenset({Status.SUBMITTED, Status.FAILED}),
-    Status.SUBMITTED: frozenset({Status.CONFIRMED, Status.FAILED}),
-    Status.CONFIRMED: frozenset(),
-    Status.FAILED: frozenset(),
-}
-
-TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
-
-# The happy path, in order; its index tells whether one status comes before another.
-HAPPY_PATH: tuple[Status, ...] = (
-    Status.PENDING,
-    Status.ROUTING,
-    Status.BUILDING,
-    Status.SUBMITTED,
-    Status.CONFIRMED,
-)
-
-
-def is_legal(from_status: Status, to_status: Status) -> bool:
-    return to_status in TRANSITIONS[from_status]
-
-
-def progress(status: Status) -> int:
-    """How far along the pipeline `status` is; terminal states rank past everything."""
-    return len(HAPPY_PATH) if status in TERMINAL else HAPPY_PATH.index(status)
 
 
 class Step(StrEnum):
@@ -64,29 +36,66 @@ class Step(StrEnum):
 
     @property
     def to_status(self) -> Status:
-        return TRANSITIONS_BY_STEP[self]
+        return _STEP_TO[self]
 
     @property
     def next(self) -> Step | None:
         """The step whose message the applied transition enqueues."""
-        return _NEXT_STEP.get(self)
+        return step_for(self.to_status)
 
 
-_STEP_FROM = {
-    Step.ROUTE: Status.PENDING,
-    Step.BUILD: Status.ROUTING,
-    Step.SUBMIT: Status.BUILDING,
-    Step.CONFIRM: Status.SUBMITTED,
+# The state table: the happy path in order, each status with the step that leaves it
+# (None for the end). Any non-terminal status may also fail, and FAILED is terminal.
+PIPELINE: tuple[tuple[Status, Step | None], ...] = (
+    (Status.PENDING, Step.ROUTE),
+    (Status.ROUTING, Step.BUILD),
+    (Status.BUILDING, Step.SUBMIT),
+    (Status.SUBMITTED, Step.CONFIRM),
+    (Status.CONFIRMED, None),
+)
+
+# The happy path, in order; its index tells whether one status comes before another.
+HAPPY_PATH: tuple[Status, ...] = tuple(status for status, _ in PIPELINE)
+INITIAL = HAPPY_PATH[0]
+
+_STEP_FROM = {step: status for status, step in PIPELINE if step is not None}
+_STEP_TO = {step: target for (_, step), (target, _) in itertools.pairwise(PIPELINE) if step}
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    **{_STEP_FROM[step]: frozenset({target, Status.FAILED}) for step, target in _STEP_TO.items()},
+    HAPPY_PATH[-1]: frozenset(),
+    Status.FAILED: frozenset(),
 }
-TRANSITIONS_BY_STEP = {
-    Step.ROUTE: Status.ROUTING,
-    Step.BUILD: Status.BUILDING,
-    Step.SUBMIT: Status.SUBMITTED,
-    Step.CONFIRM: Status.CONFIRMED,
-}
-_NEXT_STEP = {Step.ROUTE: Step.BUILD, Step.BUILD: Step.SUBMIT, Step.SUBMIT: Step.CONFIRM}
+
+TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+
+
+def is_legal(from_status: Status, to_status: Status) -> bool:
+    return to_status in TRANSITIONS[from_status]
+
+
+def progress(status: Status) -> int:
+    """How far along the pipeline `status` is; terminal states rank past everything."""
+    return len(HAPPY_PATH) if status in TERMINAL else HAPPY_PATH.index(status)
 
 
 def step_for(status: Status) -> Step | None:
     """The step that moves an order on from `status` (None when terminal)."""
-    return next((step for step in Step if step.from_status == status), None)
+    return _STEP_LEAVING.get(status)
+
+
+_STEP_LEAVING = {status: step for step, status in _STEP_FROM.items()}
+
+
+def as_order_id(raw: object) -> uuid.UUID | None:
+    """`raw` (from a URL, a WebSocket message, a queue message) as an order id, or None
+    when it is not one. Each boundary parses once, and inside the engine an order id is
+    a UUID, never checked again."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    if not isinstance(raw, str):
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None

@@ -1,51 +1,103 @@
-"""The transactional outbox, and the sweeper's queries.
+"""The transactional outbox: it builds, writes, publishes and relays every message that
+moves an order on.
 
-A message is written in the transaction whose commit makes it necessary (see
-`write_outbox`), published right after commit, then marked sent. A relay drains what
-was left behind (`claim_unsent`), and `claim_stuck` takes orders that stopped moving
-with nothing in the outbox to move them (`find_stuck` only names them).
+- Built here: what a new order is born with (`first_messages`) and what an applied
+  transition writes (`transition_messages`), each with a dedupe key (`_message`), so
+  writing a message twice (a replayed transition) writes it once.
+- Written in the statement whose commit makes it necessary: `WRITTEN` is that
+  statement's outbox part (store.py puts the order's write around it).
+- Published right after commit (`Outbox.publish`), then marked sent; a relay drains
+  what was left behind (`Outbox.relay`, over `OutboxStore.claim_unsent`), and
+  `Outbox.redrive` sends the step message of an order that stopped moving with nothing
+  in the outbox to move it (`OutboxStore.claim_stuck`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
-from order_engine.database import DictCursor, StoreBase, fetch_one, is_uuid, jsonb
-from order_engine.orders import TERMINAL
+from psycopg.types.json import Jsonb
+
+from order_engine.database import Database, DictCursor, Repository, fetch_one, jsonb
+from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
+from order_engine.orders import INITIAL, TERMINAL, Status, Step, step_for
 from order_engine.records import Order, OutboxMessage, OutboxRow
 
-# find_stuck and claim_stuck spell the terminal statuses out; this keeps them honest.
+log = logging.getLogger(__name__)
+
+# claim_stuck spells the terminal statuses out (as the partial index does); this keeps
+# it honest.
 assert {status.value for status in TERMINAL} == {"confirmed", "failed"}
 
 # The advisory lock that lets one sweep run at a time ("swep" in ASCII).
 _SWEEP_LOCK = 0x73776570
 
 
-def write_outbox(
-    cur: DictCursor, order_id: str, messages: Iterable[OutboxMessage]
-) -> list[OutboxRow]:
-    """Insert `messages` in the caller's transaction; return the rows actually written
-    (a message whose dedupe_key exists already is skipped: it was written before)."""
-    params = [(order_id, m.topic, jsonb(m.payload), m.dedupe_key) for m in messages]
-    if not params:
-        return []
-    # executemany pipelines the rows: one round trip for all of them, not one each.
-    cur.executemany(
-        "INSERT INTO outbox (order_id, topic, payload, dedupe_key) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
-        params,
-        returning=True,
+# --- building -------------------------------------------------------------------------
+
+
+def _message(order_id: UUID, topic: str, payload: dict[str, Any], *scope: str) -> OutboxMessage:
+    """A message whose dedupe key is the order, the topic and `scope`: the one format
+    every outbox row's key follows."""
+    return OutboxMessage(topic, payload, ":".join([str(order_id), topic, *scope]))
+
+
+def step_message(order_id: UUID, step: Step) -> OutboxMessage:
+    """ "Do `step` for the order": one per order and step, ever (a redelivered or
+    replayed transition writes it once)."""
+    return _message(order_id, step.value, StepMessage(order_id, step).to_payload())
+
+
+def first_messages(order_id: UUID) -> list[OutboxMessage]:
+    """The outbox rows a new order is born with: its first step only.
+
+    Its first event needs no notify message: nobody can be subscribed to an order
+    before it exists (both ways to subscribe check that it does), and every
+    subscription starts with a snapshot holding the events so far. Such a message
+    would cost a send, a receive, a delete and a notifier pass, and find no one."""
+    first = step_for(INITIAL)
+    assert first is not None  # the initial status is not terminal
+    return [step_message(order_id, first)]
+
+
+def transition_messages(order_id: UUID, to_status: Status) -> list[OutboxMessage]:
+    """The outbox rows an applied transition into `to_status` writes: a notification
+    (one per status reached), and the message of the step that leaves `to_status`."""
+    messages = [
+        _message(order_id, NOTIFY_TOPIC, NotifyMessage(order_id).to_payload(), to_status.value)
+    ]
+    following = step_for(to_status)
+    if following is not None:
+        messages.append(step_message(order_id, following))
+    return messages
+
+
+# --- writing --------------------------------------------------------------------------
+
+# The outbox part of an order's write (store.py), as a CTE after `moved`, the order row
+# the statement wrote: the messages of %(outbox)s (see `outbox_param`), in their order,
+# for that order. A message written before (a replayed transition) is skipped, not
+# repeated; `written` holds only the rows this statement wrote, to publish after commit.
+WRITTEN = """written AS (
+    INSERT INTO outbox (order_id, topic, payload, dedupe_key)
+    SELECT moved.id, m.topic, m.payload, m.dedupe_key
+      FROM moved, ROWS FROM (jsonb_to_recordset(%(outbox)s)
+                             AS (topic text, payload jsonb, dedupe_key text))
+           WITH ORDINALITY AS m (topic, payload, dedupe_key, n)
+     ORDER BY m.n
+    ON CONFLICT (dedupe_key) DO NOTHING RETURNING *)"""
+
+
+def outbox_param(messages: Iterable[OutboxMessage]) -> Jsonb:
+    """The %(outbox)s parameter of `WRITTEN`."""
+    return jsonb(
+        [{"topic": m.topic, "payload": m.payload, "dedupe_key": m.dedupe_key} for m in messages]
     )
-    written: list[OutboxRow] = []
-    while True:  # one result per row: empty where the row existed already
-        row = cur.fetchone()
-        if row is not None:
-            written.append(OutboxRow.from_row(row))
-        if not cur.nextset():
-            return written
 
 
 def _mark_sent(cur: DictCursor, outbox_ids: Sequence[int]) -> None:
@@ -67,16 +119,11 @@ class OutboxClaim(list[OutboxRow]):
         _mark_sent(self._cur, outbox_ids)
 
 
-class OutboxStore(StoreBase):
-    def __init__(self, url: str, **pool_options: Any) -> None:
-        super().__init__(url, **pool_options)
+class OutboxStore(Repository):
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
         # The claim open in each thread, if any: see mark_sent.
         self._claims = threading.local()
-
-    def enqueue(self, order_id: str, messages: Sequence[OutboxMessage]) -> list[OutboxRow]:
-        """Write outbox rows on their own (no transition), e.g. to re-drive an order."""
-        with self._transaction() as cur:
-            return write_outbox(cur, order_id, messages)
 
     @contextmanager
     def sweep_turn(self) -> Iterator[bool]:
@@ -91,7 +138,7 @@ class OutboxStore(StoreBase):
         would stop every sweep after it. The transaction holds no snapshot and no row
         lock, only the turn.
         """
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_SWEEP_LOCK,))
             yield bool(fetch_one(cur)["mine"])
 
@@ -107,7 +154,7 @@ class OutboxStore(StoreBase):
         `store.mark_sent(ids)` (the latter joins the claim, see mark_sent). The rest
         stay unsent for the next relay. If the block raises, the claim rolls back.
         """
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             cur.execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id IN ("
                 " SELECT id FROM outbox"
@@ -139,20 +186,14 @@ class OutboxStore(StoreBase):
         if claim is not None:
             claim.mark_sent(outbox_ids)
             return
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             _mark_sent(cur, outbox_ids)
 
-    def get_outbox(self, order_id: str) -> list[OutboxRow]:
-        """Every outbox row of an order, oldest first (for operators and tests)."""
-        if not is_uuid(order_id):
-            return []
-        with self._statement() as cur:
-            cur.execute("SELECT * FROM outbox WHERE order_id = %s ORDER BY id", (order_id,))
-            return [OutboxRow.from_row(row) for row in cur.fetchall()]
-
     def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
-        """Take up to `limit` stuck orders (as `find_stuck` names them), oldest first, by
-        touching them (updated_at = now()): a re-driven order gets a new deadline.
+        """Take up to `limit` stuck orders, oldest first, by touching them (updated_at =
+        now()): a re-driven order gets a new deadline. Stuck: live, untouched for longer
+        than the deadline, with no unsent outbox row, so nothing will move it unless
+        someone re-drives it.
 
         One statement, committed at once: orders another sweeper is claiming are
         skipped (FOR UPDATE SKIP LOCKED), and a touched order is not stuck again until
@@ -161,10 +202,11 @@ class OutboxStore(StoreBase):
         would queue behind it, holding their connections); if a re-send fails, that
         order waits one more deadline. The orders are returned as they were before.
         """
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "WITH stuck AS ("
                 " SELECT o.* FROM orders o"
+                # Spelled like the partial index's predicate, so the planner uses it.
                 " WHERE o.status NOT IN ('confirmed', 'failed')"
                 " AND o.updated_at < now() - make_interval(secs => %s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox b"
@@ -177,22 +219,68 @@ class OutboxStore(StoreBase):
             stuck = [Order.from_row(row) for row in cur.fetchall()]
         return sorted(stuck, key=lambda order: order.updated_at)
 
-    def find_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
-        """Live orders untouched for longer than the deadline with no unsent outbox row:
-        nothing will move them unless someone re-drives them. Oldest first."""
-        with self._statement() as cur:
-            cur.execute(
-                "SELECT * FROM orders o"
-                # Spelled like the partial index's predicate, so the planner uses it.
-                " WHERE o.status NOT IN ('confirmed', 'failed')"
-                " AND o.updated_at < now() - make_interval(secs => %s)"
-                " AND NOT EXISTS (SELECT 1 FROM outbox b"
-                "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)"
-                " ORDER BY o.updated_at LIMIT %s",
-                (older_than_seconds, limit),
-            )
-            return [Order.from_row(row) for row in cur.fetchall()]
-
 
 def _id(row: OutboxRow) -> int:
     return row.id
+
+
+# --- publishing and relaying ----------------------------------------------------------
+
+
+class Outbox:
+    """Puts outbox rows on their queues: right after commit, by relay, or by re-drive."""
+
+    def __init__(self, store: OutboxStore, publisher: Publisher) -> None:
+        self._store = store
+        self._publisher = publisher
+
+    def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """The fast path: publish rows just committed and mark them sent. A failure
+        leaves them to the relay."""
+        if not rows:
+            return
+        try:
+            sent = self._publisher.publish(rows)
+        except Exception:
+            log.warning(
+                "publishing %d outbox rows failed; the sweeper will retry", len(rows), exc_info=True
+            )
+            return
+        if sent:
+            self._store.mark_sent(sent)
+
+    def relay(self, *, older_than_seconds: float) -> int:
+        """Publish every row left unsent for longer than `older_than_seconds`; how many
+        were published. Stops at the first batch SQS refused part of (next sweep)."""
+        published = 0
+        while True:
+            with self._store.claim_unsent(older_than_seconds=older_than_seconds) as rows:
+                if not rows:
+                    return published
+                sent = self._publisher.publish(rows)
+                self._store.mark_sent(sent)
+                published += len(sent)
+                if len(sent) < len(rows):
+                    return published
+
+    def redrive(self, order: Order) -> Step | None:
+        """Send again the message of the step that moves `order` on (None when it is
+        terminal). Sent at once, not written: its row of the first time was sent, and
+        the dedupe key keeps it from being written twice."""
+        step = step_for(order.status)
+        if step is not None:
+            message = step_message(order.id, step)
+            self._publisher.send(message.topic, message.payload)
+        return step
+
+    def subscribe_later(self, order_id: UUID, connection_id: str, *, delay_seconds: int) -> None:
+        """Ask the notifier, `delay_seconds` from now, to subscribe `connection_id` to
+        the order and send it the snapshot. Sent now, not written: if the send fails,
+        the $connect fails with it (the client may connect again), while a row could
+        outlive the connection it names."""
+        payload = NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload()
+        self._publisher.send(NOTIFY_TOPIC, payload, delay_seconds=delay_seconds)
+
+    def check(self) -> None:
+        """Raise unless every queue the outbox publishes to answers."""
+        self._publisher.check()

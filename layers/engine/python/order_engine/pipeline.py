@@ -3,7 +3,7 @@
 A step message says "do step S for order O". The pipeline reads O, does S's work
 against the venues, and advances O by exactly one state with one conditional
 transition that also writes the event, the next step's message and a notify message.
-After the commit it publishes those messages (the outbox fast path).
+After the commit it publishes those messages (outbox.py, the fast path).
 
 What a failure does depends on its class (errors.py):
 - TransientError: count the attempt; retry after 1 s, 2 s, 4 s… (`RetryLater`); after
@@ -24,10 +24,11 @@ from typing import Any
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.venue import SignedTransaction, Submission, Venue
 from order_engine.errors import BusinessError, SlippageExceeded, TransientError
-from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
+from order_engine.messaging import StepMessage
 from order_engine.orders import Status, Step, progress
+from order_engine.outbox import Outbox, transition_messages
 from order_engine.records import Order
-from order_engine.store import OutboxMessage, Outcome, Store, TransitionResult
+from order_engine.store import Outcome, Store, TransitionResult
 
 log = logging.getLogger(__name__)
 
@@ -55,40 +56,19 @@ class _Work:
     changes: Mapping[str, Any]
 
 
-def next_messages(order_id: str, to_status: Status) -> list[OutboxMessage]:
-    """The outbox rows an applied transition into `to_status` writes."""
-    messages = [
-        OutboxMessage(
-            topic=NOTIFY_TOPIC,
-            payload=NotifyMessage(order_id).to_payload(),
-            dedupe_key=f"{order_id}:{NOTIFY_TOPIC}:{to_status}",
-        )
-    ]
-    following = next((step for step in Step if step.from_status == to_status), None)
-    if following is not None:
-        messages.append(
-            OutboxMessage(
-                topic=following.value,
-                payload=StepMessage(order_id, following).to_payload(),
-                dedupe_key=f"{order_id}:{following.value}",
-            )
-        )
-    return messages
-
-
 class Pipeline:
     def __init__(
         self,
         store: Store,
         router: Router,
-        publisher: Publisher,
+        outbox: Outbox,
         *,
         max_attempts: int = 3,
         retry_base_seconds: float = 1.0,
     ) -> None:
         self._store = store
         self._router = router
-        self._publisher = publisher
+        self._outbox = outbox
         self._max_attempts = max_attempts
         self._retry_base_seconds = retry_base_seconds
         self._work: dict[Step, Callable[[Order], _Work]] = {
@@ -119,7 +99,7 @@ class Pipeline:
             step.to_status,
             data={**work.data, "attempts": order.attempts + 1},
             changes=work.changes,
-            outbox=next_messages(order.id, step.to_status),
+            outbox=transition_messages(order.id, step.to_status),
         )
         return self._after_transition(result)
 
@@ -134,7 +114,7 @@ class Pipeline:
     def _build(self, order: Order) -> _Work:
         decision = _decision(order)
         tx = self._router.venue(decision.venue).build(
-            order.id,
+            str(order.id),
             decision.quote,
             decision.min_amount_out,
             wrap_sol=decision.wrap_sol,
@@ -220,14 +200,14 @@ class Pipeline:
             Status.FAILED,
             data={"reason": reason, "step": step.value, "attempts": attempts},
             changes={"failure_reason": reason},
-            outbox=next_messages(order.id, Status.FAILED),
+            outbox=transition_messages(order.id, Status.FAILED),
         )
         self._after_transition(result)
         return StepResult.FAILED if result.outcome is Outcome.APPLIED else StepResult.SKIPPED
 
     def _after_transition(self, result: TransitionResult) -> StepResult:
         if result.outcome is Outcome.APPLIED:
-            publish_outbox(self._store, self._publisher, result.outbox)
+            self._outbox.publish(result.outbox)
             return StepResult.ADVANCED
         if result.outcome is Outcome.OUT_OF_ORDER:
             raise RetryLater("order changed underneath this step", 1)
@@ -257,18 +237,3 @@ def _transaction(order: Order) -> SignedTransaction:
     if order.transaction is None:
         raise RuntimeError(f"order {order.id} is {order.status} but has no transaction")
     return SignedTransaction.from_dict(order.transaction)
-
-
-def publish_outbox(store: Store, publisher: Publisher, rows: Any) -> None:
-    """Publish committed outbox rows and mark them sent; leave failures to the sweeper."""
-    if not rows:
-        return
-    try:
-        sent = publisher.publish(rows)
-    except Exception:
-        log.warning(
-            "publishing %d outbox rows failed; the sweeper will retry", len(rows), exc_info=True
-        )
-        return
-    if sent:
-        store.mark_sent(sent)

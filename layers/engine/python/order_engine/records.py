@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from order_engine.orders import Status
 from order_engine.tokens import Token, get_token
@@ -48,7 +49,7 @@ class OutboxRow:
     """An outbox message as stored; `id` is what mark_sent() takes."""
 
     id: int
-    order_id: str
+    order_id: UUID
     topic: str
     payload: Mapping[str, Any]
     dedupe_key: str
@@ -60,7 +61,7 @@ class OutboxRow:
     def from_row(cls, row: Mapping[str, Any]) -> OutboxRow:
         return cls(
             id=row["id"],
-            order_id=str(row["order_id"]),
+            order_id=row["order_id"],
             topic=row["topic"],
             payload=row["payload"],
             dedupe_key=row["dedupe_key"],
@@ -72,7 +73,7 @@ class OutboxRow:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "orderId": self.order_id,
+            "orderId": str(self.order_id),
             "topic": self.topic,
             "payload": dict(self.payload),
             "dedupeKey": self.dedupe_key,
@@ -84,7 +85,7 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class Order:
-    id: str
+    id: UUID
     status: Status
     version: int
     type: str
@@ -107,7 +108,6 @@ class Order:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:
         values = {name: row[name] for name in cls.__dataclass_fields__}
-        values["id"] = str(row["id"])
         values["status"] = Status(row["status"])
         # Stored as symbols; only validated (known) tokens are ever written.
         values["token_in"] = get_token(row["token_in"])
@@ -118,7 +118,7 @@ class Order:
         """The public view. The signed transaction itself stays internal (its
         signature is public); last_error explains retries in progress."""
         return {
-            "id": self.id,
+            "id": str(self.id),
             "status": self.status.value,
             "version": self.version,
             "type": self.type,
@@ -142,7 +142,7 @@ class Order:
 class OrderEvent:
     """One applied transition; `seq` is 1 for pending and gap-free per order."""
 
-    order_id: str
+    order_id: UUID
     seq: int
     from_status: Status | None
     to_status: Status
@@ -152,7 +152,7 @@ class OrderEvent:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OrderEvent:
         return cls(
-            order_id=str(row["order_id"]),
+            order_id=row["order_id"],
             seq=row["seq"],
             from_status=None if row["from_status"] is None else Status(row["from_status"]),
             to_status=Status(row["to_status"]),
@@ -162,7 +162,7 @@ class OrderEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "orderId": self.order_id,
+            "orderId": str(self.order_id),
             "seq": self.seq,
             "from": None if self.from_status is None else self.from_status.value,
             "status": self.to_status.value,

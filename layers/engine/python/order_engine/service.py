@@ -14,16 +14,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, ValidationError
-from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.notify import Notifier, accepted_message
 from order_engine.order_request import parse_json, validate_order_request
-from order_engine.orders import Step
-from order_engine.pipeline import publish_outbox
+from order_engine.orders import as_order_id
+from order_engine.outbox import Outbox, first_messages
 from order_engine.records import Order
-from order_engine.store import OutboxMessage, Store
+from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +40,11 @@ class PlacedOrder:
     created: bool  # False when an Idempotency-Key returned an existing order
 
 
-def first_messages(order_id: str) -> list[OutboxMessage]:
-    """The outbox rows a new order is born with: its first step only.
-
-    Its first event needs no notify message: nobody can be subscribed to an order
-    before it exists (both ways to subscribe check that it does), and every
-    subscription starts with a snapshot holding the events so far. Such a message
-    would cost a send, a receive, a delete and a notifier pass, and find no one."""
-    return [
-        OutboxMessage(
-            topic=Step.ROUTE.value,
-            payload=StepMessage(order_id, Step.ROUTE).to_payload(),
-            dedupe_key=f"{order_id}:{Step.ROUTE.value}",
-        )
-    ]
-
-
-def parse_order_id(raw: str, field: str = "orderId") -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except (ValueError, TypeError, AttributeError):
-        raise ValidationError(f"{field} is not a valid order id", field=field) from None
+def parse_order_id(raw: object, field: str = "orderId") -> UUID:
+    order_id = as_order_id(raw)
+    if order_id is None:
+        raise ValidationError(f"{field} is not a valid order id", field=field)
+    return order_id
 
 
 def _is_control(char: str) -> bool:
@@ -71,12 +56,14 @@ class OrderService:
     def __init__(
         self,
         store: Store,
-        publisher: Publisher,
+        subscriptions: SubscriptionStore,
+        outbox: Outbox,
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
     ) -> None:
         self._store = store
-        self._publisher = publisher
+        self._subscriptions = subscriptions
+        self._outbox = outbox
         self._notifier = notifier
         self._rate_limiter = rate_limiter
 
@@ -113,14 +100,16 @@ class OrderService:
                 "none of them a control character",
                 field="Idempotency-Key",
             )
+        order_id = uuid.uuid4()
         created = self._store.create_order(
+            order_id,
             request,
             account_id=caller.account_id,
-            outbox=first_messages,
+            outbox=first_messages(order_id),
             idempotency_key=idempotency_key,
         )
         if created.created:
-            publish_outbox(self._store, self._publisher, created.outbox)
+            self._outbox.publish(created.outbox)
             log.info("order %s placed: %s", created.order.id, request.to_dict())
         return PlacedOrder(order=created.order, created=created.created)
 
@@ -154,32 +143,30 @@ class OrderService:
         writes it, then sends the snapshot, so nothing committed meanwhile is missed.
         """
         order_id = None if subscribe_to is None else self._owned_order_id(caller, subscribe_to)
-        self._store.add_connection(connection_id, metadata, caller=caller)
+        self._subscriptions.add_connection(connection_id, metadata, caller=caller)
         if order_id is not None:
-            self._publisher.send(
-                NOTIFY_TOPIC,
-                NotifyMessage(order_id, subscribe_connection_id=connection_id).to_payload(),
-                delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS,
+            self._outbox.subscribe_later(
+                order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
             )
 
-    def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str) -> None:
+    def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str | UUID) -> None:
         """Subscribe an open connection to one of the caller's orders and send its
         snapshot now."""
         order_id = self._owned_order_id(caller, raw_order_id)
         # The subscription row comes first, the snapshot after: an event committed in
         # between is then past the cursor and delivered, never skipped.
-        if not self._store.subscribe(connection_id, order_id):
+        if not self._subscriptions.subscribe(connection_id, order_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
 
-    def _owned_order_id(self, caller: Caller, raw_order_id: str) -> str:
+    def _owned_order_id(self, caller: Caller, raw_order_id: str | UUID) -> UUID:
         order_id = parse_order_id(raw_order_id)
         if self._store.get_order(order_id, account_id=caller.account_id) is None:
             raise NotFound(f"order {order_id} not found", field="orderId")
         return order_id
 
     def disconnect(self, connection_id: str) -> None:
-        self._store.remove_connection(connection_id)
+        self._subscriptions.remove_connection(connection_id)
 
     # --- health -----------------------------------------------------------------------
 
@@ -187,12 +174,12 @@ class OrderService:
         """'ok' or what is wrong, per dependency."""
         checks: dict[str, str] = {}
         try:
-            self._store.ping()
+            self._store.database.ping()
             checks["postgres"] = "ok"
         except InfrastructureError as exc:
             checks["postgres"] = f"down: {exc}"
         try:
-            self._publisher.check()
+            self._outbox.check()
             checks["sqs"] = "ok"
         except Exception as exc:
             checks["sqs"] = f"down: {type(exc).__name__}: {exc}"

@@ -6,28 +6,27 @@ committed together with its event row and the outbox rows of what must happen ne
 When the UPDATE matches nothing, the current row is read and the outcome classified,
 never guessed from an error message.
 
-Connections/subscriptions live in subscriptions.py, the outbox and sweeper queries in
-outbox.py, API keys and rate-limit counters in account_store.py; `Store` combines
-them, so callers hold one object. Every order belongs to an account: reads made for a
-caller pass its `account_id`, and another account's order is simply not found.
+`Store` is the orders' repository; connections and subscriptions have theirs in
+subscriptions.py, the outbox and the sweeper's queries in outbox.py, API keys and
+rate-limit counters in account_store.py, the simulated chain in dex/ledger.py, all over
+one `Database`. Every order belongs to an account: reads made for a caller pass its
+`account_id`, and another account's order is simply not found.
 """
 
 from __future__ import annotations
 
 import functools
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
-from order_engine.account_store import AccountStore
-from order_engine.database import DictCursor, is_uuid, jsonb
+from order_engine.database import DictCursor, Repository, jsonb
 from order_engine.errors import IdempotencyConflict
-from order_engine.ledger import PostgresLedger
 from order_engine.order_request import OrderRequest
-from order_engine.orders import Status, is_legal, progress
-from order_engine.outbox import OutboxStore
+from order_engine.orders import INITIAL, Status, is_legal, progress
+from order_engine.outbox import WRITTEN, outbox_param
 from order_engine.records import (
     CreatedOrder,
     Order,
@@ -37,18 +36,14 @@ from order_engine.records import (
     Outcome,
     TransitionResult,
 )
-from order_engine.settings import Settings
-from order_engine.subscriptions import DeliveryBatch, SubscriptionStore
 
 __all__ = [
     "CreatedOrder",
-    "DeliveryBatch",
     "Order",
     "OrderEvent",
     "OutboxMessage",
     "OutboxRow",
     "Outcome",
-    "PostgresLedger",
     "Store",
     "TransitionResult",
 ]
@@ -67,37 +62,26 @@ CHANGEABLE_COLUMNS = frozenset(
 )
 _JSON_COLUMNS = frozenset({"route", "transaction"})
 
-OutboxArg = Sequence[OutboxMessage] | Callable[[str], Sequence[OutboxMessage]]
 
-
-class Store(SubscriptionStore, OutboxStore, AccountStore):
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
-        if not settings.database_url:
-            raise ValueError("DATABASE_URL is not set")
-        return cls(settings.database_url, max_size=settings.db_pool_max)
-
-    # --- orders --------------------------------------------------------------------
-
+class Store(Repository):
     def create_order(
         self,
+        order_id: UUID,
         request: OrderRequest,
         *,
         account_id: str,
-        outbox: OutboxArg,
+        outbox: Sequence[OutboxMessage],
         idempotency_key: str | None = None,
     ) -> CreatedOrder:
-        """Insert `account_id`'s pending order, its first event and its outbox rows in
-        one statement.
+        """Insert `account_id`'s pending order `order_id`, its first event and its
+        `outbox` rows in one statement.
 
         With an idempotency key (scoped to the account): the same key and request return
-        the order created the first time (created=False, nothing written); the same key
-        with another request raises IdempotencyConflict; concurrent requests with one
-        key create one order. `outbox` may be a callable, given the new order's id.
+        the order created the first time (created=False, nothing written, `order_id`
+        unused); the same key with another request raises IdempotencyConflict;
+        concurrent requests with one key create one order.
         """
         fingerprint = request.fingerprint()
-        order_id = str(uuid.uuid4())
-        messages = outbox(order_id) if callable(outbox) else outbox
         params = {
             "id": order_id,
             "account": account_id,
@@ -109,10 +93,10 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             "amount": request.amount,
             "slippage_bps": request.slippage_bps,
             "request": jsonb(request.to_dict()),
-            **_move_params(None, Status.PENDING, {}, messages),
+            **_move_params(None, INITIAL, {}, outbox),
         }
-        with self._statement() as cur:
-            rows = write_order(cur, _CREATE, params, messages)
+        with self.database.statement() as cur:
+            rows = write_order(cur, _CREATE, params, outbox)
         if rows:
             order, event, written = _moved(rows)
             return CreatedOrder(order=order, created=True, event=event, outbox=written)
@@ -125,7 +109,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         return replay
 
     def _replay(self, account_id: str, key: str, fingerprint: str) -> CreatedOrder | None:
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT k.fingerprint AS key_fingerprint, o.* FROM idempotency_keys k"
                 " JOIN orders o ON o.id = k.order_id WHERE k.account_id = %s AND k.key = %s",
@@ -143,7 +127,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 
     def transition(
         self,
-        order_id: str,
+        order_id: UUID,
         from_status: Status,
         to_status: Status,
         *,
@@ -160,8 +144,6 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             raise ValueError(f"a transition cannot change {', '.join(unknown)}")
         if not is_legal(from_status, to_status):
             return TransitionResult(Outcome.ILLEGAL, self.get_order(order_id))
-        if not is_uuid(order_id):
-            return TransitionResult(Outcome.NOT_FOUND, None)
 
         params: dict[str, Any] = {
             "id": order_id,
@@ -170,7 +152,7 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         for column, value in changes.items():
             params[f"c_{column}"] = jsonb(value) if column in _JSON_COLUMNS else value
 
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             rows = write_order(cur, _transition_query(frozenset(changes)), params, outbox)
             if rows:
                 return TransitionResult(Outcome.APPLIED, *_moved(rows))
@@ -184,13 +166,11 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
         # At or past the target, or gone elsewhere (failed): a stale message.
         return TransitionResult(Outcome.DUPLICATE, order)
 
-    def record_failed_attempt(self, order_id: str, status: Status, error: str) -> int | None:
+    def record_failed_attempt(self, order_id: UUID, status: Status, error: str) -> int | None:
         """Count a failed attempt at the step leaving `status`; the new count, or None
         when the order is no longer in `status` (the message is stale). It also touches
         updated_at: an order being retried is not stuck."""
-        if not is_uuid(order_id):
-            return None
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "UPDATE orders SET attempts = attempts + 1, last_error = %s, updated_at = now()"
                 " WHERE id = %s AND status = %s RETURNING attempts",
@@ -199,12 +179,10 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             row = cur.fetchone()
             return None if row is None else int(row["attempts"])
 
-    def get_order(self, order_id: str, *, account_id: str | None = None) -> Order | None:
+    def get_order(self, order_id: UUID, *, account_id: str | None = None) -> Order | None:
         """The order; with `account_id`, only if that account owns it (the workers read
         any order, the APIs only their caller's)."""
-        if not is_uuid(order_id):
-            return None
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             if account_id is None:
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
             else:
@@ -215,11 +193,9 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
             row = cur.fetchone()
             return None if row is None else Order.from_row(row)
 
-    def get_events(self, order_id: str, *, after_seq: int = 0) -> list[OrderEvent]:
+    def get_events(self, order_id: UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         """The order's events with seq > after_seq, in seq order."""
-        if not is_uuid(order_id):
-            return []
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT * FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
                 (order_id, after_seq),
@@ -234,19 +210,14 @@ class Store(SubscriptionStore, OutboxStore, AccountStore):
 # new version: both start at 1 and each applied transition adds one to both, and the
 # UPDATE's row lock makes that race-free (a max(seq) + 1 inside the statement would
 # read the statement's snapshot, taken before the lock was granted).
-_EVENT_AND_OUTBOX = """,
+_EVENT_AND_OUTBOX = (
+    """,
 event AS (
     INSERT INTO order_events (order_id, seq, from_status, to_status, data)
     SELECT id, version, %(from)s::text, %(to)s::text, %(data)s FROM moved RETURNING *),
-written AS (
-    INSERT INTO outbox (order_id, topic, payload, dedupe_key)
-    SELECT moved.id, m.topic, m.payload, m.dedupe_key
-      FROM moved, ROWS FROM (jsonb_to_recordset(%(outbox)s)
-                             AS (topic text, payload jsonb, dedupe_key text))
-           WITH ORDINALITY AS m (topic, payload, dedupe_key, n)
-     ORDER BY m.n
-    -- A message written before (a replayed transition) is skipped, not repeated.
-    ON CONFLICT (dedupe_key) DO NOTHING RETURNING *)
+"""
+    + WRITTEN
+    + """
 SELECT moved.*,
        event.order_id AS event_order_id, event.seq AS event_seq,
        event.from_status AS event_from_status, event.to_status AS event_to_status,
@@ -257,6 +228,7 @@ SELECT moved.*,
        written.created_at AS outbox_created_at, written.sent_at AS outbox_sent_at
   FROM moved CROSS JOIN event LEFT JOIN written ON true
  ORDER BY written.id"""
+)
 
 # With an Idempotency-Key, the key's insert comes first: it waits for a concurrent
 # insert of the same key, and if that one commits the order is not inserted at all.
@@ -302,9 +274,7 @@ def _move_params(
         "from": None if from_status is None else from_status.value,
         "to": to_status.value,
         "data": jsonb(dict(data)),
-        "outbox": jsonb(
-            [{"topic": m.topic, "payload": m.payload, "dedupe_key": m.dedupe_key} for m in outbox]
-        ),
+        "outbox": outbox_param(outbox),
     }
 
 

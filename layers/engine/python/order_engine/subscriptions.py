@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from order_engine.account_store import Caller
-from order_engine.database import DictCursor, StoreBase, fetch_one, is_uuid, jsonb
+from order_engine.database import DictCursor, Repository, fetch_one, jsonb
 from order_engine.records import Order, OrderEvent
 
 
@@ -31,8 +32,8 @@ class DeliveryBatch:
 
     def __init__(
         self,
-        cur: DictCursor | None,
-        order_id: str,
+        cur: DictCursor,
+        order_id: UUID,
         order: Order | None,
         pending: Sequence[Delivery],
     ) -> None:
@@ -46,12 +47,11 @@ class DeliveryBatch:
 
     def advance(self, connection_id: str, seq: int) -> None:
         """Record that `connection_id` has everything up to `seq`. Never moves back."""
-        if self._cur is not None:
-            self._cur.execute(
-                "UPDATE subscriptions SET last_seq = greatest(last_seq, %s)"
-                " WHERE connection_id = %s AND order_id = %s",
-                (seq, connection_id, self._order_id),
-            )
+        self._cur.execute(
+            "UPDATE subscriptions SET last_seq = greatest(last_seq, %s)"
+            " WHERE connection_id = %s AND order_id = %s",
+            (seq, connection_id, self._order_id),
+        )
 
     def drop(self, connection_id: str) -> None:
         """The connection is gone (GoneException): forget it.
@@ -60,15 +60,14 @@ class DeliveryBatch:
         subscriptions) goes right after commit, in a transaction of its own, so this
         one never waits on locks held by notifiers of other orders.
         """
-        if self._cur is not None:
-            self._cur.execute(
-                "DELETE FROM subscriptions WHERE connection_id = %s AND order_id = %s",
-                (connection_id, self._order_id),
-            )
+        self._cur.execute(
+            "DELETE FROM subscriptions WHERE connection_id = %s AND order_id = %s",
+            (connection_id, self._order_id),
+        )
         self.dropped.append(connection_id)
 
 
-class SubscriptionStore(StoreBase):
+class SubscriptionStore(Repository):
     def add_connection(
         self,
         connection_id: str,
@@ -78,7 +77,7 @@ class SubscriptionStore(StoreBase):
     ) -> None:
         """Remember a WebSocket connection and who opened it (`caller`: the account and
         key its $connect presented); again for the same id only refreshes it."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
                 " VALUES (%s, %s, %s, %s)"
@@ -95,15 +94,13 @@ class SubscriptionStore(StoreBase):
 
     def remove_connection(self, connection_id: str) -> None:
         """Forget a connection and its subscriptions; unknown ids are fine."""
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
-    def subscribe(self, connection_id: str, order_id: str) -> bool:
+    def subscribe(self, connection_id: str, order_id: UUID) -> bool:
         """Follow `order_id` from `connection_id` (created if missing); False when the
         order does not exist. Subscribing twice changes nothing (the cursor stays)."""
-        if not is_uuid(order_id):
-            return False
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             # One statement. The connection's upsert is DO UPDATE rather than DO
             # NOTHING: it locks the row, so a concurrent $disconnect cannot delete it
             # before the subscription's foreign key is checked.
@@ -120,11 +117,9 @@ class SubscriptionStore(StoreBase):
             )
             return bool(fetch_one(cur)["found"])
 
-    def subscribers(self, order_id: str) -> list[tuple[str, int]]:
+    def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
-        if not is_uuid(order_id):
-            return []
-        with self._statement() as cur:
+        with self.database.statement() as cur:
             cur.execute(
                 "SELECT connection_id, last_seq FROM subscriptions"
                 " WHERE order_id = %s ORDER BY connection_id",
@@ -133,12 +128,9 @@ class SubscriptionStore(StoreBase):
             return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
 
     @contextmanager
-    def deliveries(self, order_id: str) -> Iterator[DeliveryBatch]:
+    def deliveries(self, order_id: UUID) -> Iterator[DeliveryBatch]:
         """Lock the order's subscriptions and yield what each subscriber is missing."""
-        if not is_uuid(order_id):
-            yield DeliveryBatch(None, order_id, None, [])
-            return
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             # One row per subscription and event it lacks (a subscription lacking
             # none comes once, with no event). Locked in a fixed order, so concurrent
             # passes queue up instead of deadlocking. The events are those of the

@@ -19,9 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from order_engine.messaging import Publisher, StepMessage
-from order_engine.orders import step_for
-from order_engine.store import Store
+from order_engine.outbox import Outbox, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +35,14 @@ class SweepReport:
 class Sweeper:
     def __init__(
         self,
-        store: Store,
-        publisher: Publisher,
+        store: OutboxStore,
+        outbox: Outbox,
         *,
         outbox_grace_seconds: float,
         stuck_after_seconds: float,
     ) -> None:
         self._store = store
-        self._publisher = publisher
+        self._outbox = outbox
         self._outbox_grace_seconds = outbox_grace_seconds
         self._stuck_after_seconds = stuck_after_seconds
 
@@ -63,31 +61,19 @@ class Sweeper:
         return report
 
     def relay_outbox(self) -> int:
-        published = 0
-        while True:
-            with self._store.claim_unsent(older_than_seconds=self._outbox_grace_seconds) as rows:
-                if not rows:
-                    return published
-                sent = self._publisher.publish(rows)
-                self._store.mark_sent(sent)
-                published += len(sent)
-                if len(sent) < len(rows):  # SQS refused some: try again next sweep
-                    return published
+        return self._outbox.relay(older_than_seconds=self._outbox_grace_seconds)
 
     def redrive_stuck(self) -> int:
         # Claimed, not just found: each stuck order is re-driven by one sweeper, once per
         # deadline (the claim touches it), however many sweeps run or overlap.
         stuck = self._store.claim_stuck(older_than_seconds=self._stuck_after_seconds)
         for order in stuck:
-            step = step_for(order.status)
-            if step is None:
-                continue
+            step = self._outbox.redrive(order)
             log.warning(
-                "order %s stuck in %s since %s: re-sending %s",
+                "order %s stuck in %s since %s: re-sent %s",
                 order.id,
                 order.status,
                 order.updated_at,
                 step,
             )
-            self._publisher.send(step.value, StepMessage(order.id, step).to_payload())
         return len(stuck)

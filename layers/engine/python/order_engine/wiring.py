@@ -7,6 +7,7 @@ pool and clients, every later invocation reuses them, as Lambda containers shoul
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -14,17 +15,23 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, RateLimiter
+from order_engine.database import Database
+from order_engine.dex.ledger import PostgresLedger
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
+from order_engine.dex.venue import SubmissionLedger, Venue
 from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
+from order_engine.outbox import Outbox, OutboxStore
 from order_engine.pipeline import Pipeline
 from order_engine.service import OrderService
 from order_engine.settings import Settings
-from order_engine.store import PostgresLedger, Store
+from order_engine.store import Store
+from order_engine.subscriptions import SubscriptionStore
 from order_engine.sweeper import Sweeper
 
 # Fail fast and let SQS redelivery or the sweeper retry, rather than hang a handler.
@@ -37,15 +44,44 @@ _CLIENT_CONFIG = Config(
 )
 
 
+# Builds the venues the router chooses between, over the chain's ledger.
+VenueFactory = Callable[[Settings, SubmissionLedger], Sequence[Venue]]
+
+
+def _simulated(settings: Settings, ledger: SubmissionLedger) -> Sequence[Venue]:
+    return simulated_venues(settings.dex, ledger)
+
+
 @dataclass
 class Engine:
     settings: Settings
+    venues: VenueFactory = _simulated
+
+    @cached_property
+    def database(self) -> Database:
+        if not self.settings.database_url:
+            raise InfrastructureError("DATABASE_URL is not set")
+        return Database.from_settings(self.settings)
 
     @cached_property
     def store(self) -> Store:
-        if not self.settings.database_url:
-            raise InfrastructureError("DATABASE_URL is not set")
-        return Store.from_settings(self.settings)
+        return Store(self.database)
+
+    @cached_property
+    def outbox_store(self) -> OutboxStore:
+        return OutboxStore(self.database)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        return SubscriptionStore(self.database)
+
+    @cached_property
+    def account_store(self) -> AccountStore:
+        return AccountStore(self.database)
+
+    @cached_property
+    def ledger(self) -> PostgresLedger:
+        return PostgresLedger(self.database)
 
     @cached_property
     def sqs(self) -> Any:
@@ -64,9 +100,21 @@ class Engine:
         return Publisher(self.sqs, urls)
 
     @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.outbox_store, self.publisher)
+
+    @cached_property
     def router(self) -> Router:
-        venues = simulated_venues(self.settings.dex, PostgresLedger(self.store))
+        venues = self.venues(self.settings, self.ledger)
         return Router(venues, quote_timeout=self.settings.dex.quote_timeout)
+
+    def use_venues(self, venues: VenueFactory) -> None:
+        """Route through the venues `venues` builds from now on (tests: venues with
+        faults, as a flaky network would have). The router and the pipeline over it
+        are built anew on next use."""
+        self.venues = venues
+        for built in ("router", "pipeline"):
+            self.__dict__.pop(built, None)
 
     @cached_property
     def sender(self) -> ConnectionSender:
@@ -82,28 +130,30 @@ class Engine:
 
     @cached_property
     def notifier(self) -> Notifier:
-        return Notifier(self.store, self.sender)
+        return Notifier(self.subscriptions, self.sender)
 
     @cached_property
     def accounts(self) -> Accounts:
-        return Accounts(self.store)
+        return Accounts(self.account_store)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(self.store, per_minute=self.settings.rate_limit_per_minute)
+        return RateLimiter(self.account_store, per_minute=self.settings.rate_limit_per_minute)
 
     @cached_property
     def orders(self) -> OrderService:
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
-        return OrderService(self.store, self.publisher, lambda: self.notifier, self.rate_limiter)
+        return OrderService(
+            self.store, self.subscriptions, self.outbox, lambda: self.notifier, self.rate_limiter
+        )
 
     @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(
             self.store,
             self.router,
-            self.publisher,
+            self.outbox,
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
         )
@@ -111,8 +161,8 @@ class Engine:
     @cached_property
     def sweeper(self) -> Sweeper:
         return Sweeper(
-            self.store,
-            self.publisher,
+            self.outbox_store,
+            self.outbox,
             outbox_grace_seconds=self.settings.outbox_grace_seconds,
             stuck_after_seconds=self.settings.stuck_after_seconds,
         )
@@ -136,6 +186,6 @@ def reset_engine() -> None:
     """Forget the process's engine (tests that change the environment use this)."""
     global _engine
     with _lock:
-        if _engine is not None and "store" in _engine.__dict__:
-            _engine.store.close()
+        if _engine is not None and "database" in _engine.__dict__:
+            _engine.database.close()
         _engine = None
