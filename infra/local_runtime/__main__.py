@@ -14,11 +14,12 @@ from pathlib import Path
 from local_runtime.cfn_yaml import TemplateSyntaxError
 from local_runtime.function_code import HandlerImportError
 from local_runtime.intrinsics import IntrinsicError
-from local_runtime.localstack_host import LocalStackUnavailable
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from local_runtime.schedule_expressions import ScheduleExpressionError
+from local_runtime.server_venv import ServerInstallError
 from local_runtime.servers import ServerStartError
+from local_runtime.sqs_backends import CHOICES, DEFAULT_BACKEND
 from local_runtime.template import TemplateError
 
 USER_ERRORS = (
@@ -28,7 +29,7 @@ USER_ERRORS = (
     HandlerImportError,
     ScheduleExpressionError,
     ServerStartError,
-    LocalStackUnavailable,
+    ServerInstallError,
     FileNotFoundError,
 )
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__)
     parser.add_argument("template", type=Path, help="the SAM template.yaml")
     parser.add_argument(
-        "--sqs", default="moto", help="moto (default), localstack, aws, or an http(s):// endpoint"
+        "--sqs", default=DEFAULT_BACKEND, help=f"{CHOICES} (default: {DEFAULT_BACKEND})"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=3000)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from local_runtime.sqs_backends import DEFAULT_BACKEND
+
 if TYPE_CHECKING:
     from local_runtime.runtime import LocalRuntime
 
@@ -18,7 +20,7 @@ class RuntimeOptions:
     host: str = "127.0.0.1"
     http_port: int = 3000  # 0: any free port
     ws_port: int = 3001  # first WebSocket API; the next ones take the following ports
-    sqs: str = "moto"  # moto | localstack | aws | http(s)://endpoint
+    sqs: str = DEFAULT_BACKEND  # ministack | moto | localstack | aws | http(s)://endpoint
     region: str = "us-east-1"
     stack_name: str = "local"
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides

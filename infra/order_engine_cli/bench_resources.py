@@ -21,6 +21,7 @@ PROC = Path("/proc")
 # command line they keep; `bench-sqs` spawns its replaying processes.
 KNOWN_PROCESSES = (
     ("localstack", "localstack"),
+    ("ministack", "ministack"),
     ("moto", "moto"),
     ("postgres", "postgres"),
     ("multiprocessing.forkserver", "sandboxes"),

@@ -8,16 +8,20 @@ from typing import Any, TypeVar
 
 import click
 
+from local_runtime.sqs_backends import DEFAULT_BACKEND
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 SQS_BACKENDS = (
-    "moto (a local moto server), localstack (LocalStack on this host, installed on first "
-    "use), aws, or an endpoint URL"
+    "ministack (a local MiniStack server, installed into its own venv on first use), moto "
+    "(a local moto server; its receives slow down as a backlog grows), localstack "
+    "(LocalStack on this host, installed on first use; Python >= 3.12), aws, or an "
+    "endpoint URL"
 )
 
 
 def sqs_option(
-    *, default: str = "moto", what: str = "SQS backend", note: str = ""
+    *, default: str = DEFAULT_BACKEND, what: str = "SQS backend", note: str = ""
 ) -> Callable[[F], F]:
     """--sqs: the SQS a stack runs on (`up`'s, or the one a command starts `up` with)."""
     return click.option(

@@ -34,8 +34,9 @@ def test_a_rate_schedule_fires_an_eventbridge_event_sped_up(
     assert len(ticks) >= before + 2  # rate(1 minute) at speed 60: about one a second
     event = ticks[-1]["event"]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+    assert runtime.sqs is not None  # the account of the SQS in use (each emulator has its own)
     assert event["resources"] == [
-        "arn:aws:events:us-east-1:123456789012:rule/local-TickFunctionTick"
+        f"arn:aws:events:us-east-1:{runtime.sqs.account_id}:rule/local-TickFunctionTick"
     ]
     assert ticks[-1]["function"] == "local-TickFunction"
 
