@@ -70,7 +70,7 @@ def test_each_step_moves_an_order_by_exactly_one_legal_transition() -> None:
 
 
 def test_an_order_is_cancellable_exactly_until_its_transaction_is_built() -> None:
-    assert CANCELLABLE == {Status.PENDING, Status.ROUTING}
+    assert {Status.PENDING, Status.ROUTING} == CANCELLABLE
     assert not is_legal(Status.BUILDING, Status.CANCELLED), "a built swap may be on its way"
     assert Status.CANCELLED in TERMINAL
     assert step_for(Status.CANCELLED) is None
