@@ -28,9 +28,9 @@ from order_engine.accounts import Caller, hash_key, key_prefix, new_key
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
+from order_engine.order_list import MAX_PAGE_SIZE, PARAMETERS, OrderPage, PageRequest
 from order_engine.order_request import OrderRequest
 from order_engine.orders import CANCELLABLE, HAPPY_PATH, Status
-from order_engine.order_list import MAX_PAGE_SIZE, PARAMETERS, OrderPage, PageRequest
 from order_engine.records import CreatedOrder, Order, OrderEvent, Outcome, TransitionResult
 from order_engine.service import MAX_IDEMPOTENCY_KEY_CHARS
 from order_engine.settings import DexSettings, Settings
