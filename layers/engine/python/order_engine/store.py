@@ -277,9 +277,12 @@ moved AS (
 
 # A cancel leaves whichever cancellable status the order is in. FOR UPDATE waits for a
 # transition in flight and then reads the row as it committed, so `previous_status` is
-# the status the UPDATE really leaves (the statement's snapshot may predate it) and the
-# event's `from` is true; a row that left the cancellable statuses meanwhile matches
-# nothing, and nothing is written.
+# the status the UPDATE really leaves and the event's `from` is true; a row that left
+# the cancellable statuses meanwhile matches nothing, and nothing is written. The
+# UPDATE tests the status against the list again, not against `previous`: its scan
+# starts from the statement's snapshot, which may predate the transition FOR UPDATE
+# waited for (pending, where the row is now routing), and only a condition that the
+# snapshot's row meets makes PostgreSQL re-check the row as it is now.
 _CANCEL = (
     """WITH previous AS (
     SELECT id, status FROM orders
@@ -289,7 +292,7 @@ moved AS (
     UPDATE orders SET status = %(to)s, version = orders.version + 1, attempts = 0,
            updated_at = now()
       FROM previous
-     WHERE orders.id = previous.id AND orders.status = previous.status
+     WHERE orders.id = previous.id AND orders.status = ANY(%(cancellable)s)
     RETURNING orders.*, previous.status AS previous_status)"""
     + _EVENT_AND_OUTBOX
 )
