@@ -188,3 +188,17 @@ def test_a_bad_cancel_on_the_socket_gets_an_error_naming_the_field(
 
     [reply] = fresh.management.messages(connection)
     assert reply["type"] == "error" and reply["error"]["field"] == field
+
+
+def test_the_sweeper_never_takes_a_cancelled_order_for_a_stuck_one(fresh: Stack) -> None:
+    order_id = fresh.place()
+    assert delete(fresh, order_id)[0] == 200
+    fresh.run(order_id)
+    with psycopg.connect(fresh.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE orders SET updated_at = now() - interval '1 hour' WHERE id = %s", (order_id,)
+        )
+
+    stuck = fresh.engine.outbox_store.claim_stuck(older_than_seconds=60, limit=10_000)
+
+    assert order_id not in {str(order.id) for order in stuck}
