@@ -7,7 +7,7 @@ that last (created_at, id) pair, opaque to clients (URL-safe base64 of JSON); a 
 that does not decode answers 422 like any bad parameter.
 
 Every query is scoped to the caller's account and served by the index
-orders_by_account_created (migration 0003).
+orders_by_account_created (migration 0004).
 """
 
 from __future__ import annotations

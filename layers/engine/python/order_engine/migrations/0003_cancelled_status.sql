@@ -1,4 +1,4 @@
--- 0003: cancelled orders, and the index of an account's order list.
+-- 0003: cancelled orders.
 
 -- A status is one of order_engine.orders.Status: 'cancelled' joins them (terminal, for
 -- an order its owner cancelled before its transaction was built).
@@ -20,8 +20,3 @@ ALTER TABLE order_events ADD CONSTRAINT order_events_to_status_check
 DROP INDEX orders_active_by_updated_at;
 CREATE INDEX orders_active_by_updated_at ON orders (updated_at)
     WHERE status NOT IN ('confirmed', 'failed', 'cancelled');
-
--- GET /api/orders: one account's orders, newest first, by keyset (created_at, id), read
--- backwards from the cursor; the status and type filters are checked on the rows in
--- that order, so a page reads about its own rows and stops.
-CREATE INDEX orders_by_account_created ON orders (account_id, created_at, id);
