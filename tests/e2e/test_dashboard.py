@@ -395,7 +395,9 @@ def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
 ) -> None:
     """A new browser shows the key's orders from the API, and the Cancel button of an
     open order (one placed elsewhere, one placed here) ends it cancelled, with no swap."""
-    os.environ["DEX_LATENCY_SCALE"] = "4"  # routing lasts long enough to cancel in it
+    # Quotes take 3-5 s: the orders stay pending long enough to be cancelled.
+    quote_timeout = os.environ.get("DEX_QUOTE_TIMEOUT")
+    os.environ.update(DEX_LATENCY_SCALE="20", DEX_QUOTE_TIMEOUT="6")
     reset_engine()
     try:
         client = OrderClient(runtime.http_url, api_key=api_key)
@@ -414,6 +416,10 @@ def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
         expect(dashboard.row(here)).to_have_attribute("data-status", "cancelled", timeout=10_000)
     finally:
         os.environ["DEX_LATENCY_SCALE"] = LATENCY_SCALE
+        if quote_timeout is None:
+            os.environ.pop("DEX_QUOTE_TIMEOUT", None)
+        else:
+            os.environ["DEX_QUOTE_TIMEOUT"] = quote_timeout
         reset_engine()
 
     for order_id in (elsewhere, here):
