@@ -103,8 +103,16 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
         order = engine().orders.cancel_order(caller, _string(data, "orderId"), field="orderId")
         return {"type": "cancelled", "orderId": str(order.id), "status": order.status.value}
     raise RequestError(
-        f"unknown action {action!r}; use subscribe, execute, cancel or ping", field="action"
+        f"unknown action {_shortened(action)}; use subscribe, execute, cancel or ping",
+        field="action",
     )
+
+
+def _shortened(value: Any, limit: int = 40) -> str:
+    """`value` as it is named in an error: its repr, cut short. The client sent it, so
+    it needs only enough to recognise it, not all of a 15 KB echo."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}… ({len(shown)} characters)"
 
 
 def _string(data: dict[str, Any], field: str) -> str:

@@ -1,12 +1,12 @@
 """Cancelling and listing orders over real sockets: template.yaml on the local runtime,
 driven by HTTP and WebSocket clients as users drive it. The venues are slowed down in
-this module, so an order stays in `pending` and `routing` long enough to be cancelled."""
+this module (SLOW_VENUES), so an order stays in `pending` and `routing` long enough to
+be cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,29 +17,14 @@ import pytest
 import websockets
 
 from local_runtime.runtime import LocalRuntime
-from order_engine.wiring import reset_engine
 from order_engine_cli.client import OrderClient
-from tests.support.stack import ORDER
-
-# Quotes then take 3-5 s (under a 6 s quote timeout, itself under the functions' 10 s)
-# and a build 0.2-0.8 s: time to cancel an order in pending, and in routing.
-SLOW_VENUES = {"DEX_LATENCY_SCALE": "20", "DEX_QUOTE_TIMEOUT": "6"}
+from tests.support.stack import ORDER, SLOW_VENUES, venues_configured
 
 
 @pytest.fixture(scope="module", autouse=True)
 def slow_venues(runtime: LocalRuntime) -> Iterator[None]:
-    """Every function of the shared runtime builds its engine from this process's
-    environment, so slower venues here apply to all of them."""
-    previous = {name: os.environ.get(name) for name in SLOW_VENUES}
-    os.environ.update(SLOW_VENUES)
-    reset_engine()
-    yield
-    for name, value in previous.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    reset_engine()
+    with venues_configured(runtime, SLOW_VENUES):
+        yield
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from playwright.sync_api import (
 
 from local_runtime.runtime import LocalRuntime
 from order_engine.orders import HAPPY_PATH
-from order_engine.wiring import reset_engine
 from order_engine_cli.client import OrderClient
+from tests.support.stack import SLOW_VENUES, venues_configured
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -82,17 +82,18 @@ new MutationObserver((records) => {
 
 @pytest.fixture(scope="module", autouse=True)
 def visible_latency(runtime: LocalRuntime) -> Iterator[None]:
-    """The shared runtime runs instant venues; these tests want to see states go by.
-    Every function shares this process's environment and builds its engine from it."""
-    previous = os.environ.get("DEX_LATENCY_SCALE")
-    os.environ["DEX_LATENCY_SCALE"] = LATENCY_SCALE
-    reset_engine()
+    """The shared runtime runs instant venues; these tests want to see states go by, so
+    every function is reconfigured for the module (fresh sandboxes read the new value)."""
+    previous = {
+        name: environment["DEX_LATENCY_SCALE"]
+        for name, environment in runtime.function_environments.items()
+        if "DEX_LATENCY_SCALE" in environment
+    }
+    for name in previous:
+        runtime.update_function_environment(name, {"DEX_LATENCY_SCALE": LATENCY_SCALE})
     yield
-    if previous is None:
-        os.environ.pop("DEX_LATENCY_SCALE", None)
-    else:
-        os.environ["DEX_LATENCY_SCALE"] = previous
-    reset_engine()
+    for name, value in previous.items():
+        runtime.update_function_environment(name, {"DEX_LATENCY_SCALE": value})
 
 
 @pytest.fixture
@@ -395,11 +396,7 @@ def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
 ) -> None:
     """A new browser shows the key's orders from the API, and the Cancel button of an
     open order (one placed elsewhere, one placed here) ends it cancelled, with no swap."""
-    # Quotes take 3-5 s: the orders stay pending long enough to be cancelled.
-    quote_timeout = os.environ.get("DEX_QUOTE_TIMEOUT")
-    os.environ.update(DEX_LATENCY_SCALE="20", DEX_QUOTE_TIMEOUT="6")
-    reset_engine()
-    try:
+    with venues_configured(runtime, SLOW_VENUES):  # pending lasts seconds
         client = OrderClient(runtime.http_url, api_key=api_key)
         elsewhere = client.place({**ORDER, "amount": "0.5"})["orderId"]
         dashboard.open(api_key)
@@ -414,13 +411,6 @@ def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
         here = dashboard.place_one()
         dashboard.row(here).locator("button.cancel").click()
         expect(dashboard.row(here)).to_have_attribute("data-status", "cancelled", timeout=10_000)
-    finally:
-        os.environ["DEX_LATENCY_SCALE"] = LATENCY_SCALE
-        if quote_timeout is None:
-            os.environ.pop("DEX_QUOTE_TIMEOUT", None)
-        else:
-            os.environ["DEX_QUOTE_TIMEOUT"] = quote_timeout
-        reset_engine()
 
     for order_id in (elsewhere, here):
         order = client.get(order_id)

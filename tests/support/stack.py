@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 HAPPY = [status.value for status in HAPPY_PATH]
 # Wide tolerance: these tests are about delivery, not about simulated slippage.
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 500}
+# The SQS backend of the tests' runtimes: moto unless this names another `--sqs` choice,
+# to run the same tests against it (docs/local-runtime.md, "SQS backends").
+TEST_SQS = os.environ.get("LOCAL_RUNTIME_TEST_SQS", "moto")
 
 
 def stack_options(database_url: str, data_dir: Path, **overrides: object) -> RuntimeOptions:
     """The options of a test stack: free ports, instant venues, a fast sweeper."""
     options = RuntimeOptions(
-        sqs="moto",
+        sqs=TEST_SQS,
         http_port=0,
         ws_port=0,
         parameters={"DatabaseUrl": database_url, "DexLatencyScale": "0"},
@@ -46,6 +52,30 @@ def stack_options(database_url: str, data_dir: Path, **overrides: object) -> Run
     for key, value in overrides.items():
         setattr(options, key, value)
     return options
+
+
+# Quotes take 3-5 s (under a 6 s quote timeout, itself under the functions' 10 s) and a
+# build 0.2-0.8 s: an order stays pending, then routing, long enough to be cancelled.
+SLOW_VENUES = {"DEX_LATENCY_SCALE": "20", "DEX_QUOTE_TIMEOUT": "6"}
+
+
+@contextmanager
+def venues_configured(runtime: LocalRuntime, variables: Mapping[str, str]) -> Iterator[None]:
+    """Every function that configures the venues runs with `variables` for the block
+    (fresh sandboxes read them), then exactly as before."""
+    saved = {
+        name: dict(environment)
+        for name, environment in runtime.function_environments.items()
+        if "DEX_LATENCY_SCALE" in environment
+    }
+    for name in saved:
+        runtime.update_function_environment(name, dict(variables))
+    try:
+        yield
+    finally:
+        for name, environment in saved.items():
+            runtime.function_environments[name] = environment
+            runtime.update_function_environment(name, {})
 
 
 def new_api_key(database_url: str, name: str) -> str:
