@@ -11,11 +11,15 @@ from order_engine.wiring import reset_engine
 
 @contextmanager
 def engine_environment(
-    env: Mapping[str, str], *, also_restore: Iterable[str] = ()
+    env: Mapping[str, str], *, also_restore: Iterable[str] = (), unset: Iterable[str] = ()
 ) -> Iterator[None]:
-    """Set `env` for the handlers, with a fresh engine built from it; afterwards put the
-    variables (and `also_restore`, which the caller may change meanwhile) back as they were."""
-    saved = {key: os.environ.get(key) for key in [*env, *also_restore]}
+    """Set `env` for the handlers, with a fresh engine built from it, and remove the
+    variables of `unset` that `env` does not give; afterwards put the variables (and
+    `also_restore`, which the caller may change meanwhile) back as they were."""
+    removed = [key for key in unset if key not in env]
+    saved = {key: os.environ.get(key) for key in [*env, *also_restore, *removed]}
+    for key in removed:
+        os.environ.pop(key, None)
     os.environ.update(env)
     reset_engine()
     try:

@@ -259,6 +259,19 @@ class Stack:
 S = TypeVar("S", bound=Stack)
 
 
+# The engine's timing knobs a stack may tune. Stacks live for the whole session, one
+# inside another (the fault suite's, then the handler tests'), so a stack that leaves
+# one of these out gets the engine's default, never the tuning of the stack before it
+# (the fault suite's outbox grace of "never" kept the handler tests' sweeper idle).
+TUNING = (
+    "ORDER_RETRY_BASE_SECONDS",
+    "ORDER_STUCK_AFTER_SECONDS",
+    "OUTBOX_GRACE_SECONDS",
+    "RATE_LIMIT_PER_MINUTE",
+    "DB_POOL_MAX",
+)
+
+
 @contextmanager
 def handler_stack(
     kind: type[S],
@@ -295,7 +308,7 @@ def handler_stack(
             "DEX_LATENCY_SCALE": "0",
             **env,
         }
-        with engine_environment(handlers_env, also_restore=also_restore):
+        with engine_environment(handlers_env, also_restore=also_restore, unset=TUNING):
             try:
                 issued = engine().accounts.create_key(f"{name}-{uuid.uuid4().hex[:8]}")
                 yield kind(
