@@ -380,3 +380,59 @@ def test_a_dropped_socket_resubscribes_and_duplicate_messages_show_once(
     assert len(routes) >= 2, "the page did not reconnect"
     assert dashboard.status_log(order_id) == HAPPY
     assert dashboard.steps(order_id) == HAPPY
+
+
+# --- the live metrics panel (the local runtime's /@local/metrics) -------------------------
+
+
+def step_count(page: Page, step: str) -> int:
+    cell = page.locator(f'#step-times tr[data-step="{step}"] td.count')
+    return int(cell.text_content() or "0") if cell.count() else 0
+
+
+def test_the_live_metrics_panel_moves_as_orders_complete(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    page = dashboard.page
+    dashboard.open(api_key)
+    panel = page.locator("#live-metrics")
+    expect(panel).to_be_visible()
+    rate = page.locator("#orders-a-minute")
+    expect(rate).to_have_text("0")  # the minute starts when the page does
+    confirmed_before = step_count(page, "confirm")
+
+    first, second = dashboard.place_one(), dashboard.place_one()
+    assert dashboard.wait_terminal(first) == "confirmed"
+    assert dashboard.wait_terminal(second) == "confirmed"
+
+    expect(rate).to_have_text("2", timeout=10_000)
+    expect(page.locator('#step-times tr[data-step="confirm"] td.count')).to_have_text(
+        str(confirmed_before + 2)
+    )
+    for step in ("route", "build", "submit", "confirm"):
+        row = page.locator(f'#step-times tr[data-step="{step}"]')
+        expect(row.locator("td.p50")).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+        expect(row.locator("td.p99")).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+    steps = page.locator("#step-times tr").evaluate_all("rows => rows.map(r => r.dataset.step)")
+    assert steps[:4] == ["route", "build", "submit", "confirm"]
+    assert dashboard.traffic.errors == []
+
+
+def test_the_live_metrics_panel_hides_where_the_endpoint_is_not_served(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    """On AWS the path is API Gateway's 403: the panel stays hidden and polling stops."""
+    page = dashboard.page
+    asked: list[str] = []
+
+    def forbidden(route: Any) -> None:
+        asked.append(route.request.url)
+        route.fulfill(status=403, body='{"message":"Missing Authentication Token"}')
+
+    page.route("**/@local/metrics", forbidden)
+    dashboard.open(api_key)
+    expect(page.locator("#orders")).to_have_count(1)
+    page.wait_for_timeout(5_000)  # two polling periods and more
+    assert len(asked) == 1
+    expect(page.locator("#live-metrics")).to_have_count(1)
+    expect(page.locator("#live-metrics")).to_be_hidden()
