@@ -47,6 +47,7 @@ READY = "ready"
 OK, ERROR = "ok", "error"
 EMF = "emf"
 EMF_PREFIX = '{"_aws"'
+NOT_EMF = "\x00"  # the start of a line that is not EMF, in EmfTee
 PARENT_CHECK_SECONDS = 1.0
 
 
@@ -74,11 +75,15 @@ class EmfTee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self._target.write(text)
-        if "\n" not in text and not self._partial and not text.startswith(EMF_PREFIX[:1]):
-            return len(text)  # the common case: a print() with no EMF in it
         with self._lock:
-            *whole, self._partial = (self._partial + text).split("\n")
+            if self._partial == NOT_EMF and "\n" not in text:
+                return len(text)  # more of a line that is not EMF
+            *whole, partial = (self._partial + text).split("\n")
             self._lines.extend(line for line in whole if line.startswith(EMF_PREFIX))
+            # A line that cannot be EMF is not kept whole (output without newlines could
+            # be any size); NOT_EMF stands for it until its newline.
+            maybe_emf = partial.startswith(EMF_PREFIX) or EMF_PREFIX.startswith(partial)
+            self._partial = partial if maybe_emf else NOT_EMF
         return len(text)
 
     def flush(self) -> None:
@@ -86,6 +91,17 @@ class EmfTee(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    # What code that hands stdout on (to a subprocess, faulthandler) asks of it.
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._target.encoding
 
     def take(self) -> list[str]:
         with self._lock:

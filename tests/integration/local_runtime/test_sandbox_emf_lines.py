@@ -95,3 +95,6 @@ def test_the_tee_passes_every_write_on_and_keeps_only_whole_emf_lines() -> None:
     assert target.getvalue() == f"log one\n{line}\nlog two\n{{}}\n"
     assert tee.take() == [line]
     assert tee.take() == []
+    for piece in ("x" * 1000, '{"_aws', '"} not at the start\n', '{"_a', 'ws": 1}\n'):
+        tee.write(piece)
+    assert tee.take() == ['{"_aws": 1}']
