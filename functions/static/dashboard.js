@@ -618,3 +618,88 @@ for (const saved of remembered()) {
   resync(state).then(() => follow(state));
 }
 loadList();
+
+// --- live metrics panel ---------------------------------------------------------------
+// The local runtime serves what the functions print as CloudWatch EMF at METRICS_PATH,
+// as Prometheus text. On AWS that path is API Gateway's 403 (or a 404): the panel stays
+// hidden and polling stops.
+
+const METRICS_PATH = "/@local/metrics";
+const METRICS_EVERY_MS = 2000;
+const FINISHED_METRICS = ["OrderEngine_OrdersConfirmed_total", "OrderEngine_OrdersFailed_total"];
+const STEP_METRIC = "OrderEngine_StepDuration_milliseconds";
+const finishedSamples = []; // [time ms, orders finished so far], the last minute of polls
+
+function parseMetricLines(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (!match) continue;
+    const labels = {};
+    for (const [, key, value] of (match[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[key] = value.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    }
+    samples.push({ name: match[1], labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+function ordersInLastMinute(samples) {
+  const finished = samples
+    .filter((s) => FINISHED_METRICS.includes(s.name))
+    .reduce((sum, s) => sum + s.value, 0);
+  const now = Date.now();
+  finishedSamples.push([now, finished]);
+  // Keep the newest sample at least a minute old as the baseline, nothing older.
+  while (finishedSamples.length > 1 && finishedSamples[1][0] <= now - 60_000) finishedSamples.shift();
+  return finished - finishedSamples[0][1];
+}
+
+function renderStepTimes(samples) {
+  const steps = new Map();
+  for (const s of samples) {
+    if (!s.name.startsWith(STEP_METRIC) || !s.labels.step) continue;
+    const row = steps.get(s.labels.step) || {};
+    if (s.name === STEP_METRIC && s.labels.quantile === "0.5") row.p50 = s.value;
+    if (s.name === STEP_METRIC && s.labels.quantile === "0.99") row.p99 = s.value;
+    if (s.name === `${STEP_METRIC}_count`) row.count = s.value;
+    steps.set(s.labels.step, row);
+  }
+  const ms = (v) => (v === undefined ? "–" : `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`);
+  const order = (step) => (CONFIG.steps.indexOf(step) + 1 || CONFIG.steps.length + 1);
+  $("#step-times").replaceChildren(
+    ...[...steps.entries()]
+      .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b))
+      .map(([step, row]) => {
+        const tr = document.createElement("tr");
+        tr.dataset.step = step;
+        for (const [text, cls] of [[step, ""], [ms(row.p50), "num p50"], [ms(row.p99), "num p99"], [String(row.count ?? 0), "num count"]]) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          if (cls) td.className = cls;
+          tr.append(td);
+        }
+        return tr;
+      }),
+  );
+}
+
+async function pollMetrics() {
+  let response;
+  try {
+    response = await fetch(METRICS_PATH, { cache: "no-store" });
+  } catch {
+    setTimeout(pollMetrics, METRICS_EVERY_MS * 5); // the runtime restarting: try later
+    return;
+  }
+  if (response.status === 404 || response.status === 403) return; // not served here
+  if (response.ok) {
+    const samples = parseMetricLines(await response.text());
+    $("#orders-a-minute").textContent = String(ordersInLastMinute(samples));
+    renderStepTimes(samples);
+    $("#live-metrics").hidden = false;
+  }
+  setTimeout(pollMetrics, METRICS_EVERY_MS);
+}
+
+pollMetrics();

@@ -9,7 +9,7 @@ from typing import Any
 
 from local_runtime.functions import InFlight, LambdaFunction
 from local_runtime.sandbox_process import SandboxPlan
-from local_runtime.sandboxes import SandboxPool
+from local_runtime.sandboxes import EmfSink, SandboxPool
 from local_runtime.specs import FunctionSpec
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -60,6 +60,7 @@ def make_functions(
     correlation_keys: Iterable[str],
     websocket_endpoint: str | None,
     runtime_cap: int,
+    emf_sink: EmfSink | None = None,
 ) -> dict[str, LambdaFunction]:
     """Every function with its (not yet started) pool of sandboxes."""
     logging_now = log_settings()
@@ -71,6 +72,6 @@ def make_functions(
             websocket_endpoint=websocket_endpoint,
             **logging_now,
         )
-        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap))
+        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink)
         functions[spec.logical_id] = LambdaFunction(spec, pool, in_flight, correlation_keys)
     return functions

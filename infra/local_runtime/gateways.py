@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from local_runtime.functions import LambdaFunction
 from local_runtime.http_gateway import HttpGateway
@@ -26,6 +26,7 @@ def build_gateways(
     http_port: int,
     ws_ports: Mapping[str, int],
     idle_timeout: float,
+    metrics_text: Callable[[], str] | None = None,
 ) -> tuple[HttpGateway | None, list[WebSocketGateway]]:
     routes: list[Route] = []
     seen: dict[tuple[str, str], str] = {}
@@ -52,7 +53,7 @@ def build_gateways(
             )
             for api in rest_apis
         }
-        http_gateway = HttpGateway(RouteTable(routes), functions, contexts)
+        http_gateway = HttpGateway(RouteTable(routes), functions, contexts, metrics_text)
     ws_gateways = [
         WebSocketGateway(
             api,

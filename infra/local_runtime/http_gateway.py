@@ -8,6 +8,11 @@ running at the integration timeout (29 s) is 504 {"message": "Endpoint request t
 out"}, and runs on to its own Timeout; a body over 10 MB is 413, refused while it is
 read (never held whole); a client that stops sending its body gets 408; a proxy result
 without a Content-Type is sent as application/json; a WebSocket handshake is 400.
+
+One path is the runtime's own: GET METRICS_PATH answers the metrics the functions
+printed as CloudWatch EMF, as Prometheus text (emf_metrics.py). `@` is not a character
+API Gateway allows in a resource path, so no route of a template is that path; a greedy
+`{proxy+}` route would match it, and the runtime answers first.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,6 +41,8 @@ from local_runtime.routes import RouteMatch, RouteTable
 
 log = logging.getLogger(__name__)
 
+METRICS_PATH = "/@local/metrics"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit for REST APIs (10 MB)
 BODY_IDLE_TIMEOUT = 10.0  # seconds without a byte of the body before giving up (408)
 
@@ -48,10 +55,12 @@ class HttpGateway:
         routes: RouteTable,
         functions: Mapping[str, LambdaFunction],
         apis: Mapping[str, ApiContext],
+        metrics_text: Callable[[], str] | None = None,
     ) -> None:
         self.routes = routes
         self.functions = functions
         self.apis = apis
+        self.metrics_text = metrics_text
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -61,6 +70,9 @@ class HttpGateway:
             await _refuse_upgrade(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if scope["path"] == METRICS_PATH and self.metrics_text is not None:
+            await self._serve_metrics(scope, send)
             return
         try:
             body = await read_body(
@@ -94,6 +106,21 @@ class HttpGateway:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        assert self.metrics_text is not None
+        if scope["method"] in ("GET", "HEAD"):
+            status, content_type, body = 200, PROMETHEUS_TEXT, self.metrics_text().encode()
+        else:
+            status, content_type = 405, "application/json"
+            body = json.dumps({"message": f"{METRICS_PATH} answers GET only"}).encode()
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-store")]
+        if status == 405:
+            headers.append((b"allow", b"GET, HEAD"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""}
+        )
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         match = self.routes.match(request.method, request.path)

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from local_runtime.emf_metrics import EmfMetrics
 from local_runtime.environment import (
     AppliedEnvironment,
     LocalEndpoint,
@@ -75,6 +76,8 @@ class LocalRuntime:
         self.schedules: list[Schedule] = []
         self.websocket_gateways: list[WebSocketGateway] = []
         self.in_flight = InFlight()
+        # What the functions printed as CloudWatch EMF, served at METRICS_PATH.
+        self.metrics = EmfMetrics()
         self._backend: SqsBackend | None = None
         self._servers: AsgiServers | None = None
         self._applied_env: AppliedEnvironment | None = None
@@ -272,6 +275,7 @@ class LocalRuntime:
             correlation_keys=self.options.correlation_keys,
             websocket_endpoint=self._websocket_endpoint(),
             runtime_cap=self.options.max_sandboxes,
+            emf_sink=self.metrics.add_lines,
         )
 
     def _websocket_endpoint(self) -> str | None:
@@ -289,6 +293,7 @@ class LocalRuntime:
             http_port=self.http_port,
             ws_ports=self.ws_ports,
             idle_timeout=self.options.idle_timeout,
+            metrics_text=self.metrics.prometheus_text,
         )
         self.websocket_gateways = ws_gateways
         if http_gateway is None and not ws_gateways:

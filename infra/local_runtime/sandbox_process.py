@@ -9,6 +9,11 @@ handler with a context whose deadline is the invocation's, and sends back one re
 
     ("ok", value as JSON text) | ("error", error type, message, traceback text)
 
+preceded, when the function printed CloudWatch EMF lines (JSON lines that start with
+`{"_aws"`) since its last reply, by one `("emf", [line, ...])`: stdout is teed, every
+line still reaches the runtime's stdout as it would reach CloudWatch Logs, and only the
+EMF ones are kept (a prefix test per line; they are parsed by the runtime, emf_metrics.py).
+
 The value is serialized as Lambda's Python runtime serializes it (JSON, Decimals as
 numbers), so a value Lambda could not return fails here too, as Runtime.MarshalError.
 
@@ -20,16 +25,18 @@ server, its parent, ends with the runtime).
 from __future__ import annotations
 
 import decimal
+import io
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TextIO
 
 from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import load_handler
@@ -38,6 +45,9 @@ from local_runtime.specs import FunctionSpec
 
 READY = "ready"
 OK, ERROR = "ok", "error"
+EMF = "emf"
+EMF_PREFIX = '{"_aws"'
+NOT_EMF = "\x00"  # the start of a line that is not EMF, in EmfTee
 PARENT_CHECK_SECONDS = 1.0
 
 
@@ -51,6 +61,52 @@ class SandboxPlan:
     log_level: int
     log_format: str
     logger_levels: dict[str, int]  # the parent's own settings (e.g. a quiet botocore)
+
+
+class EmfTee(io.TextIOBase):
+    """sys.stdout as the function sees it: everything written goes on to `target`;
+    whole lines that start with EMF_PREFIX are also kept until `take()`."""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        self._partial = ""
+        self._lines: list[str] = []
+        self._lock = threading.Lock()  # a batch's records print from several threads
+
+    def write(self, text: str) -> int:
+        self._target.write(text)
+        with self._lock:
+            if self._partial == NOT_EMF and "\n" not in text:
+                return len(text)  # more of a line that is not EMF
+            *whole, partial = (self._partial + text).split("\n")
+            self._lines.extend(line for line in whole if line.startswith(EMF_PREFIX))
+            # A line that cannot be EMF is not kept whole (output without newlines could
+            # be any size); NOT_EMF stands for it until its newline.
+            maybe_emf = partial.startswith(EMF_PREFIX) or EMF_PREFIX.startswith(partial)
+            self._partial = partial if maybe_emf else NOT_EMF
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    # What code that hands stdout on (to a subprocess, faulthandler) asks of it.
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._target.encoding
+
+    def take(self) -> list[str]:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        return lines
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -99,6 +155,8 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
     os.environ.clear()
     os.environ.update(plan.environment)
     time.tzset()  # TZ is one of the Lambda variables
+    stdout = EmfTee(sys.stdout)
+    sys.stdout = stdout
     try:
         handler = load_handler(plan.spec)
         prepare_handler(handler, plan.websocket_endpoint)
@@ -113,7 +171,11 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
             return
         if request is None:  # the parent retires this sandbox
             return
+        reply = _reply_to(handler, request, plan)
         try:
-            parent.send(_reply_to(handler, request, plan))
+            emf_lines = stdout.take()
+            if emf_lines:
+                parent.send((EMF, emf_lines))
+            parent.send(reply)
         except OSError:  # the parent is gone
             return

@@ -14,7 +14,9 @@ invocation gets a fresh one; after a code change (`recycle`) the idle ones stop 
 and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
-one JSON reply per invocation, no process or thread started per call.
+one JSON reply per invocation, no process or thread started per call. The EMF lines an
+invocation printed come on the same pipe just before its reply, and go to the pool's
+`emf_sink` (the runtime's metrics, emf_metrics.py).
 
 Sandboxes are forked from multiprocessing's fork server, never from the runtime itself
 (which runs threads and an event loop, unsafe to fork). The fork server is a clean,
@@ -36,7 +38,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from local_runtime.function_code import HandlerImportError
-from local_runtime.sandbox_process import READY, SandboxPlan, sandbox_main
+from local_runtime.sandbox_process import EMF, READY, SandboxPlan, sandbox_main
 
 log = logging.getLogger("local_runtime.sandboxes")
 
@@ -65,6 +67,9 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(list(SANDBOX_PRELOAD))
 
 
+EmfSink = Callable[[str, list[str]], None]  # (function logical id, EMF lines)
+
+
 class SandboxCrashed(RuntimeError):
     """The sandbox process ended while it ran an invocation."""
 
@@ -72,8 +77,9 @@ class SandboxCrashed(RuntimeError):
 class Sandbox:
     """One process of one function, and the parent's end of its pipe."""
 
-    def __init__(self, plan: SandboxPlan, generation: int) -> None:
+    def __init__(self, plan: SandboxPlan, generation: int, emf_sink: EmfSink | None = None) -> None:
         self.name = plan.spec.logical_id
+        self._emf_sink = emf_sink
         self.generation = generation
         self.invocations = 0
         started = time.perf_counter()
@@ -127,14 +133,18 @@ class Sandbox:
         return self.reply()
 
     def reply(self) -> tuple[Any, ...]:
-        try:
-            reply: tuple[Any, ...] = self._pipe.recv()
-        except (EOFError, OSError):
-            self._process.join(1)
-            raise SandboxCrashed(
-                f"the sandbox exited (code {self._process.exitcode}) during the invocation"
-            ) from None
-        return reply
+        while True:
+            try:
+                reply: tuple[Any, ...] = self._pipe.recv()
+            except (EOFError, OSError):
+                self._process.join(1)
+                raise SandboxCrashed(
+                    f"the sandbox exited (code {self._process.exitcode}) during the invocation"
+                ) from None
+            if reply[0] != EMF:
+                return reply
+            if self._emf_sink is not None:  # the reply itself follows at once
+                self._emf_sink(self.name, reply[1])
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
         """reply_within, awaited: the event loop wakes when the pipe is readable."""
@@ -176,8 +186,9 @@ class Sandbox:
 class SandboxPool:
     """The sandboxes of one function."""
 
-    def __init__(self, plan: SandboxPlan, limit: int) -> None:
+    def __init__(self, plan: SandboxPlan, limit: int, emf_sink: EmfSink | None = None) -> None:
         self.plan = plan
+        self.emf_sink = emf_sink
         self.limit = max(1, limit)
         self.generation = 0
         self.cold_starts = 0
@@ -241,7 +252,7 @@ class SandboxPool:
 
     def _start(self, generation: int) -> Sandbox:
         try:
-            sandbox = Sandbox(self.plan, generation)
+            sandbox = Sandbox(self.plan, generation, self.emf_sink)
         except BaseException:
             with self._changed:
                 self._starting -= 1

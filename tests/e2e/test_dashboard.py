@@ -418,3 +418,63 @@ def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
     deletes = [r for r in dashboard.traffic.requests if r.method == "DELETE"]
     assert [r.headers.get("authorization") for r in deletes] == [f"Bearer {api_key}"] * 2
     assert dashboard.traffic.errors == []
+
+
+# --- the live metrics panel (the local runtime's /@local/metrics) -------------------------
+
+
+def step_count(page: Page, step: str) -> int:
+    cell = page.locator(f'#step-times tr[data-step="{step}"] td.count')
+    return int(cell.text_content() or "0") if cell.count() else 0
+
+
+def test_the_live_metrics_panel_moves_as_orders_complete(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    page = dashboard.page
+    dashboard.open(api_key)
+    panel = page.locator("#live-metrics")
+    expect(panel).to_be_visible()
+    rate = page.locator("#orders-a-minute")
+    expect(rate).to_have_text("0")  # the minute starts when the page does
+    confirmed_before = step_count(page, "confirm")
+
+    first, second = dashboard.place_one(), dashboard.place_one()
+    assert dashboard.wait_terminal(first) == "confirmed"
+    assert dashboard.wait_terminal(second) == "confirmed"
+
+    # At least: an order of an earlier test may still finish (or run a step) meanwhile.
+    page.wait_for_function(
+        """([before]) => Number(document.querySelector("#orders-a-minute").textContent) >= 2
+          && Number(document.querySelector('#step-times tr[data-step="confirm"] td.count')
+               ?.textContent) >= before + 2""",
+        arg=[confirmed_before],
+        timeout=10_000,
+    )
+    for step in ("route", "build", "submit", "confirm"):
+        row = page.locator(f'#step-times tr[data-step="{step}"]')
+        expect(row.locator("td.p50")).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+        expect(row.locator("td.p99")).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+    steps = page.locator("#step-times tr").evaluate_all("rows => rows.map(r => r.dataset.step)")
+    assert steps[:4] == ["route", "build", "submit", "confirm"]
+    assert dashboard.traffic.errors == []
+
+
+def test_the_live_metrics_panel_hides_where_the_endpoint_is_not_served(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    """On AWS the path is API Gateway's 403: the panel stays hidden and polling stops."""
+    page = dashboard.page
+    asked: list[str] = []
+
+    def forbidden(route: Any) -> None:
+        asked.append(route.request.url)
+        route.fulfill(status=403, body='{"message":"Missing Authentication Token"}')
+
+    page.route("**/@local/metrics", forbidden)
+    dashboard.open(api_key)
+    expect(page.locator("#orders")).to_have_count(1)
+    page.wait_for_timeout(5_000)  # two polling periods and more
+    assert len(asked) == 1
+    expect(page.locator("#live-metrics")).to_have_count(1)
+    expect(page.locator("#live-metrics")).to_be_hidden()
