@@ -36,6 +36,7 @@ from uuid import UUID
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
+from order_engine import telemetry
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
 from order_engine.subscriptions import SubscriptionStore
@@ -139,7 +140,7 @@ class Notifier:
 
     def _deliver(self, order_id: UUID) -> int:
         due = self._store.due_deliveries(order_id)
-        sent = 0
+        sent = gone = 0
         unreached: list[str] = []
         for pending in due.pending:
             if not pending.events:
@@ -156,6 +157,7 @@ class Notifier:
                 reason = "too slow" if isinstance(exc, ConnectionTooSlow) else "gone"
                 log.info("connection %s is %s; dropping it", pending.connection_id, reason)
                 self._store.remove_connection(pending.connection_id)
+                gone += 1
                 continue
             except TransientError as exc:
                 log.warning("order %s: %s", order_id, exc)
@@ -165,6 +167,7 @@ class Notifier:
                 pending.connection_id, order_id, read=pending.last_seq, sent=pending.events[-1].seq
             )
             sent += len(messages)
+        telemetry.notifier_pass(order_id, delivered=sent, gone=gone)
         if unreached:
             raise TransientError(f"{len(unreached)} subscriber(s) of {order_id} not reached")
         return sent
