@@ -257,14 +257,18 @@ class Outbox:
         leaves them to the relay."""
         if not rows:
             return
-        # The step messages first: the order moves on while its event is posted.
         notes = [row for row in rows if row.topic == NOTIFY_TOPIC and self._deliver is not None]
-        sent = self._send([row for row in rows if row not in notes])
+        # The step messages first, marked sent at once: the order moves on while its
+        # event is posted, and a post that takes long (a client not reading) cannot
+        # outlast the relay's grace period and have the step message sent twice.
+        self._mark_sent(self._send([row for row in rows if row not in notes]))
         delivered = [row for row in notes if self._delivered(row)]
-        sent += [row.id for row in delivered]
-        sent += self._send([row for row in notes if row not in delivered])
-        if sent:
-            self._store.mark_sent(sent)
+        undelivered = [row for row in notes if row not in delivered]
+        self._mark_sent([row.id for row in delivered] + self._send(undelivered))
+
+    def _mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        if outbox_ids:
+            self._store.mark_sent(outbox_ids)
 
     def _send(self, rows: Sequence[OutboxRow]) -> list[int]:
         if not rows:
