@@ -5,6 +5,8 @@ handlers, real PostgreSQL and real SQS (moto server)."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from typing import Any
 
 from order_engine.orders import Step
 from tests.integration.handlers.conftest import HAPPY
@@ -69,3 +71,27 @@ def test_a_failed_direct_delivery_falls_back_to_the_notify_queue(fresh: Stack) -
 
     snapshot = fresh.management.messages(throttled)[0]
     assert snapshot["type"] == "snapshot" and snapshot["status"] == "routing"
+
+
+def test_a_followed_order_sends_four_sqs_messages_not_eight(fresh: Stack) -> None:
+    """What the engine asks of SQS for one followed order from POST to `confirmed`: its
+    four step messages, and no notification (each would have cost a send, a receive
+    and a delete more)."""
+    sent: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in ("SendMessage", "SendMessageBatch"):
+            queue = params["QueueUrl"].rsplit("-", 1)[-1]
+            sent[queue] += len(params.get("Entries", [params]))
+
+    fresh.engine.sqs.meta.events.register("before-parameter-build.sqs", count)
+    try:
+        order_id = fresh.place()
+        connection = fresh.open_connection(f"c-{uuid.uuid4().hex[:8]}")
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
+        fresh.run(order_id)
+    finally:
+        fresh.engine.sqs.meta.events.unregister("before-parameter-build.sqs", count)
+
+    assert fresh.management.messages(connection)[-1]["status"] == "confirmed"
+    assert sent == {"route": 1, "build": 1, "submit": 1, "confirm": 1}
