@@ -48,6 +48,9 @@ from order_engine.sweeper import Sweeper
 _SQS_CONFIG = Config(
     connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}, max_pool_connections=100
 )
+# The database secret is read at cold start (and again on a refused login), off any
+# answer's path, so it may wait longer and retry once.
+_SECRETS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
 # A post to a WebSocket connection is quick unless its client is not reading: then
 # the gateway holds it (the local runtime answers GoneException after 2 s). The
 # notifier waits a little longer, once, then drops the connection. Each such wait
@@ -84,7 +87,7 @@ class Engine:
             return Database.from_settings(self.settings)
         if self.settings.database_secret_arn:
             client = boto3.client(
-                "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
+                "secretsmanager", region_name=self.settings.aws_region, config=_SECRETS_CONFIG
             )
             secret = DatabaseSecret.from_settings(self.settings, client)
             secret()  # read at cold start: an unreadable secret fails here, saying why
