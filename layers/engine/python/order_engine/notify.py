@@ -1,7 +1,8 @@
 """Pushing order events to WebSocket subscribers.
 
-Delivery works from the event table, not from the queue message: the notifier is
-told "order O changed", reads what each of O's subscribers lacks (the events past its
+Delivery works from the event table, not from the queue message: a pass is told
+"order O changed" (by the worker that just committed O's transition, or by a notify
+message for what that worker could not deliver; outbox.py), reads what each of O's subscribers lacks (the events past its
 cursor), posts it in `seq` order, then advances that subscriber's cursor. So a late,
 duplicated or reordered notify message can never make a client see a gap or a status
 out of order, and a standard (non-FIFO) queue is enough. A subscriber's first delivery
