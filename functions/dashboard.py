@@ -18,7 +18,7 @@ from pathlib import Path
 from chalice import Chalice, Response
 
 from order_engine.order_request import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, MIN_SLIPPAGE_BPS
-from order_engine.orders import HAPPY_PATH, TERMINAL
+from order_engine.orders import CANCELLABLE, HAPPY_PATH, TERMINAL
 from order_engine.tokens import TOKENS
 
 app = Chalice(app_name="order-engine-dashboard")
@@ -35,6 +35,8 @@ def _config() -> str:
         # The pipeline's statuses in order, and those that end an order.
         "happyPath": [status.value for status in HAPPY_PATH],
         "terminal": sorted(status.value for status in TERMINAL),
+        # The statuses an order may be cancelled in (its row shows a Cancel button).
+        "cancellable": sorted(status.value for status in CANCELLABLE),
         "slippageBps": {
             "min": MIN_SLIPPAGE_BPS,
             "max": MAX_SLIPPAGE_BPS,

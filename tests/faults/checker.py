@@ -10,7 +10,9 @@ WebSocket message, and checks these invariants:
 - I2 legal history: `order_events` by seq is 1, 2, 3 … without a gap, starts with the
   creation of a pending order, and every step is a transition of
   order_engine.orders.TRANSITIONS; the row agrees with its history (status, version,
-  failure reason, executed price); every transition wrote its messages to the outbox.
+  failure reason, executed price); every transition wrote its messages to the outbox;
+  an order has one outcome at most (one terminal status), and a cancelled order has no
+  swap on the venue ledger.
 - I3 at most one swap: at most one `dex_submissions` row per order, with the order's
   signature and venue; an order that reached `submitted` has its row, and an order
   with a row went through `submitted` (the engine never lost track of a swap); in the
@@ -105,10 +107,10 @@ class Checker:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT o.id::text AS id FROM orders o WHERE o.id = ANY(%s::uuid[])"
-                " AND o.status IN ('confirmed', 'failed')"
+                " AND o.status = ANY(%s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox b"
                 "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)",
-                (list(ids),),
+                (list(ids), [status.value for status in TERMINAL]),
             ).fetchall()
         done = {row["id"] for row in rows}
         return [order_id for order_id in ids if order_id not in done]
@@ -200,6 +202,9 @@ class Checker:
                     f"{order_id}: seq {event['seq']} {source} -> {target} is not a transition"
                 )
             path.append(target)
+        outcomes = [status.value for status in path if status in TERMINAL]
+        if len(outcomes) > 1:
+            report.illegal.append(f"{order_id}: {len(outcomes)} outcomes: {outcomes}")
         if Status(order["status"]) is not path[-1]:
             report.illegal.append(
                 f"{order_id}: row says {order['status']}, history ends in {path[-1]}"
@@ -245,6 +250,8 @@ class Checker:
     ) -> None:
         order_id = order["id"]
         reached = {Status(event["to_status"]) for event in history}
+        if rows and Status.CANCELLED in reached:
+            report.illegal.append(f"{order_id}: cancelled, but the venue swapped it")
         if len(rows) > 1:
             report.swaps.append(f"{order_id}: {len(rows)} swaps on the venue ledger")
             return
@@ -305,7 +312,12 @@ class Checker:
             # A delivery that died (crash, lost connection) may have committed before it
             # died, its commit unacknowledged (Jepsen's indeterminate operations).
             indeterminate = sum(d.result in {"error", "crashed"} for d in seen)
-            transitions = max(0, len(events.get(order_id, [])) - 1)
+            # Step deliveries apply every transition but the creation and a cancel
+            # (the owner's, through the API).
+            transitions = sum(
+                event["from_status"] is not None and event["to_status"] != Status.CANCELLED
+                for event in events.get(order_id, [])
+            )
             if applied > transitions or (
                 complete and not applied <= transitions <= applied + indeterminate
             ):

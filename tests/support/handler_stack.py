@@ -167,15 +167,18 @@ class Stack:
 
     # --- placing orders -----------------------------------------------------------
 
-    def post(self, order: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        """POST an order to the HTTP handler, with a fresh idempotency key."""
+    def post(
+        self, order: dict[str, Any] | None = None, *, key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POST an order to the HTTP handler, with a fresh idempotency key, as the
+        stack's own account or `key`'s."""
         with Client(self.api.app) as client:
             response = client.http.post(
                 "/api/orders/execute",
                 headers={
                     "Content-Type": "application/json",
                     "Idempotency-Key": str(uuid.uuid4()),
-                    **self.auth,
+                    **(self.auth if key is None else bearer(key)),
                 },
                 body=json.dumps(order or ORDER),
             )
@@ -184,6 +187,12 @@ class Stack:
     def place(self, order: dict[str, Any] | None = None) -> str:
         """POST an order; it must be accepted (202). Its id."""
         status, body = self.post(order)
+        assert status == 202, (status, body)
+        return str(body["orderId"])
+
+    def place_as(self, key: str, order: dict[str, Any] | None = None) -> str:
+        """Place an order for `key`'s account; its id."""
+        status, body = self.post(order, key=key)
         assert status == 202, (status, body)
         return str(body["orderId"])
 

@@ -20,6 +20,7 @@ class Status(StrEnum):
     SUBMITTED = "submitted"  # the transaction was sent to the venue
     CONFIRMED = "confirmed"  # the swap landed; executed price known
     FAILED = "failed"  # terminal, with a reason
+    CANCELLED = "cancelled"  # terminal: the owner cancelled it before its transaction was built
 
 
 class Step(StrEnum):
@@ -61,13 +62,28 @@ INITIAL = HAPPY_PATH[0]
 _STEP_FROM = {step: status for status, step in PIPELINE if step is not None}
 _STEP_TO = {step: target for (_, step), (target, _) in itertools.pairwise(PIPELINE) if step}
 
+# Ways out of the happy path besides failing: an order may be cancelled until its
+# transaction is built (once it is, the swap may already be on its way).
+_EXITS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.CANCELLED}),
+    Status.ROUTING: frozenset({Status.CANCELLED}),
+}
+
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    **{_STEP_FROM[step]: frozenset({target, Status.FAILED}) for step, target in _STEP_TO.items()},
+    **{
+        _STEP_FROM[step]: frozenset({target, Status.FAILED}) | _EXITS.get(_STEP_FROM[step], set())
+        for step, target in _STEP_TO.items()
+    },
     HAPPY_PATH[-1]: frozenset(),
     Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
 }
 
 TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+# Read off the table, so a status given a way into CANCELLED is cancellable at once.
+CANCELLABLE = frozenset(
+    status for status, targets in TRANSITIONS.items() if Status.CANCELLED in targets
+)
 
 
 def is_legal(from_status: Status, to_status: Status) -> bool:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # claim_stuck spells the terminal statuses out (as the partial index does); this keeps
 # it honest.
-assert {status.value for status in TERMINAL} == {"confirmed", "failed"}
+assert {status.value for status in TERMINAL} == {"confirmed", "failed", "cancelled"}
 
 # The advisory lock that lets one sweep run at a time ("swep" in ASCII).
 _SWEEP_LOCK = 0x73776570
@@ -207,7 +207,7 @@ class OutboxStore(Repository):
                 "WITH stuck AS ("
                 " SELECT o.* FROM orders o"
                 # Spelled like the partial index's predicate, so the planner uses it.
-                " WHERE o.status NOT IN ('confirmed', 'failed')"
+                " WHERE o.status NOT IN ('confirmed', 'failed', 'cancelled')"
                 " AND o.updated_at < now() - make_interval(secs => %s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox b"
                 "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)"

@@ -27,6 +27,7 @@ from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
+from order_engine.order_list import OrderList
 from order_engine.outbox import Outbox, OutboxStore
 from order_engine.pipeline import Pipeline
 from order_engine.service import OrderService
@@ -99,6 +100,10 @@ class Engine:
     @cached_property
     def store(self) -> Store:
         return Store(self.database)
+
+    @cached_property
+    def order_list(self) -> OrderList:
+        return OrderList(self.database)
 
     @cached_property
     def outbox_store(self) -> OutboxStore:
@@ -178,7 +183,12 @@ class Engine:
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
         return OrderService(
-            self.store, self.subscriptions, self.outbox, lambda: self.notifier, self.rate_limiter
+            self.store,
+            self.subscriptions,
+            self.outbox,
+            lambda: self.notifier,
+            self.rate_limiter,
+            self.order_list,
         )
 
     @cached_property
