@@ -11,9 +11,11 @@ import pytest
 
 import order_engine.store
 from order_engine.messaging import Publisher
+from order_engine.notify import Notifier
 from order_engine.orders import Status
 from order_engine.outbox import OutboxStore
 from tests.faults.harness import FaultStack, ProcessCrash, crash_once
+from tests.support.events import new_connection_id
 from tests.support.outbox import unsent_topics
 
 
@@ -109,6 +111,36 @@ def test_a_crash_after_publish_before_marking_sent_is_a_harmless_duplicate(
     assert stack.deliver("route", stack.receive_all("route", 1))["batchItemFailures"] == []
     report = stack.check()
     assert report.duplicates >= 2
+
+
+def test_a_crash_before_the_direct_delivery_leaves_the_notification_to_the_sweeper(
+    stack: FaultStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker committed `routing` and sent the build message, then died before it
+    could post the event to the order's subscriber: the notify row, never marked sent,
+    is relayed, and the subscriber still gets every event, in order, once."""
+    order_id = stack.place()
+    watcher = stack.open_connection(new_connection_id())
+    assert stack.engine.subscriptions.subscribe(watcher, order_id)
+
+    with (
+        crash_once(monkeypatch, Notifier, "deliver", after_commit=True) as crashed,
+        pytest.raises(ProcessCrash),
+    ):
+        stack.deliver("route")
+    assert crashed
+
+    assert status(stack, order_id) is Status.ROUTING
+    assert unsent(stack, order_id) == ["notify"]  # the build message went out
+    assert stack.management.messages(watcher) == []
+    assert stack.new_sweeper(grace=0).relay_outbox() == 1
+    assert stack.deliver("notify", stack.receive_all("notify", 1))["batchItemFailures"] == []
+    assert stack.management.messages(watcher)[0]["status"] == "routing"
+
+    assert stack.deliver("route", stack.receive_all("route", 1))["batchItemFailures"] == []
+    received = {watcher: stack.management.messages(watcher)}
+    report = stack.check(notifications=received)
+    assert report.statuses["confirmed"] + report.statuses["failed"] == 1
 
 
 def test_a_crash_before_the_steps_write_writes_nothing_and_redelivery_applies_it_once(

@@ -11,6 +11,7 @@ def test_unset_variables_take_the_defaults() -> None:
     settings = Settings.from_env({})
 
     assert (settings.db_pool_max, settings.rate_limit_per_minute) == (4, 600)
+    assert settings.db_pool_timeout == 6.0
 
 
 def test_on_lambda_a_container_keeps_a_pool_of_two() -> None:

@@ -76,8 +76,13 @@ def operation_needs(operation: str, configured: set[str]) -> set[tuple[str, str]
     if operation == "post":  # ConnectionSender: @connections posts
         return {("manage_connections", "WebSocketApi")}
     if operation.startswith("step:"):  # consumers.handle_step_batch
+        # An applied step posts its event to the order's subscribers itself (the
+        # pipeline's outbox), sending the notification only when that fails.
         step = Step(operation.removeprefix("step:"))
-        return {("send", t) for t in step_topics(step)} | {("visibility", step.value)}
+        return {("send", t) for t in step_topics(step)} | {
+            ("visibility", step.value),
+            ("manage_connections", "WebSocketApi"),
+        }
     if operation == "notify":  # consumers.handle_notify_batch (poison -> visible at once)
         return {("visibility", NOTIFY_TOPIC), ("manage_connections", "WebSocketApi")}
     if operation == "sweep":  # Sweeper: relay any outbox row, re-drive any step

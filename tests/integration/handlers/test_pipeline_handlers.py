@@ -14,6 +14,7 @@ import pytest
 from chalice.test import Client
 
 from order_engine.dex.simulation import Fault, Script, simulated_venues
+from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage
 from order_engine.orders import Status, Step
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY
@@ -174,6 +175,14 @@ def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
     assert [m["MessageId"] for m in again] == [messages[0]["MessageId"]]
 
 
+def notify(stack: Stack, *order_ids: str) -> None:
+    """Ask the notifier to bring each order's subscribers up to date, as the queue does
+    when a worker could not deliver an event itself."""
+    for order_id in order_ids:
+        payload = NotifyMessage(uuid.UUID(order_id)).to_payload()
+        stack.engine.publisher.send(NOTIFY_TOPIC, payload)
+
+
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
     order_id = fresh.place()
     connection = f"c-{uuid.uuid4().hex[:8]}"
@@ -211,7 +220,7 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     for connection in connections:
         assert fresh.engine.subscriptions.subscribe(fresh.open_connection(connection), order_id)
     fresh.management.gone.add(connections[1])
-    fresh.deliver("route")  # routing is committed with a notify message
+    notify(fresh, order_id)
 
     answer = fresh.deliver("notify")
 
@@ -239,7 +248,7 @@ def test_a_throttled_or_stalled_subscriber_fails_alone_and_holds_nothing(
     assert fresh.engine.subscriptions.subscribe(other, other_order_id)
     fresh.management.throttled.add(throttled)
     fresh.management.stalled.add(stalled)
-    fresh.deliver("route")  # both orders' routing is committed with a notify message
+    notify(fresh, order_id, other_order_id)
     messages = fresh.receive("notify")
     assert len(messages) == 2
     idle_in_transaction: list[int] = []

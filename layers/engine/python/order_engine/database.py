@@ -128,7 +128,9 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         if not settings.database_url:
             raise ValueError("DATABASE_URL is not set")
-        return cls(settings.database_url, max_size=settings.db_pool_max)
+        return cls(
+            settings.database_url, max_size=settings.db_pool_max, timeout=settings.db_pool_timeout
+        )
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -1,11 +1,12 @@
 """Pushing order events to WebSocket subscribers.
 
-Delivery works from the event table, not from the queue message: the notifier is
-told "order O changed", reads what each of O's subscribers lacks (the events past its
-cursor), posts it in `seq` order, then advances that subscriber's cursor. So a late,
-duplicated or reordered notify message can never make a client see a gap or a status
-out of order, and a standard (non-FIFO) queue is enough. A subscriber's first delivery
-is a snapshot: the order as it stands with every past event.
+Delivery works from the event table, not from the queue message: a pass is told
+"order O changed" (by the worker that just committed O's transition, or by a notify
+message for what that worker could not deliver; outbox.py), reads what each of O's
+subscribers lacks (the events past its cursor), posts it in `seq` order, then advances
+that subscriber's cursor. So a late, duplicated or reordered notify message can never
+make a client see a gap or a status out of order, and a standard (non-FIFO) queue is
+enough. A subscriber's first delivery is a snapshot: the order as it stands with every past event.
 
 No transaction or lock is held while posting: a socket that cannot keep up would
 otherwise hold a pooled connection, and the rows other passes wait for, for as long

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -227,27 +227,72 @@ def _id(row: OutboxRow) -> int:
 # --- publishing and relaying ----------------------------------------------------------
 
 
-class Outbox:
-    """Puts outbox rows on their queues: right after commit, by relay, or by re-drive."""
+# Brings every subscriber of an order up to date, raising if one was not reached
+# (Notifier.deliver).
+DeliverDirectly = Callable[[UUID], object]
 
-    def __init__(self, store: OutboxStore, publisher: Publisher) -> None:
+
+class Outbox:
+    """Puts outbox rows on their queues: right after commit, by relay, or by re-drive.
+
+    With `deliver`, the fast path delivers a transition's event to the order's
+    subscribers itself instead of publishing its notify row: the notifier would only
+    receive that message, do the same delivery and delete it, three SQS calls and a hop
+    of latency later. The row is still written in the transition's commit and only
+    marked sent once the delivery succeeded, so nothing is weakened: a crash before then
+    leaves it to the relay, a failed delivery publishes it (the notifier retries), and
+    since each subscriber's cursor moves only past what it was sent, a second delivery
+    of the same events sends nothing twice. An order with no subscribers costs no
+    message at all."""
+
+    def __init__(
+        self, store: OutboxStore, publisher: Publisher, *, deliver: DeliverDirectly | None = None
+    ) -> None:
         self._store = store
         self._publisher = publisher
+        self._deliver = deliver
 
     def publish(self, rows: Sequence[OutboxRow]) -> None:
         """The fast path: publish rows just committed and mark them sent. A failure
         leaves them to the relay."""
         if not rows:
             return
+        notes = [row for row in rows if row.topic == NOTIFY_TOPIC and self._deliver is not None]
+        # The step messages first, marked sent at once: the order moves on while its
+        # event is posted, and a post that takes long (a client not reading) cannot
+        # outlast the relay's grace period and have the step message sent twice.
+        self._mark_sent(self._send([row for row in rows if row not in notes]))
+        delivered = [row for row in notes if self._delivered(row)]
+        undelivered = [row for row in notes if row not in delivered]
+        self._mark_sent([row.id for row in delivered] + self._send(undelivered))
+
+    def _mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        if outbox_ids:
+            self._store.mark_sent(outbox_ids)
+
+    def _send(self, rows: Sequence[OutboxRow]) -> list[int]:
+        if not rows:
+            return []
         try:
-            sent = self._publisher.publish(rows)
+            return list(self._publisher.publish(rows))
         except Exception:
             log.warning(
                 "publishing %d outbox rows failed; the sweeper will retry", len(rows), exc_info=True
             )
-            return
-        if sent:
-            self._store.mark_sent(sent)
+            return []
+
+    def _delivered(self, row: OutboxRow) -> bool:
+        assert self._deliver is not None
+        try:
+            self._deliver(row.order_id)
+        except Exception:
+            log.warning(
+                "delivering order %s's event directly failed; its notify message goes out",
+                row.order_id,
+                exc_info=True,
+            )
+            return False
+        return True
 
     def relay(self, *, older_than_seconds: float) -> int:
         """Publish every row left unsent for longer than `older_than_seconds`; how many

@@ -3,7 +3,9 @@
 A step message says "do step S for order O". The pipeline reads O, does S's work
 against the venues, and advances O by exactly one state with one conditional
 transition that also writes the event, the next step's message and a notify message.
-After the commit it publishes those messages (outbox.py, the fast path).
+After the commit it publishes the step message and delivers the event to the order's
+subscribers itself, the notify message going out only if that fails (outbox.py, the
+fast path).
 
 What a failure does depends on its class (errors.py):
 - TransientError: count the attempt; retry after 1 s, 2 s, 4 s… (`RetryLater`); after

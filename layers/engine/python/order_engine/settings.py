@@ -59,6 +59,13 @@ class Settings:
     # Connections per process, at least 2: a sweep holds one connection for its turn
     # (sweep_turn) and claims rows on another. Unset, see LAMBDA_DB_POOL.
     db_pool_max: int = 4
+    # How long a statement waits for a pooled connection before it fails as "database
+    # unavailable". Under load a connection comes free within moments, and waiting is
+    # better than failing a subscribe or a step that a second more would have served:
+    # so most of the functions' 10 s Timeout (template.yaml), leaving the rest for the
+    # statement and the answer, so a database that is down still fails cleanly before
+    # Lambda kills the invocation.
+    db_pool_timeout: float = 6.0
     # Orders one API key may place per minute (HTTP and WebSocket together), counted in
     # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
     rate_limit_per_minute: int = 600
@@ -91,6 +98,7 @@ class Settings:
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
             db_pool_max=_count(env, "DB_POOL_MAX", _default_pool(env), minimum=2),
+            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 6.0),
             rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
 

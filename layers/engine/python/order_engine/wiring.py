@@ -63,6 +63,11 @@ _POST_CONFIG = Config(
     max_pool_connections=100,
 )
 
+# Secrets Manager is read once, at cold start: worth a retry, never worth a hang.
+_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}, max_pool_connections=100
+)
+
 
 # Builds the venues the router chooses between, over the chain's ledger.
 VenueFactory = Callable[[Settings, SubmissionLedger], Sequence[Venue]]
@@ -87,7 +92,9 @@ class Engine:
             )
             secret = DatabaseSecret.from_settings(self.settings, client)
             secret()  # read at cold start: an unreadable secret fails here, saying why
-            return Database(secret, max_size=self.settings.db_pool_max)
+            return Database(
+                secret, max_size=self.settings.db_pool_max, timeout=self.settings.db_pool_timeout
+            )
         raise InfrastructureError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
 
     @cached_property
@@ -185,11 +192,21 @@ class Engine:
         )
 
     @cached_property
+    def delivering_outbox(self) -> Outbox:
+        """The outbox of the pipeline's transitions: their events go straight to the
+        order's subscribers after commit, the notify queue only carrying what that
+        missed (outbox.py). Without a WebSocket API to post to, every notify row is
+        published as it is anywhere else."""
+        if not self.settings.websocket_management_url:
+            return self.outbox
+        return Outbox(self.outbox_store, self.publisher, deliver=self.notifier.deliver)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(
             self.store,
             self.router,
-            self.outbox,
+            self.delivering_outbox,
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
         )
