@@ -205,7 +205,7 @@ def test_every_example_matches_its_schema() -> None:
 
 def test_request_schema_has_exactly_the_validator_fields_and_no_others() -> None:
     request = schema("OrderRequest")
-    assert set(request["properties"]) == order_request.FIELDS
+    assert set(request["properties"]) == order_request.FIELDS | order_request.LIMIT_FIELDS
     assert request["additionalProperties"] is False
     assert set(request["required"]) == order_request.FIELDS - {"slippageBps"}
     assert set(request["properties"]["type"]["enum"]) == order_request.ORDER_TYPES

@@ -27,7 +27,7 @@ def test_there_is_exactly_one_initial_state() -> None:
 
 
 def test_nothing_leaves_a_terminal_state() -> None:
-    assert {Status.CONFIRMED, Status.FAILED} == TERMINAL
+    assert {Status.CONFIRMED, Status.FAILED, Status.EXPIRED, Status.CANCELLED} == TERMINAL
     for status in TERMINAL:
         assert TRANSITIONS[status] == frozenset()
 

@@ -20,6 +20,9 @@ class Status(StrEnum):
     SUBMITTED = "submitted"  # the transaction was sent to the venue
     CONFIRMED = "confirmed"  # the swap landed; executed price known
     FAILED = "failed"  # terminal, with a reason
+    WATCHING = "watching"  # a limit order waiting for its price (watch.py)
+    EXPIRED = "expired"  # terminal: a limit order whose price never came before expiresAt
+    CANCELLED = "cancelled"  # terminal: cancelled before its transaction was built
 
 
 class Step(StrEnum):
@@ -61,11 +64,28 @@ INITIAL = HAPPY_PATH[0]
 _STEP_FROM = {step: status for status, step in PIPELINE if step is not None}
 _STEP_TO = {step: target for (_, step), (target, _) in itertools.pairwise(PIPELINE) if step}
 
+# A limit order waits between pending and routing: the route step starts its watch
+# (pending -> watching) instead of routing it, and once the price watch finds its limit
+# met, the route step moves it on (watching -> routing). No step leaves `watching`:
+# only the watch does, so the sweeper never re-drives a waiting order.
+WAITING: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.WATCHING}),
+    Status.WATCHING: frozenset({Status.ROUTING, Status.EXPIRED, Status.CANCELLED, Status.FAILED}),
+    Status.EXPIRED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     **{_STEP_FROM[step]: frozenset({target, Status.FAILED}) for step, target in _STEP_TO.items()},
     HAPPY_PATH[-1]: frozenset(),
     Status.FAILED: frozenset(),
 }
+for _status, _targets in WAITING.items():
+    TRANSITIONS[_status] = TRANSITIONS.get(_status, frozenset()) | _targets
+
+# Where each status stands, for telling a stale message from an early one: watching
+# comes after pending and before routing.
+_RANK: tuple[Status, ...] = (HAPPY_PATH[0], Status.WATCHING, *HAPPY_PATH[1:])
 
 TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
 
@@ -76,7 +96,7 @@ def is_legal(from_status: Status, to_status: Status) -> bool:
 
 def progress(status: Status) -> int:
     """How far along the pipeline `status` is; terminal states rank past everything."""
-    return len(HAPPY_PATH) if status in TERMINAL else HAPPY_PATH.index(status)
+    return len(_RANK) if status in TERMINAL else _RANK.index(status)
 
 
 def step_for(status: Status) -> Step | None:
