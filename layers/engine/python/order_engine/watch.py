@@ -85,7 +85,7 @@ class WatchStore(Repository):
         """The last tick claimed, and the seconds since."""
         with self.database.statement() as cur:
             cur.execute(
-                "SELECT tick, coalesce(extract(epoch FROM now() - ticked_at), 'infinity')::float"
+                "SELECT tick, extract(epoch FROM now() - ticked_at)::float"
                 " AS idle FROM watch_clock"
             )
             row = cur.fetchone()

@@ -41,6 +41,6 @@ CREATE INDEX orders_active_by_updated_at ON orders (updated_at)
 CREATE TABLE watch_clock (
     id        boolean PRIMARY KEY DEFAULT true CHECK (id),
     tick      bigint NOT NULL DEFAULT 0 CHECK (tick >= 0),
-    ticked_at timestamptz NOT NULL DEFAULT '-infinity'
+    ticked_at timestamptz NOT NULL DEFAULT 'epoch'
 );
 INSERT INTO watch_clock DEFAULT VALUES;
