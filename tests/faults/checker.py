@@ -11,9 +11,13 @@ WebSocket message, and checks these invariants:
   creation of a pending order, and every step is a transition of
   order_engine.orders.TRANSITIONS; the row agrees with its history (status, version,
   failure reason, executed price); every transition wrote its messages to the outbox.
+  An order has one outcome: its history enters one terminal status at most (never
+  both `cancelled` and a swap, never `expired` and then routed), and an expired order
+  says why.
 - I3 at most one swap: at most one `dex_submissions` row per order, with the order's
   signature and venue; an order that reached `submitted` has its row, and an order
-  with a row went through `submitted` (the engine never lost track of a swap); in the
+  with a row went through `submitted` (the engine never lost track of a swap); an
+  order that ended `expired` or `cancelled` has no swap at all; in the
   recorded deliveries, at most one first submission per order.
 - I4 duplicates are harmless: a delivery that changed nothing is a duplicate; it is
   counted, and it must have applied no transition; transitions applied by deliveries
@@ -47,6 +51,8 @@ from order_engine.orders import INITIAL, TERMINAL, Status, Step, is_legal, step_
 from tests.faults.report import DeadLetter, Delivery, Report
 
 __all__ = ["Checker", "DeadLetter", "Delivery", "Report"]
+
+BESIDE_STEPS = frozenset({Status.EXPIRED, Status.CANCELLED})
 
 
 class Checker:
@@ -105,10 +111,10 @@ class Checker:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT o.id::text AS id FROM orders o WHERE o.id = ANY(%s::uuid[])"
-                " AND o.status IN ('confirmed', 'failed')"
+                " AND o.status = ANY(%s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox b"
                 "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)",
-                (list(ids),),
+                (list(ids), [status.value for status in TERMINAL]),
             ).fetchall()
         done = {row["id"] for row in rows}
         return [order_id for order_id in ids if order_id not in done]
@@ -208,8 +214,11 @@ class Checker:
             report.illegal.append(
                 f"{order_id}: version {order['version']} after {len(history)} events"
             )
-        if path[-1] is Status.FAILED and not order["failure_reason"]:
-            report.illegal.append(f"{order_id}: failed without a reason")
+        outcomes = [status.value for status in path if status in TERMINAL]
+        if len(outcomes) > 1:
+            report.illegal.append(f"{order_id}: {len(outcomes)} outcomes: {outcomes}")
+        if path[-1] in (Status.FAILED, Status.EXPIRED) and not order["failure_reason"]:
+            report.illegal.append(f"{order_id}: {path[-1]} without a reason")
         if path[-1] is Status.CONFIRMED and (
             order["executed_price"] is None or order["amount_out"] is None
         ):
@@ -248,6 +257,11 @@ class Checker:
         if len(rows) > 1:
             report.swaps.append(f"{order_id}: {len(rows)} swaps on the venue ledger")
             return
+        ended_unswapped = reached & {Status.EXPIRED, Status.CANCELLED}
+        if rows and ended_unswapped:
+            report.illegal.append(
+                f"{order_id}: a swap on the venue, and the order {sorted(ended_unswapped)[0]}"
+            )
         if not rows:
             if Status.SUBMITTED in reached:
                 report.swaps.append(f"{order_id}: submitted, but the venue has no transaction")
@@ -305,7 +319,13 @@ class Checker:
             # A delivery that died (crash, lost connection) may have committed before it
             # died, its commit unacknowledged (Jepsen's indeterminate operations).
             indeterminate = sum(d.result in {"error", "crashed"} for d in seen)
-            transitions = max(0, len(events.get(order_id, [])) - 1)
+            # Expiry (the price watch) and cancelling (the API) are transitions no step
+            # delivery makes.
+            transitions = max(
+                0,
+                sum(Status(e["to_status"]) not in BESIDE_STEPS for e in events.get(order_id, []))
+                - 1,
+            )
             if applied > transitions or (
                 complete and not applied <= transitions <= applied + indeterminate
             ):
@@ -382,8 +402,8 @@ class Checker:
                 report.dead_letters["poison"] += 1
                 continue
             status = statuses.get(order_id)
-            if status == Status.FAILED:
-                report.dead_letters["order failed"] += 1
+            if status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED):
+                report.dead_letters[f"order {status}"] += 1
             elif status == Status.CONFIRMED:
                 report.dead_letters["order finished anyway"] += 1
             else:

@@ -85,8 +85,7 @@ class WatchStore(Repository):
         """The last tick claimed, and the seconds since."""
         with self.database.statement() as cur:
             cur.execute(
-                "SELECT tick, extract(epoch FROM now() - ticked_at)::float"
-                " AS idle FROM watch_clock"
+                "SELECT tick, extract(epoch FROM now() - ticked_at)::float AS idle FROM watch_clock"
             )
             row = cur.fetchone()
         assert row is not None  # the migration inserts the one row
@@ -145,14 +144,19 @@ class PriceWatch:
             log.info("watch tick %d: already claimed, this chain stops", number)
             return TickReport(number, claimed=False)
         try:
-            expired = self._expire()
-            rounds, waiting, triggered = self._trigger(number)
+            report = self.scan(number)
         finally:
             self._send(number + 1, delay_seconds=self.tick_seconds)
-        report = TickReport(number, True, rounds, waiting, triggered, expired)
-        if triggered or expired:
+        if report.triggered or report.expired:
             log.info("watch tick %d: %s", number, report)
         return report
+
+    def scan(self, number: int) -> TickReport:
+        """A tick's work without the clock: expire what is due, quote each waiting pair
+        once, fire what its price meets (`order-engine lab watch-scale` measures this)."""
+        expired = self._expire()
+        rounds, waiting, triggered = self._trigger(number)
+        return TickReport(number, True, rounds, waiting, triggered, expired)
 
     def ensure_running(self) -> bool:
         """Seed a tick if the chain is dead; whether one was sent. Two seeds at once
