@@ -50,26 +50,35 @@ MEMORY_STEPS = 300
 
 @dataclass
 class SeededWalk:
+    """The level at second k is sum over j < MEMORY_STEPS of (1 - REVERSION) ** j times
+    the shock of second k - j, summed in that order from scratch: the same float in
+    every process, whatever each computed before. Shocks are drawn once and kept."""
+
     seed: int
-    _cache: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    _shocks: dict[tuple[str, str, int], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def factor(self, base: str, quote: str, at: float) -> Decimal:
         step = int(at)
         with self._lock:
-            last = self._cache.get((base, quote))
-            if last is not None and 0 <= step - last[0] <= MEMORY_STEPS:
-                known, level = last
-            else:
-                known, level = step - MEMORY_STEPS, 0.0
-            for n in range(known + 1, step + 1):
-                level = level * (1 - REVERSION) + STEP_SD * self._shock(base, quote, n)
-            self._cache[(base, quote)] = (step, level)
-        return Decimal(repr(round(math.exp(level), 9)))
+            if len(self._shocks) > 20 * MEMORY_STEPS:
+                self._shocks.clear()  # a bound, not a cache policy: old seconds are done
+            level = 0.0
+            for lag in range(MEMORY_STEPS):
+                level += _DECAY[lag] * self._shock(base, quote, step - lag)
+        return Decimal(repr(round(math.exp(STEP_SD * level), 9)))
 
     def _shock(self, base: str, quote: str, step: int) -> float:
-        # A stream per pair and second: every process draws the very same shock.
-        return random.Random(f"walk:{self.seed}:{base}/{quote}:{step}").gauss(0.0, 1.0)
+        key = (base, quote, step)
+        shock = self._shocks.get(key)
+        if shock is None:
+            # A stream per pair and second: every process draws the very same shock.
+            shock = random.Random(f"walk:{self.seed}:{base}/{quote}:{step}").gauss(0.0, 1.0)
+            self._shocks[key] = shock
+        return shock
+
+
+_DECAY = [(1 - REVERSION) ** lag for lag in range(MEMORY_STEPS)]
 
 
 @dataclass(frozen=True)
