@@ -652,7 +652,7 @@ def test_documented_response_properties_are_exactly_what_the_engine_writes(
     decision = order.to_dict()["route"]  # as answered, not as stored
     outcome = decision["quotes"][0]
     assert properties(schema("Order")) == set(order.to_dict())
-    assert properties(schema("OrderDetails")) == set(order.to_dict()) | {"events"}
+    assert properties(schema("OrderDetails")) == set(order.to_dict()) | {"events", "bestPrice"}
     assert properties(schema("OrderEvent")) == set(events[0].to_dict())
     assert properties(schema("RouteDecision")) == set(decision)
     assert properties(schema("Quote")) == set(decision["quote"])

@@ -20,7 +20,7 @@ from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, ValidationError
 from order_engine.notify import Notifier, accepted_message
 from order_engine.order_request import parse_json, validate_order_request
-from order_engine.orders import as_order_id
+from order_engine.orders import Status, as_order_id
 from order_engine.outbox import Outbox, first_messages
 from order_engine.records import Order
 from order_engine.store import Store
@@ -60,7 +60,11 @@ class OrderService:
         outbox: Outbox,
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
+        *,
+        best_price: Callable[[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
+        # The price watch's latest best price of a pair, shown with a waiting order.
+        self._best_price = best_price
         self._store = store
         self._subscriptions = subscriptions
         self._outbox = outbox
@@ -114,13 +118,21 @@ class OrderService:
         return PlacedOrder(order=created.order, created=created.created)
 
     def get_order(self, caller: Caller, raw_order_id: str) -> dict[str, Any]:
-        """The caller's order with its route decision and full event timeline."""
+        """The caller's order with its route decision and full event timeline; while it
+        is watching, the price watch's latest best price of its pair (else null)."""
         order_id = parse_order_id(raw_order_id, field="id")
         order = self._store.get_order(order_id, account_id=caller.account_id)
         if order is None:
             raise NotFound(f"order {order_id} not found", field="id")
         events = self._store.get_events(order_id)
-        return {**order.to_dict(), "events": [event.to_dict() for event in events]}
+        best = None
+        if order.status is Status.WATCHING and self._best_price is not None:
+            best = self._best_price(order.token_in.symbol, order.token_out.symbol)
+        return {
+            **order.to_dict(),
+            "events": [event.to_dict() for event in events],
+            "bestPrice": best,
+        }
 
     # --- WebSocket subscriptions -------------------------------------------------------
 

@@ -108,6 +108,33 @@ class WatchStore(Repository):
                 for row in cur.fetchall()
             ]
 
+    def record_price(self, pair: WaitingPair, price: Decimal, venue: str, tick: int) -> None:
+        with self.database.statement() as cur:
+            cur.execute(
+                "INSERT INTO watch_prices (token_in, token_out, price, venue, tick)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (token_in, token_out) DO UPDATE"
+                " SET price = excluded.price, venue = excluded.venue, tick = excluded.tick,"
+                " quoted_at = now()",
+                (pair.token_in, pair.token_out, price, venue, tick),
+            )
+
+    def best_price(self, token_in: str, token_out: str) -> dict[str, Any] | None:
+        """The watch's latest best net price of the pair (tokenOut per tokenIn), or None."""
+        with self.database.statement() as cur:
+            cur.execute(
+                "SELECT * FROM watch_prices WHERE token_in = %s AND token_out = %s",
+                (token_in, token_out),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return {
+            "price": format(row["price"], "f"),
+            "venue": row["venue"],
+            "tick": row["tick"],
+            "at": row["quoted_at"].isoformat(),
+        }
+
     def met(self, pair: WaitingPair, price: Decimal) -> list[UUID]:
         """The waiting orders of `pair` whose limit `price` meets."""
         with self.database.statement() as cur:
@@ -222,6 +249,7 @@ class PriceWatch:
                 "feeBps": best.fee_bps,
                 "at": datetime.now(UTC).isoformat(),
             }
+            self._store.record_price(pair, price, best.venue, number)
             met = self._store.met(pair, price)
             if met:
                 rows = self._outbox_store.write(

@@ -148,7 +148,13 @@ class Engine:
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
         return OrderService(
-            self.store, self.subscriptions, self.outbox, lambda: self.notifier, self.rate_limiter
+            self.store,
+            self.subscriptions,
+            self.outbox,
+            lambda: self.notifier,
+            self.rate_limiter,
+            # Opened on first use: answering an order must not need it before then.
+            best_price=lambda token_in, token_out: self.watch_store.best_price(token_in, token_out),
         )
 
     @cached_property
@@ -163,12 +169,16 @@ class Engine:
         )
 
     @cached_property
+    def watch_store(self) -> WatchStore:
+        return WatchStore(self.database)
+
+    @cached_property
     def watch(self) -> PriceWatch:
         def send_tick(payload: dict[str, Any], delay_seconds: int) -> None:
             self.publisher.send(WATCH_TOPIC, payload, delay_seconds=delay_seconds)
 
         return PriceWatch(
-            WatchStore(self.database),
+            self.watch_store,
             self.store,
             self.outbox_store,
             self.outbox,

@@ -44,3 +44,15 @@ CREATE TABLE watch_clock (
     ticked_at timestamptz NOT NULL DEFAULT 'epoch'
 );
 INSERT INTO watch_clock DEFAULT VALUES;
+
+-- The best net price the watch's last quote of each waiting pair found, so a client
+-- can show a waiting order's price against its limit.
+CREATE TABLE watch_prices (
+    token_in  text NOT NULL,
+    token_out text NOT NULL,
+    price     numeric NOT NULL CHECK (price > 0),
+    venue     text NOT NULL,
+    tick      bigint NOT NULL,
+    quoted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (token_in, token_out)
+);
