@@ -1,20 +1,35 @@
 """Open WebSocket connections, shared by the WebSocket gateway and the @connections API.
 
 All methods run on the gateway's event loop. A connection closes once: the first of
-client close, server close (idle timeout, DELETE, shutdown, oversized message) records
-the code and reason that its $disconnect event will carry.
+client close, server close (idle timeout, DELETE, shutdown, oversized message, a client
+that does not read) records the code and reason that its $disconnect event will carry.
+
+A send waits at most `SEND_TIMEOUT` seconds for the socket to take the data. A client
+that leaves that much unread (its socket buffer full) cannot keep up: the connection is
+dropped with `SLOW_CLIENT` and everything else for it is refused (GoneException to
+@connections), so one client that never reads cannot hold up whoever is sending to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from local_runtime.asgi import Send
 from local_runtime.websocket_events import WsClient
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 2.0
+# 1008 (policy violation): the client broke the rule that it must read what it is sent.
+SLOW_CLIENT = 1008
+SLOW_CLIENT_REASON = "Client does not read its messages"
+Abort = Callable[[int, str], None]
 
 
 def iso8601(epoch_seconds: float) -> str:
@@ -23,9 +38,10 @@ def iso8601(epoch_seconds: float) -> str:
 
 
 class Connection:
-    def __init__(self, client: WsClient, send: Send) -> None:
+    def __init__(self, client: WsClient, send: Send, abort: Abort | None = None) -> None:
         self.client = client
         self._send = send
+        self._abort = abort
         self._send_lock = asyncio.Lock()
         self.last_active = time.time()
         self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
@@ -54,8 +70,14 @@ class Connection:
         message: dict[str, Any] = {"type": "websocket.send"}
         message["text" if isinstance(data, str) else "bytes"] = data
         try:
-            async with self._send_lock:
-                await self._send(message)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                async with self._send_lock:
+                    if self.closed:
+                        return False
+                    await self._send(message)
+        except TimeoutError:
+            self.drop(SLOW_CLIENT, SLOW_CLIENT_REASON)
+            return False
         except Exception:  # the client vanished between the check and the send
             return False
         self.touch()
@@ -65,10 +87,25 @@ class Connection:
         """Server-side close; False if it was already closed."""
         if not self.mark_closed(code, reason):
             return False
-        with contextlib.suppress(Exception):
-            async with self._send_lock:
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                async with self._send_lock:
+                    await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except TimeoutError:  # a full socket buffer: the close frame cannot go out
+            self._abort_transport(code, reason)
+        except Exception as error:  # already gone
+            log.debug("closing connection %s: %r", self.id, error)
         return True
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close at once, without waiting for the socket (which may never drain)."""
+        if self.mark_closed(code, reason):
+            self._abort_transport(code, reason)
+
+    def _abort_transport(self, code: int, reason: str) -> None:
+        if self._abort is not None:
+            with contextlib.suppress(Exception):
+                self._abort(code, reason)
 
     def info(self) -> dict[str, Any]:
         """The GetConnection answer of the @connections API."""

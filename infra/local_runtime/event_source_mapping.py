@@ -14,18 +14,45 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from local_runtime.batch_results import BatchVerdict, judge_batch
 from local_runtime.functions import InvocationResult, LambdaFunction
-from local_runtime.specs import QueueSpec, SqsEventSpec
+from local_runtime.queue_restore import QueueRestorer, is_missing_queue
+from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
 from local_runtime.sqs_records import sqs_event
+from local_runtime.template import TemplateError
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 20  # SQS's ceiling for long polling
+DEFAULT_VISIBILITY_SECONDS = 30  # SQS's, for a queue that does not set its own
+
+
+def check_visibility_timeouts(
+    functions: Mapping[str, FunctionSpec], queues: Iterable[QueueSpec]
+) -> None:
+    """Refuse an SQS event source whose function may run longer than its queue hides a
+    message, as Lambda's CreateEventSourceMapping does: the batch would reappear, and
+    run a second time, while the first invocation still holds it."""
+    by_arn = {queue.arn: queue for queue in queues}
+    for function in functions.values():
+        for mapping in function.sqs_events:
+            queue = by_arn.get(mapping.queue_arn)
+            if queue is None:
+                continue
+            default = DEFAULT_VISIBILITY_SECONDS
+            visibility = float(queue.attributes.get("VisibilityTimeout", default))
+            if function.timeout > visibility:
+                raise TemplateError(
+                    f"{function.logical_id}/{mapping.name}: the function's Timeout "
+                    f"({function.timeout:g} s) is longer than the VisibilityTimeout "
+                    f"({visibility:g} s) of queue {queue.name}; Lambda refuses such an "
+                    "event source mapping. Raise the queue's VisibilityTimeout (AWS "
+                    "advises 6 times the Timeout) or lower the function's Timeout."
+                )
 
 
 def mapping_name(function: str, mapping: SqsEventSpec, queue: QueueSpec) -> str:
@@ -43,8 +70,10 @@ class SqsPoller:
         *,
         region: str,
         wait_seconds: int = MAX_WAIT_SECONDS,
+        restorer: QueueRestorer | None = None,
     ) -> None:
         self.function = function
+        self._restorer = restorer
         self.mapping = mapping
         self.queue = queue
         self.region = region
@@ -98,9 +127,13 @@ class SqsPoller:
                 messages = self._gather()
             except Exception as error:
                 self._slots.release()
-                if not self._stopping.is_set():
-                    log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
-                    self._stopping.wait(1.0)
+                if self._stopping.is_set():
+                    continue
+                if self._restorer is not None and is_missing_queue(error):
+                    self._restorer.restore()
+                    continue
+                log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
+                self._stopping.wait(1.0)
                 continue
             if self._stopping.is_set():
                 self._release(messages)

@@ -7,6 +7,7 @@ from typing import Any
 
 from local_runtime.event_source_mapping import SqsPoller
 from local_runtime.functions import LambdaFunction
+from local_runtime.queue_restore import QueueRestorer
 from local_runtime.schedules import Schedule, VirtualClock
 from local_runtime.specs import QueueSpec
 from local_runtime.sqs_backends import SqsTarget
@@ -23,6 +24,7 @@ def start_pollers(
 ) -> list[SqsPoller]:
     """One started poller per enabled SQS event of every function."""
     by_arn = {queue.arn: queue for queue in queues.values()}
+    restorer = QueueRestorer(queues.values(), lambda: sqs.client(region, max_attempts=2))
 
     pollers = []
     for logical_id, function in functions.items():
@@ -43,7 +45,13 @@ def start_pollers(
                 return sqs.client(region, max_attempts=2, max_connections=connections)
 
             poller = SqsPoller(
-                function, mapping, queue, client_factory, region=region, wait_seconds=wait_seconds
+                function,
+                mapping,
+                queue,
+                client_factory,
+                region=region,
+                wait_seconds=wait_seconds,
+                restorer=restorer,
             )
             poller.start()
             pollers.append(poller)

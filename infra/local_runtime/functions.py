@@ -76,6 +76,9 @@ class InFlight:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
+MAX_CORRELATION_BODY = 64 * 1024
+
+
 def correlation_ids(event: Any, keys: Iterable[str]) -> list[str]:
     """Values of `keys` found in the event's JSON bodies, path and query parameters."""
     keys = tuple(keys)
@@ -86,7 +89,9 @@ def correlation_ids(event: Any, keys: Iterable[str]) -> list[str]:
         r.get("body") for r in event.get("Records") or [] if isinstance(r, dict)
     ]
     for body in bodies:
-        if isinstance(body, str) and body[:1] in "{[":
+        # Ids travel in small messages; a body of megabytes is not parsed just for a log
+        # line (this runs on the gateway's event loop).
+        if isinstance(body, str) and body[:1] in "{[" and len(body) <= MAX_CORRELATION_BODY:
             try:
                 body = json.loads(body)
             except (ValueError, RecursionError):  # not JSON, or nested thousands deep

@@ -3,11 +3,16 @@
 Behaves like API Gateway where it shows: an unknown route or method is 403
 {"message":"Missing Authentication Token"}; a function that raises, times out or
 returns a malformed proxy result is 502 {"message": "Internal server error"} (the
-traceback is in the runtime's log, as it would be in CloudWatch).
+traceback is in the runtime's log, as it would be in CloudWatch); a body over 10 MB is
+413, refused while it is read (never held whole); a client that stops sending its body
+gets 408; a proxy result without a Content-Type is sent as application/json; a
+WebSocket handshake is 400.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -16,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from local_runtime.asgi import Receive, Scope, Send
 from local_runtime.functions import LambdaFunction
+from local_runtime.request_bodies import BodyTooLarge, BodyTooSlow, ClientGone, read_body
 from local_runtime.rest_events import (
     ApiContext,
     HttpRequest,
@@ -27,6 +33,9 @@ from local_runtime.rest_events import (
 from local_runtime.routes import RouteMatch, RouteTable
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit for REST APIs (10 MB)
+BODY_IDLE_TIMEOUT = 10.0  # seconds without a byte of the body before giving up (408)
 
 
 class HttpGateway:
@@ -46,23 +55,33 @@ class HttpGateway:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await _refuse_upgrade(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = HttpRequest(
-            method=scope["method"],
-            path=scope["path"],
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-            query=_query_pairs(scope.get("query_string", b"")),
-            body=body,
-            source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
-        )
-        response = await self.handle(request)
+        try:
+            body = await read_body(
+                scope, receive, limit=MAX_BODY_BYTES, idle_timeout=BODY_IDLE_TIMEOUT
+            )
+        except BodyTooLarge:
+            response = json_error(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
+            response.headers.append(("connection", "close"))  # the rest is never read
+        except BodyTooSlow:
+            response = json_error(408, "Request Timeout")
+            response.headers.append(("connection", "close"))
+        except ClientGone:
+            return
+        else:
+            request = HttpRequest(
+                method=scope["method"],
+                path=scope["path"],
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                query=_query_pairs(scope.get("query_string", b"")),
+                body=body,
+                source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
+            )
+            response = await self.handle(request)
         await send(
             {
                 "type": "http.response.start",
@@ -83,7 +102,8 @@ class HttpGateway:
                 403, "Missing Authentication Token", "MissingAuthenticationTokenException"
             )
         function = self.functions[match.route.function]
-        event = rest_event(request, match, self.apis[match.route.rest_api])
+        # Off the loop: a body of megabytes is decoded (or base64-encoded) here.
+        event = await asyncio.to_thread(rest_event, request, match, self.apis[match.route.rest_api])
         result = await function.invoke_async(event)
         if not result.succeeded:
             return json_error(502, "Internal server error")
@@ -111,6 +131,23 @@ class HttpGateway:
 
 def _query_pairs(raw: bytes) -> list[tuple[str, str]]:
     return parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+
+
+async def _refuse_upgrade(receive: Receive, send: Send) -> None:
+    """A WebSocket handshake sent to the HTTP API: a clear 400, not a server error."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    body = json.dumps(
+        {"message": "This is the HTTP API; WebSocket clients connect to the WebSocket API"}
+    ).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

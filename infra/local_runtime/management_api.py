@@ -5,6 +5,12 @@ Served on the WebSocket port at `/@connections/{id}` and `/{stage}/@connections/
 uses the second). Errors carry `x-amzn-ErrorType`, because botocore takes the error
 code from that header: a bare 410 would reach Python as ClientError("410"), not as
 `client.exceptions.GoneException`.
+
+Like API Gateway, it answers only signed requests: a request without a SigV4
+`Authorization` header (which every boto3 client sends) is 403 "Missing Authentication
+Token". The signature itself is not checked: locally there is no account to check it
+against, and the header keeps a stray browser or curl from pushing into, reading or
+closing another client's connection by its id.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from typing import Any
 
 from local_runtime.asgi import Receive, Scope, Send
 from local_runtime.connections import Connection
+from local_runtime.request_bodies import BodyTooLarge, BodyTooSlow, ClientGone, read_body
 
 MAX_PAYLOAD = 128 * 1024  # bytes, as on AWS
+BODY_IDLE_TIMEOUT = 10.0  # seconds without a byte of the body before giving up (408)
 _PATH = re.compile(r"^(?:/[^/]+)?/@connections/([^/]+)/?$")
 
 
@@ -28,20 +36,17 @@ async def _respond(
     headers = [(b"content-type", b"application/json")]
     if error_type:
         headers.append((b"x-amzn-errortype", error_type.encode()))
+    if status in (408, 413):  # the rest of the body is never read: end the connection
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None as soon as it grows past `limit`."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return None
-        if not message.get("more_body"):
-            return body
+def _signed(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or []:
+        if name.lower() == b"authorization":
+            return bool(value.startswith(b"AWS4-HMAC-SHA256 "))
+    return False
 
 
 async def handle_management(
@@ -56,17 +61,33 @@ async def handle_management(
     if match is None:
         await _respond(send, 403, {"message": "Forbidden"}, "ForbiddenException")
         return
+    if not _signed(scope):
+        await _respond(
+            send,
+            403,
+            {"message": "Missing Authentication Token"},
+            "MissingAuthenticationTokenException",
+        )
+        return
     method = scope["method"]
     connection = connections.get(match.group(1))
     if method == "POST":
-        data = await _read_body(receive, MAX_PAYLOAD)
-        if data is None:
+        try:
+            data = await read_body(
+                scope, receive, limit=MAX_PAYLOAD, idle_timeout=BODY_IDLE_TIMEOUT
+            )
+        except BodyTooLarge:
             await _respond(
                 send,
                 413,
                 {"message": f"Request payload exceeds {MAX_PAYLOAD} bytes"},
                 "PayloadTooLargeException",
             )
+            return
+        except BodyTooSlow:
+            await _respond(send, 408, {"message": "Request Timeout"})
+            return
+        except ClientGone:
             return
         text: str | bytes
         try:

@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from local_runtime.parent_death import die_with_parent
+
 log = logging.getLogger(__name__)
 
 _running: set[ManagedProcess] = set()
@@ -69,6 +71,7 @@ class ManagedProcess:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: stop() reaches its children too
+            preexec_fn=die_with_parent(),
         )
         self._stopped = False
         with _running_lock:

@@ -114,9 +114,11 @@ class TemplatePlanner:
             api_id = local_api_id(self.stack_name, api.logical_id)
             endpoint = f"wss://{api_id}.execute-api.{self.region}.amazonaws.com"
             self.values.set(api.logical_id, api_id, ApiId=api_id, ApiEndpoint=endpoint)
-        for kind in ("AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Route"):
-            for resource in self.of_type(kind):
-                self.values.set(resource.logical_id, resource.logical_id)
+        for integration in self.of_type("AWS::ApiGatewayV2::Integration"):
+            self.values.set(integration.logical_id, integration.logical_id)
+        for route in self.of_type("AWS::ApiGatewayV2::Route"):
+            # A RouteResponse names its route by Ref or by GetAtt RouteId: the same id.
+            self.values.set(route.logical_id, route.logical_id, RouteId=route.logical_id)
         for stage in self.of_type("AWS::ApiGatewayV2::Stage"):
             self.values.set(stage.logical_id, str(stage.properties.get("StageName", "$default")))
 
@@ -261,10 +263,14 @@ class TemplatePlanner:
                 continue
             api_id = str(self.values.refs[api.logical_id])
             routes: dict[str, str] = {}
+            two_way: set[str] = set()
+            answered = self._routes_with_a_response(api_id)
             for route in self.of_type("AWS::ApiGatewayV2::Route"):
                 r = self.resolver.resolve(route.properties)
                 if r.get("ApiId") != api_id:
                     continue
+                if _is_two_way(route.logical_id, r, route.logical_id in answered):
+                    two_way.add(str(r["RouteKey"]))
                 target = str(r.get("Target", "")).removeprefix("integrations/")
                 if target not in integrations:
                     raise TemplateError(
@@ -284,15 +290,41 @@ class TemplatePlanner:
                     stages[0] if stages else "local",
                     str(p.get("RouteSelectionExpression", "$request.body.action")),
                     routes,
+                    frozenset(two_way),
                 )
             )
         return apis
+
+    def _routes_with_a_response(self, api_id: str) -> set[str]:
+        """Logical ids of the routes of `api_id` that have a RouteResponse."""
+        found = set()
+        for response in self.of_type("AWS::ApiGatewayV2::RouteResponse"):
+            r = self.resolver.resolve(response.properties)
+            if r.get("ApiId") == api_id:
+                found.add(str(r.get("RouteId")))
+        return found
 
     def _path(self, relative: str) -> Path:
         path = (self.template.base_dir / relative).resolve()
         if not path.is_dir():
             raise TemplateError(f"{relative!r} (from {self.template.path.name}) is not a folder")
         return path
+
+
+def _is_two_way(logical_id: str, route: dict[str, Any], has_response: bool) -> bool:
+    """API Gateway sends an integration's answer back only when the route has both a
+    RouteResponse and a RouteResponseSelectionExpression; one without the other is
+    most likely a mistake, so say which half is missing."""
+    has_expression = bool(route.get("RouteResponseSelectionExpression"))
+    if has_expression != has_response:
+        missing = "RouteResponse" if has_expression else "RouteResponseSelectionExpression"
+        log.warning(
+            "route %s (%s) has no %s: it is one-way, its function's answers are not sent back",
+            logical_id,
+            route.get("RouteKey"),
+            missing,
+        )
+    return has_expression and has_response
 
 
 def _references(value: Any) -> set[str]:

@@ -7,6 +7,7 @@ resourcePath...), so this is what every Api event receives, whatever the handler
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -135,7 +136,7 @@ def json_error(status: int, message: str, error_type: str | None = None) -> Http
     headers = [("content-type", "application/json")]
     if error_type:
         headers.append(("x-amzn-ErrorType", error_type))
-    return HttpResponse(status, headers, (f'{{"message":"{message}"}}').encode())
+    return HttpResponse(status, headers, json.dumps({"message": message}).encode())
 
 
 def proxy_response(value: Any) -> HttpResponse:
@@ -158,5 +159,7 @@ def proxy_response(value: Any) -> HttpResponse:
         raw = base64.b64decode(body)
     else:
         raw = body.encode() if isinstance(body, str) else str(body).encode()
+    # API Gateway's default for a proxy result that names no content type.
+    merged.setdefault("content-type", ["application/json"])
     headers = [(k, v) for k, values in merged.items() for v in values]
     return HttpResponse(status, headers, raw)

@@ -25,7 +25,11 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
-from local_runtime.event_source_mapping import SqsPoller, mapping_name
+from local_runtime.event_source_mapping import (
+    SqsPoller,
+    check_visibility_timeouts,
+    mapping_name,
+)
 from local_runtime.event_sources import start_pollers, start_schedules
 from local_runtime.functions import InFlight, InvocationResult, LambdaFunction, make_functions
 from local_runtime.gateways import build_gateways
@@ -163,6 +167,7 @@ class LocalRuntime:
             lambda name, attrs: create_or_update_queue(client, name, attrs)
         )
         self.function_specs = planner.functions()
+        check_visibility_timeouts(self.function_specs, self.queues.values())
         self.websocket_apis = planner.websocket_apis(self.function_specs)
         self.rest_apis = planner.rest_apis()
         self._choose_ports()
@@ -287,23 +292,11 @@ class LocalRuntime:
             return
         self._servers = AsgiServers()
         if http_gateway is not None:
-            self._servers.add(
-                "the HTTP API",
-                http_gateway,
-                self.options.host,
-                self.http_port,
-                ws_max_size=1024 * 1024,
-            )
+            self._servers.add("the HTTP API", http_gateway, self.options.host, self.http_port)
         for gateway in ws_gateways:
             port = self.ws_ports[gateway.spec.logical_id]
-            # uvicorn refuses (1009) anything far above the limit before buffering it;
-            # the gateway enforces the exact 128 KB limit itself.
             self._servers.add(
-                f"the WebSocket API {gateway.spec.logical_id}",
-                gateway,
-                self.options.host,
-                port,
-                ws_max_size=256 * 1024,
+                f"the WebSocket API {gateway.spec.logical_id}", gateway, self.options.host, port
             )
         self._servers.start()
 

@@ -15,6 +15,11 @@ from typing import Any, TypeVar
 import uvicorn
 
 from local_runtime.asgi import ASGIApp
+from local_runtime.server_protocols import (
+    MAX_MESSAGE_BYTES,
+    ApiGatewayWebSocketProtocol,
+    DeadlineH11Protocol,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,7 +38,7 @@ class AsgiServers:
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: list[str] = []
 
-    def add(self, name: str, app: ASGIApp, host: str, port: int, *, ws_max_size: int) -> None:
+    def add(self, name: str, app: ASGIApp, host: str, port: int) -> None:
         config = uvicorn.Config(
             app,
             host=host,
@@ -42,10 +47,12 @@ class AsgiServers:
             # refuses an unknown method or a control character in a header with its
             # own plain-text 400 before the gateway sees the request, where API
             # Gateway answers 403 and the API its JSON error (tests/e2e/bad_input).
-            http="h11",
+            # Both protocols add API Gateway's limits (server_protocols.py).
+            http=DeadlineH11Protocol,
+            ws=ApiGatewayWebSocketProtocol,
             lifespan="off",
             log_level="warning",
-            ws_max_size=ws_max_size,
+            ws_max_size=MAX_MESSAGE_BYTES,
             ws_ping_interval=None,
             timeout_graceful_shutdown=2,
         )

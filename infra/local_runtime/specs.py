@@ -79,6 +79,9 @@ class WebSocketApiSpec:
     stage: str
     route_selection_expression: str
     routes: dict[str, str]  # route key -> function logical id
+    # Routes whose integration's answer goes back to the client (a RouteResponse and
+    # the route's RouteResponseSelectionExpression); the others are one-way.
+    two_way_routes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ SUPPORTED_TYPES = frozenset(
         "AWS::SQS::Queue",
         "AWS::ApiGatewayV2::Api",
         "AWS::ApiGatewayV2::Route",
+        "AWS::ApiGatewayV2::RouteResponse",
         "AWS::ApiGatewayV2::Integration",
         "AWS::ApiGatewayV2::Stage",
     }
@@ -37,7 +38,6 @@ IGNORED_TYPES = frozenset(
     {
         "AWS::Lambda::Permission",
         "AWS::ApiGatewayV2::Deployment",
-        "AWS::ApiGatewayV2::RouteResponse",
         "AWS::ApiGatewayV2::IntegrationResponse",
         "AWS::SQS::QueuePolicy",
         "AWS::IAM::Role",

@@ -134,6 +134,9 @@ def disconnect_event(
     }
 
 
+_LIFECYCLE = frozenset({"$connect", "$disconnect"})
+
+
 def select_route(expression: str, data: str | bytes, routes: Sequence[str]) -> str | None:
     """The route key for a message: the expression's value if it names a route, else
     $default; None when neither exists (API Gateway then answers "Forbidden")."""
@@ -148,6 +151,8 @@ def select_route(expression: str, data: str | bytes, routes: Sequence[str]) -> s
             key = None
         for part in expression.removeprefix("$request.body.").split("."):
             key = key.get(part) if isinstance(key, dict) else None
-    if isinstance(key, str | int | float | bool) and str(key) in routes:
+    # API Gateway never routes a message to $connect or $disconnect: those run only when
+    # a connection opens or ends, whatever a message says.
+    if isinstance(key, str | int | float | bool) and str(key) in set(routes) - _LIFECYCLE:
         return str(key)
     return "$default" if "$default" in routes else None

@@ -3,14 +3,17 @@
 - $connect runs before the handshake completes: an exception or timeout refuses it with
   502, a non-2xx statusCode from the handler refuses it with that status.
 - Each message picks its route with the API's RouteSelectionExpression (fallback
-  $default) and is handled in arrival order per connection. A handler result with a
-  `body` is sent back to the client (what a route response does on AWS); a failing
+  $default; never $connect or $disconnect) and is handled in arrival order per
+  connection. On a two-way route (one with a route response) a handler result with a
+  `body` is sent back to the client; a one-way route sends nothing back. A failing
   handler makes the client receive API Gateway's {"message": "Internal server error"}.
 - $disconnect fires exactly once per connection, however it ends, after the messages
   already received have been handled.
-- Messages over 128 KB close the connection with 1009, and a binary frame with 1003 (API
-  Gateway takes text frames only); connections idle longer than the idle timeout are
-  closed with 1001; shutdown closes all with 1001 (going away).
+- Messages over 128 KB and frames over 32 KB close the connection with 1009
+  (server_protocols.py), and a binary frame with 1003 (API Gateway takes text frames
+  only); connections idle longer than the idle timeout are closed with 1001; shutdown
+  closes all with 1001 (going away); a client that does not read what it is sent is
+  dropped with 1008 (connections.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from local_runtime.connections import Connection
 from local_runtime.functions import InvocationResult, LambdaFunction
 from local_runtime.http_gateway import _lifespan
 from local_runtime.management_api import handle_management
+from local_runtime.server_protocols import ABORT_EXTENSION, MAX_MESSAGE_BYTES
 from local_runtime.specs import WebSocketApiSpec
 from local_runtime.websocket_events import (
     WsApiContext,
@@ -41,7 +45,6 @@ from local_runtime.websocket_events import (
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 128 * 1024
 GOING_AWAY = 1001
 MESSAGE_TOO_BIG = 1009
 # "API Gateway WebSocket APIs don't currently support binary frames in incoming message
@@ -122,7 +125,8 @@ class WebSocketGateway:
                 await self._refuse(send, status)
                 return
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        connection = Connection(client, send)
+        abort = (scope.get("extensions") or {}).get(ABORT_EXTENSION)
+        connection = Connection(client, send, abort)
         self.connections[client.connection_id] = connection
         dispatcher = asyncio.create_task(self._dispatch(connection))
         try:
@@ -192,6 +196,8 @@ class WebSocketGateway:
                 connection, "Internal server error", event["requestContext"]["requestId"]
             )
             return
+        if route not in self.spec.two_way_routes:
+            return  # one-way: API Gateway discards the integration's answer
         body = result.value.get("body") if isinstance(result.value, dict) else None
         if body is not None:
             await connection.send_data(body if isinstance(body, str) else json.dumps(body))

@@ -71,7 +71,7 @@ def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
     """DB_POOL_MAX for each of `up`'s processes, unless the environment sets it.
 
     On Lambda a container runs one batch at a time, whose records the engine's default
-    pool (4) serves. Here every function's invocations share one process and one
+    pool (2 on Lambda) serves. Here every function's invocations share one process and one
     pool: up to `concurrency` batches per queue, each running its records at once. They
     hold a connection only for their queries (never while a venue answers), so twice the
     concurrency serves them; capped per process, and over this process and its workers

@@ -13,6 +13,14 @@ def test_unset_variables_take_the_defaults() -> None:
     assert (settings.db_pool_max, settings.rate_limit_per_minute) == (4, 600)
 
 
+def test_on_lambda_a_container_keeps_a_pool_of_two() -> None:
+    """docs/deploy.md's sizing multiplies this by each function's concurrency."""
+    on_lambda = Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "order-engine-RouteFunction"})
+
+    assert on_lambda.db_pool_max == 2
+    assert Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "f", "DB_POOL_MAX": "6"}).db_pool_max == 6
+
+
 @pytest.mark.parametrize(
     ("name", "raw", "expected"),
     [

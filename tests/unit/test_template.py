@@ -6,7 +6,6 @@ No network, no Docker, no AWS credentials: cfn-lint and the SAM translator run o
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from chalice import Chalice
 from chalice.app import (
@@ -31,11 +29,11 @@ from order_engine.orders import Step
 from order_engine.settings import Settings
 from tests.support.cfn import load_template, ref_target
 from tests.support.functions import load_function_module
+from tests.support.sam import transform
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 FUNCTIONS = ROOT / "functions"
-SEND = "SQSSendMessagePolicy"
 
 
 # --- reading the template ---------------------------------------------------------------
@@ -110,27 +108,6 @@ def queue_variables(template: dict[str, Any]) -> dict[str, str]:
     return variables
 
 
-def send_targets(props: dict[str, Any]) -> set[str]:
-    """The queues a function's policies let it send to."""
-    return {
-        queue
-        for policy in props.get("Policies", [])
-        if isinstance(policy, dict) and SEND in policy
-        if (queue := ref_target(policy[SEND]["QueueName"]))
-    }
-
-
-def allowed_actions(props: dict[str, Any]) -> set[str]:
-    actions: set[str] = set()
-    for policy in props.get("Policies", []):
-        if isinstance(policy, dict):
-            for statement in policy.get("Statement", []):
-                if statement.get("Effect") == "Allow":
-                    action = statement["Action"]
-                    actions.update([action] if isinstance(action, str) else action)
-    return actions
-
-
 def by_handler(template: dict[str, Any]) -> dict[str, str]:
     """{Handler string: function logical id}."""
     return {props["Handler"]: name for name, props in functions(template).items()}
@@ -168,27 +145,7 @@ def test_template_passes_cfn_lint_without_errors_or_warnings() -> None:
 @pytest.fixture(scope="module")
 def transformed(template: dict[str, Any]) -> dict[str, Any]:
     """The CloudFormation SAM would deploy, translated offline (no credentials)."""
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.translator import Translator
-
-    sam = copy.deepcopy(template)
-    # What `sam package` does: local code directories become S3 objects.
-    sam["Globals"]["Function"]["CodeUri"] = "s3://artifacts/functions.zip"
-    for props in resources(sam, "AWS::Serverless::LayerVersion").values():
-        props["ContentUri"] = "s3://artifacts/layer.zip"
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-            env.delenv(name, raising=False)
-        session = boto3.session.Session(region_name="us-east-1")
-        translator = Translator(None, Parser(), boto_session=session)
-        # A managed-policy map is only needed for policies named by AWS managed-policy
-        # name; the template uses policy templates and statements, so {} suffices.
-        result: dict[str, Any] = translator.translate(
-            sam,
-            parameter_values={"DatabaseUrl": "postgresql://orders:orders@db:5432/orders"},
-            get_managed_policy_map=lambda: {},
-        )
-    return result
+    return transform(template, {"DatabaseUrl": "postgresql://orders:orders@db:5432/orders"})
 
 
 def test_template_transforms_offline_into_partial_batch_event_source_mappings(
@@ -415,50 +372,7 @@ def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout(
             assert visibility >= 6 * timeout, f"{queue} {visibility}s vs {function} {timeout}s"
 
 
-# --- permissions: each function may do what its code does -----------------------------
-
-
-def test_functions_may_send_to_every_queue_their_code_publishes_to(
-    template: dict[str, Any],
-) -> None:
-    queue_of = queue_variables(template)
-    step_queue = {step: queue_of[f"{step.name}_QUEUE_URL"] for step in Step}
-    notify = queue_of["NOTIFY_QUEUE_URL"]
-    fns = functions(template)
-    function_of = by_handler(template)
-
-    needs: dict[str, set[str]] = {
-        # A new order: its route message and its first notification.
-        "api.app": {step_queue[Step.ROUTE], notify},
-        "websocket.message": {step_queue[Step.ROUTE], notify},
-        # $connect ?orderId=… sends a delayed notify hint for the snapshot.
-        "websocket.connect": {notify},
-        # The relay publishes any outbox row; re-driving a pending order needs route.
-        "sweeper.sweep": {*step_queue.values(), notify},
-    }
-    for step in Step:
-        # An applied step enqueues the next step (if any) and a notification.
-        needs[f"workers.{step.value}"] = {notify} | (
-            {step_queue[step.next]} if step.next else set()
-        )
-    for handler, queues in needs.items():
-        function = function_of[handler]
-        missing = queues - send_targets(fns[function])
-        assert not missing, f"{function} ({handler}) may not send to {sorted(missing)}"
-
-
-def test_workers_may_delay_redelivery_and_socket_senders_may_post(
-    template: dict[str, Any],
-) -> None:
-    fns = functions(template)
-    function_of = by_handler(template)
-    for step in Step:
-        actions = allowed_actions(fns[function_of[f"workers.{step.value}"]])
-        assert "sqs:ChangeMessageVisibility" in actions, step  # exponential backoff
-    for handler in ("notifier.notify", "websocket.message"):
-        actions = allowed_actions(fns[function_of[handler]])
-        assert "execute-api:ManageConnections" in actions, handler
-    assert "sqs:GetQueueAttributes" in allowed_actions(fns[function_of["api.app"]])  # /health
+# Permissions: tests/unit/test_template_permissions.py derives them from the code.
 
 
 # --- WebSocket API and schedule ------------------------------------------------------

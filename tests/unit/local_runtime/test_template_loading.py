@@ -141,7 +141,8 @@ def test_functions_resolve_globals_layers_events_and_queue_references() -> None:
     planner.create_queues(lambda n, a: (f"http://sqs/{n}", f"arn:aws:sqs:us-east-1:1:{n}"))
     functions = planner.functions()
     batch = functions["BatchFunction"]
-    assert batch.handler == "handler.batch" and batch.timeout == 5 and batch.memory_mb == 256
+    assert batch.handler == "handler.batch" and batch.timeout == 2 and batch.memory_mb == 256
+    assert functions["RestFunction"].timeout == 5  # from Globals
     assert batch.layers[0].python_dir.name == "python"
     assert batch.environment["WORK_QUEUE"] == "http://sqs/toy-WorkQueue"
     (sqs,) = batch.sqs_events
@@ -170,7 +171,9 @@ def test_websocket_api_routes_map_to_functions_through_integrations() -> None:
         "$default": "WsMessageFunction",
         "$disconnect": "WsDisconnectFunction",
         "shout": "WsShoutFunction",
+        "whisper": "WsShoutFunction",
     }
+    assert api.two_way_routes == {"shout"}  # the only route with a route response
     assert len(api.api_id) == 10 and api.api_id == planner.values.refs["WebSocketApi"]
 
 

@@ -38,6 +38,7 @@ from order_engine.messaging import (
 from order_engine.observability import order_context
 from order_engine.orders import Step
 from order_engine.pipeline import RetryLater
+from order_engine.telemetry import step_span
 from order_engine.wiring import Engine
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict
             message = decode_step_message(record.body)
             if message.step is not step:
                 raise PoisonMessage(f"a {message.step} message arrived on the {step} queue")
-        with order_context(message.order_id):
+        with order_context(message.order_id), step_span(step.value, message.order_id):
             try:
                 result = engine.pipeline.handle(message)
             except RetryLater as retry:

@@ -32,6 +32,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from order_engine.database_secret import DatabaseSecret, SecretConnection
 from order_engine.errors import InfrastructureError
 from order_engine.settings import Settings
 
@@ -62,18 +63,25 @@ def jsonb(value: Any) -> Jsonb:
 class Database:
     """The pool and the transaction/error rules; the repositories add the queries."""
 
-    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 3.0) -> None:
-        """`url`: PostgreSQL's. `timeout`: how long a call waits for a connection before
-        it raises InfrastructureError. Well under the functions' 10 s timeout, so a database
-        outage is a clean, classified error (503, a failed record), not a Lambda timeout."""
-        self.url = url
+    def __init__(
+        self, url: str | DatabaseSecret, *, max_size: int = 4, timeout: float = 3.0
+    ) -> None:
+        """`url`: PostgreSQL's, or the secret holding its credentials (on AWS). `timeout`:
+        how long a call waits for a connection before it raises InfrastructureError. Well
+        under the functions' 10 s timeout, so a database outage is a clean, classified
+        error (503, a failed record), not a Lambda timeout."""
+        self.url = url if isinstance(url, str) else None
+        # connect_timeout bounds each attempt to reach a server that is down.
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": 2}
+        if isinstance(url, DatabaseSecret):
+            kwargs["secret"] = url  # SecretConnection re-reads it when a connect fails
         self._pool = ConnectionPool(
             url,
+            connection_class=SecretConnection,
             min_size=1,
             max_size=max(1, max_size),
             timeout=timeout,
-            # connect_timeout bounds each attempt to reach a server that is down.
-            kwargs={"autocommit": True, "connect_timeout": 2},
+            kwargs=kwargs,
             check=self._check_connection,
             name="order-engine",
             open=False,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from order_engine import telemetry
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
 from order_engine.subscriptions import SubscriptionStore
@@ -84,7 +85,7 @@ class Notifier:
 
     def deliver(self, order_id: UUID) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent."""
-        sent = 0
+        sent = gone = 0
         with self._store.deliveries(order_id) as batch:
             for pending in batch.pending:
                 if not pending.events:
@@ -100,7 +101,9 @@ class Notifier:
                 except ConnectionGone:
                     log.info("connection %s is gone; dropping it", pending.connection_id)
                     batch.drop(pending.connection_id)
+                    gone += 1
                     continue
                 batch.advance(pending.connection_id, pending.events[-1].seq)
                 sent += len(messages)
+        telemetry.notifier_pass(order_id, delivered=sent, gone=gone)
         return sent

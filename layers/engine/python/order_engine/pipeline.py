@@ -22,9 +22,10 @@ from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any
 
+from order_engine import telemetry
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.venue import SignedTransaction, Submission, Venue
-from order_engine.errors import BusinessError, SlippageExceeded, TransientError
+from order_engine.errors import BusinessError, SlippageExceeded, StepError, TransientError
 from order_engine.messaging import StepMessage
 from order_engine.orders import Status, Step, progress
 from order_engine.outbox import Outbox, transition_messages
@@ -96,7 +97,7 @@ class Pipeline:
         try:
             work = self._work[step](order)
         except BusinessError as exc:
-            return self._fail(order, step, exc.reason, attempts=order.attempts + 1)
+            return self._fail(order, step, exc, exc.reason, attempts=order.attempts + 1)
         except TransientError as exc:
             return self._retry_or_fail(order, step, exc)
         result = self._store.transition(
@@ -124,7 +125,7 @@ class Pipeline:
         try:
             work = self._route_at_limit(order)
         except BusinessError as exc:
-            return self._fail(order, Step.ROUTE, exc.reason, attempts=order.attempts + 1)
+            return self._fail(order, Step.ROUTE, exc, exc.reason, attempts=order.attempts + 1)
         except TransientError as exc:
             return self._retry_or_fail(order, Step.ROUTE, exc)
         if work is None:
@@ -258,13 +259,14 @@ class Pipeline:
         if attempts is None:  # the order moved on meanwhile: this message is stale
             return StepResult.SKIPPED
         if attempts >= self._max_attempts:
-            return self._fail(
-                order, step, f"{exc.reason} (gave up after {attempts} attempts)", attempts=attempts
-            )
+            reason = f"{exc.reason} (gave up after {attempts} attempts)"
+            return self._fail(order, step, exc, reason, attempts=attempts)
         delay = round(self._retry_base_seconds * 2 ** (attempts - 1))
         raise RetryLater(exc.reason, delay)
 
-    def _fail(self, order: Order, step: Step, reason: str, *, attempts: int) -> StepResult:
+    def _fail(
+        self, order: Order, step: Step, error: StepError, reason: str, *, attempts: int
+    ) -> StepResult:
         result = self._store.transition(
             order.id,
             order.status,
@@ -274,10 +276,15 @@ class Pipeline:
             outbox=transition_messages(order.id, Status.FAILED),
         )
         self._after_transition(result)
-        return StepResult.FAILED if result.outcome is Outcome.APPLIED else StepResult.SKIPPED
+        if result.outcome is not Outcome.APPLIED:
+            return StepResult.SKIPPED
+        telemetry.order_failed(order.id, error.code)
+        return StepResult.FAILED
 
     def _after_transition(self, result: TransitionResult) -> StepResult:
         if result.outcome is Outcome.APPLIED:
+            if result.order is not None:
+                telemetry.order_moved(result.order)
             self._outbox.publish(result.outbox)
             return StepResult.ADVANCED
         if result.outcome is Outcome.OUT_OF_ORDER:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from order_engine import telemetry
 from order_engine.accounts import Caller, RateLimiter
 from order_engine.errors import InfrastructureError, NotFound, ValidationError
 from order_engine.notify import Notifier, accepted_message
@@ -115,6 +116,7 @@ class OrderService:
         if created.created:
             self._outbox.publish(created.outbox)
             log.info("order %s placed: %s", created.order.id, request.to_dict())
+            telemetry.order_placed(created.order.id)
         return PlacedOrder(order=created.order, created=created.created)
 
     def get_order(self, caller: Caller, raw_order_id: str) -> dict[str, Any]:

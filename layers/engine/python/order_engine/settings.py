@@ -34,6 +34,15 @@ class DexSettings:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    # On AWS instead of database_url: a Secrets Manager secret with the credentials
+    # (order_engine.database_secret), so no password sits in the environment.
+    database_secret_arn: str | None = None
+    # Where to connect with the secret's credentials, when not (only) where the secret
+    # says: RDS Proxy's endpoint, or for RDS's own master-user secret, which holds only
+    # a username and a password. libpq's standard names.
+    database_host: str | None = None
+    database_port: str | None = None
+    database_name: str | None = None
     aws_region: str = "us-east-1"
     sqs_endpoint_url: str | None = None
     # SQS queue URL per pipeline step, plus the notifier's.
@@ -54,8 +63,8 @@ class Settings:
     stuck_after_seconds: float = 120.0
     # …and publishes outbox rows left unsent for this long.
     outbox_grace_seconds: float = 10.0
-    # At least 2: a sweep holds one connection for its turn (sweep_turn) and claims
-    # rows on another.
+    # Connections per process, at least 2: a sweep holds one connection for its turn
+    # (sweep_turn) and claims rows on another. Unset, see LAMBDA_DB_POOL.
     db_pool_max: int = 4
     # Orders one API key may place per minute (HTTP and WebSocket together), counted in
     # PostgreSQL so the limit holds across Lambda containers; 0 turns it off.
@@ -67,6 +76,10 @@ class Settings:
         step_urls = {step: url for step in Step if (url := env.get(f"{step.name}_QUEUE_URL"))}
         return cls(
             database_url=env.get("DATABASE_URL") or None,
+            database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
+            database_host=env.get("PGHOST") or None,
+            database_port=env.get("PGPORT") or None,
+            database_name=env.get("PGDATABASE") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             sqs_endpoint_url=env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
             step_queue_urls=step_urls,
@@ -88,9 +101,22 @@ class Settings:
             retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),
             outbox_grace_seconds=_float(env, "OUTBOX_GRACE_SECONDS", 10.0),
-            db_pool_max=_count(env, "DB_POOL_MAX", 4, minimum=2),
+            db_pool_max=_count(env, "DB_POOL_MAX", _default_pool(env), minimum=2),
             rate_limit_per_minute=_count(env, "RATE_LIMIT_PER_MINUTE", 600),
         )
+
+
+# The pool when DB_POOL_MAX is unset. A Lambda container runs one invocation at a time,
+# whose batch records hold a connection only for their statements: 2 serve it, and
+# docs/deploy.md multiplies that by each function's concurrency to size the database. A
+# process that runs many invocations at once (the local runtime, tests) shares its pool
+# among them, so it keeps more.
+LAMBDA_DB_POOL = 2
+PROCESS_DB_POOL = Settings.db_pool_max
+
+
+def _default_pool(env: Mapping[str, str]) -> int:
+    return LAMBDA_DB_POOL if env.get("AWS_LAMBDA_FUNCTION_NAME") else PROCESS_DB_POOL
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

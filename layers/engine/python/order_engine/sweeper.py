@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from order_engine import telemetry
 from order_engine.outbox import Outbox, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Sweeper:
                 log.info("sweep: the previous sweep is still running; this one returns")
                 return SweepReport(published=0, redriven=0, skipped=True)
             report = SweepReport(published=self.relay_outbox(), redriven=self.redrive_stuck())
+        telemetry.outbox_relayed(report.published)
         if report.published or report.redriven:
             log.info(
                 "sweep: published %d outbox rows, re-drove %d stuck orders",

@@ -18,6 +18,7 @@ from botocore.config import Config
 from order_engine.account_store import AccountStore
 from order_engine.accounts import Accounts, RateLimiter
 from order_engine.database import Database
+from order_engine.database_secret import DatabaseSecret
 from order_engine.dex.ledger import PostgresLedger
 from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
@@ -60,9 +61,16 @@ class Engine:
 
     @cached_property
     def database(self) -> Database:
-        if not self.settings.database_url:
-            raise InfrastructureError("DATABASE_URL is not set")
-        return Database.from_settings(self.settings)
+        if self.settings.database_url:
+            return Database.from_settings(self.settings)
+        if self.settings.database_secret_arn:
+            client = boto3.client(
+                "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
+            )
+            secret = DatabaseSecret.from_settings(self.settings, client)
+            secret()  # read at cold start: an unreadable secret fails here, saying why
+            return Database(secret, max_size=self.settings.db_pool_max)
+        raise InfrastructureError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
 
     @cached_property
     def store(self) -> Store:
