@@ -48,9 +48,10 @@ def cancel(stack: FaultStack, order_id: str) -> bool:
 
 
 def trigger(stack: FaultStack) -> None:
+    # Another runtime left running in this process may claim a tick first: claim the next.
     watch = stack.engine.watch
-    last, _ = watch._store.clock()
-    watch.tick(last + 1)
+    while not watch.tick(watch._store.clock()[0] + 1).claimed:
+        pass
     stack.drain_once(["route"])
 
 
