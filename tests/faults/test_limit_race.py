@@ -10,6 +10,8 @@ import random
 import threading
 import time
 
+import psycopg
+
 from order_engine.orders import TERMINAL, Status
 from order_engine.outbox import transition_messages
 from tests.faults.harness import FaultStack
@@ -99,3 +101,36 @@ def test_cancel_racing_the_trigger_ends_each_order_once(stack: FaultStack, fault
     for _ in range(ROUNDS):
         race_once(stack, rng)
     stack.check()
+
+
+def test_the_checker_finds_a_swap_after_cancel_and_a_second_outcome(stack: FaultStack) -> None:
+    """The checker itself: a cancelled order that swapped anyway, then also expired, is
+    an illegal history on both counts."""
+    order_id = stack.place(LIMIT_ORDER)
+    start_watching(stack, [order_id])
+    assert cancel(stack, order_id)
+    assert stack.settle([order_id]) == []
+    planted_signature = f"planted-{order_id}"
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dex_submissions (signature, order_id, venue) VALUES (%s, %s, 'raydium')",
+            (planted_signature, order_id),
+        )
+        conn.execute(
+            "INSERT INTO order_events (order_id, seq, from_status, to_status)"
+            " VALUES (%s, 4, 'cancelled', 'expired')",
+            (order_id,),
+        )
+        conn.execute(
+            "UPDATE orders SET status = 'expired', version = 4, failure_reason = 'planted'"
+            " WHERE id = %s",
+            (order_id,),
+        )
+    try:
+        report = stack.checker().check([order_id])
+    finally:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM dex_submissions WHERE signature = %s", (planted_signature,))
+
+    assert any("2 outcomes: ['cancelled', 'expired']" in p for p in report.illegal), report.illegal
+    assert any("a swap on the venue, and the order cancelled" in p for p in report.illegal)
