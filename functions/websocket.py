@@ -99,7 +99,16 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
     if action == "execute":
         engine().orders.execute(caller, connection_id, data.get("order"))
         return None  # "accepted", then the snapshot
-    raise RequestError(f"unknown action {action!r}; use subscribe, execute or ping", field="action")
+    raise RequestError(
+        f"unknown action {_shortened(action)}; use subscribe, execute or ping", field="action"
+    )
+
+
+def _shortened(value: Any, limit: int = 40) -> str:
+    """`value` as it is named in an error: its repr, cut short. The client sent it, so
+    it needs only enough to recognise it, not all of a 15 KB echo."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}… ({len(shown)} characters)"
 
 
 def _string(data: dict[str, Any], field: str) -> str:

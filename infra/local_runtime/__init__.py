@@ -1,7 +1,7 @@
 """Run an AWS SAM template on one machine, without Docker.
 
 HTTP API (REST v1 events), WebSocket API with the @connections management API, SQS
-event source mappings, schedules, and functions invoked in-process. See
+event source mappings, schedules, and functions invoked in sandboxes of their own. See
 docs/local-runtime.md.
 """
 

@@ -12,25 +12,24 @@ import sys
 from pathlib import Path
 
 from local_runtime.cfn_yaml import TemplateSyntaxError
-from local_runtime.environment import EnvironmentConflict
 from local_runtime.function_code import HandlerImportError
 from local_runtime.intrinsics import IntrinsicError
-from local_runtime.localstack_host import LocalStackUnavailable
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from local_runtime.schedule_expressions import ScheduleExpressionError
+from local_runtime.server_venv import ServerInstallError
 from local_runtime.servers import ServerStartError
+from local_runtime.sqs_backends import CHOICES, DEFAULT_BACKEND
 from local_runtime.template import TemplateError
 
 USER_ERRORS = (
     TemplateError,
     TemplateSyntaxError,
     IntrinsicError,
-    EnvironmentConflict,
     HandlerImportError,
     ScheduleExpressionError,
     ServerStartError,
-    LocalStackUnavailable,
+    ServerInstallError,
     FileNotFoundError,
 )
 
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_runtime", description=__doc__)
     parser.add_argument("template", type=Path, help="the SAM template.yaml")
     parser.add_argument(
-        "--sqs", default="moto", help="moto (default), localstack, aws, or an http(s):// endpoint"
+        "--sqs", default=DEFAULT_BACKEND, help=f"{CHOICES} (default: {DEFAULT_BACKEND})"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=3000)
@@ -79,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reload", action="store_true", help="reload code when files change")
     parser.add_argument(
-        "--workers",
+        "--max-sandboxes",
         type=int,
-        default=0,
-        help="poll the SQS queues from N worker processes (default 0: in this one)",
+        default=10,
+        help="at most N sandbox processes per function (default 10)",
     )
     parser.add_argument(
         "--schedule-speed",
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=_pairs(args.env, "--env"),
         correlation_keys=tuple(args.correlation_key),
         reload=args.reload,
-        worker_processes=args.workers,
+        max_sandboxes=args.max_sandboxes,
         schedule_speed=args.schedule_speed,
         idle_timeout=args.idle_timeout,
         data_dir=args.data_dir,

@@ -1,9 +1,9 @@
-"""Function environment variables in a runtime where all functions share one process.
+"""Each function's environment variables, as its own sandbox sees them.
 
-`os.environ` is process-wide, so the runtime applies the union of every function's
-Environment.Variables at start and refuses to start if two functions give one variable
-different values (one of them would silently see the other's value). Values that name
-the AWS endpoint of a local API are rewritten to the local URL first, so that, e.g.,
+Every function runs in processes of its own, so each gets exactly its own variables
+(`function_environment`): two functions may give one variable different values, and a
+function may override a Globals variable, as on AWS. Values that name the AWS endpoint
+of a local API are rewritten to the local URL first, so that, e.g.,
 `https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${Stage}` reaches the
 local @connections API.
 """
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from local_runtime.specs import FunctionSpec
-
-
-class EnvironmentConflict(ValueError):
-    """Two functions set one variable to different values."""
 
 
 @dataclass(frozen=True)
@@ -53,47 +50,45 @@ def rewrite_endpoints(value: str, endpoints: Iterable[LocalEndpoint], region: st
     return value
 
 
-def merge_environments(
-    per_function: Mapping[str, Mapping[str, str]],
+def lambda_variables(spec: FunctionSpec, region: str) -> dict[str, str]:
+    """The variables Lambda itself sets in a function's execution environment."""
+    version = spec.runtime.removeprefix("python")
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"$LATEST/{uuid.uuid4().hex}",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{version}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+        "TZ": ":UTC",
+    }
+
+
+def function_environment(
+    spec: FunctionSpec,
     *,
-    overrides: Mapping[str, str] | None = None,
+    host: Mapping[str, str],
+    overrides: Mapping[str, str],
+    region: str,
 ) -> dict[str, str]:
-    """The union of the functions' variables; `overrides` (the caller's extra env) win
-    and are never a conflict. Raises EnvironmentConflict naming both functions."""
-    overrides = dict(overrides or {})
-    merged: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    problems = []
-    for function, variables in per_function.items():
-        for name, value in variables.items():
-            if name in overrides:
-                continue
-            if name in merged and merged[name] != value:
-                problems.append(
-                    f"{name}: {owner[name]} sets {merged[name]!r} but {function} sets {value!r}"
-                )
-                continue
-            merged.setdefault(name, value)
-            owner.setdefault(name, function)
-    if problems:
-        raise EnvironmentConflict(
-            "functions share one process locally, so they must agree on environment "
-            "variables:\n  " + "\n  ".join(problems)
-        )
-    merged.update(overrides)
-    return merged
+    """Exactly what one function's sandbox sees, later entries winning: the host's own
+    variables (PATH, HOME... as the runtime was started), the function's variables
+    (Globals merged with its own, endpoints localized), the caller's overrides (SQS
+    endpoint, credentials, extra_env), and Lambda's variables. Never another function's."""
+    return {**host, **spec.environment, **overrides, **lambda_variables(spec, region)}
 
 
 def localize_environment(
-    specs: Mapping[str, FunctionSpec],
-    endpoints: Iterable[LocalEndpoint],
-    region: str,
-    *,
-    overrides: Mapping[str, str],
-) -> tuple[dict[str, FunctionSpec], dict[str, str]]:
-    """Each function's variables with local endpoints, and the process-wide union."""
+    specs: Mapping[str, FunctionSpec], endpoints: Iterable[LocalEndpoint], region: str
+) -> dict[str, FunctionSpec]:
+    """Each function with its variables' AWS API endpoints rewritten to the local ones."""
     endpoints = list(endpoints)
-    localized = {
+    return {
         logical_id: replace(
             spec,
             environment={
@@ -103,11 +98,6 @@ def localize_environment(
         )
         for logical_id, spec in specs.items()
     }
-    union = merge_environments(
-        {logical_id: spec.environment for logical_id, spec in localized.items()},
-        overrides=overrides,
-    )
-    return localized, union
 
 
 class AppliedEnvironment:

@@ -1,11 +1,15 @@
-"""Invoking a function in-process, the way Lambda would: with a context, a timeout and
-one log line per invocation.
+"""Invoking a function the way Lambda does: in one of the function's own sandboxes
+(sandboxes.py), with its Timeout enforced, and one log line per invocation.
 
-Each invocation runs on a thread of its own. A thread cannot be killed, so an
-invocation that runs past the function's Timeout is *reported* as timed out (as Lambda
-reports "Task timed out after N seconds") and its thread is left to finish in the
-background; its late result is discarded. A fresh thread per call means such leftovers
-never starve a pool.
+The caller's thread (or the event loop, for the gateways) sends the event to a warm
+sandbox and waits for the reply, at most the function's Timeout. At Timeout the sandbox
+is killed, as Lambda stops a timed-out execution environment: no code of that
+invocation runs afterwards, the result is "Task timed out after N seconds", and the
+next invocation starts a fresh sandbox.
+
+A caller may stop waiting earlier than the function's Timeout (`give_up_after`: API
+Gateway's integration timeout): it gets an INTEGRATION_TIMEOUT result while the
+invocation runs on to its own end, as on AWS.
 """
 
 from __future__ import annotations
@@ -15,21 +19,28 @@ import json
 import logging
 import threading
 import time
-import traceback
+import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from local_runtime.chalice_support import prepare_handler
-from local_runtime.function_code import FunctionCode
-from local_runtime.lambda_context import LambdaContext
+from local_runtime.sandbox_process import OK as REPLY_OK
+from local_runtime.sandboxes import Sandbox, SandboxCrashed, SandboxPool
 from local_runtime.specs import FunctionSpec
 
 log = logging.getLogger("local_runtime.invocations")
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
+INTEGRATION_TIMEOUT = "integration timeout"  # the caller stopped waiting; it runs on
+
+
+class HandlerError(Exception):
+    """What a handler raised in its sandbox: its type's name, message and traceback."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.traceback_text = traceback_text
 
 
 @dataclass
@@ -46,8 +57,10 @@ class InvocationResult:
         return self.outcome == OK
 
     def error_message(self) -> str:
-        if self.outcome == TIMEOUT:
+        if self.outcome in (TIMEOUT, INTEGRATION_TIMEOUT):
             return str(self.error)
+        if isinstance(self.error, HandlerError):
+            return f"{self.error.type_name}: {self.error}"
         return f"{type(self.error).__name__}: {self.error}" if self.error else ""
 
 
@@ -119,92 +132,132 @@ class LambdaFunction:
     def __init__(
         self,
         spec: FunctionSpec,
-        code: FunctionCode,
+        sandboxes: SandboxPool,
         in_flight: InFlight,
         correlation_keys: Iterable[str] = (),
     ) -> None:
         self.spec = spec
-        self.code = code
+        self.sandboxes = sandboxes
         self._in_flight = in_flight
         self._correlation_keys = tuple(correlation_keys)
+        self._running_on: set[asyncio.Task[InvocationResult]] = set()
 
     @property
     def name(self) -> str:
         return self.spec.logical_id
 
-    def submit(self, event: Any) -> tuple[LambdaContext, Future[InvocationResult]]:
-        """Start the invocation on its own thread; the future holds its result."""
-        context = LambdaContext(
-            function_name=self.spec.function_name,
-            invoked_function_arn=self.spec.arn,
-            memory_limit_in_mb=self.spec.memory_mb,
-            timeout_seconds=self.spec.timeout,
-        )
-        future: Future[InvocationResult] = Future()
-        self._in_flight.enter()
-        thread = threading.Thread(
-            target=self._run,
-            args=(event, context, future),
-            name=f"lambda-{self.name}-{context.aws_request_id[:8]}",
-            daemon=True,
-        )
-        thread.start()
-        return context, future
-
-    def _run(self, event: Any, context: LambdaContext, future: Future[InvocationResult]) -> None:
-        started = time.perf_counter()
-        try:
-            value = self.code.handler()(event, context)
-            result = InvocationResult(self.name, context.aws_request_id, OK, value=value)
-        except Exception as error:
-            result = InvocationResult(self.name, context.aws_request_id, ERROR, error=error)
-            log.error(
-                "%s %s raised:\n%s",
-                self.name,
-                context.aws_request_id,
-                "".join(traceback.format_exception(error)).rstrip(),
-            )
-        finally:
-            self._in_flight.leave()
-        result.duration_ms = (time.perf_counter() - started) * 1000
-        if not future.set_running_or_notify_cancel():
-            return
-        future.set_result(result)
+    def recycle(self) -> None:
+        """The code changed: later invocations run in fresh sandboxes."""
+        self.sandboxes.recycle()
 
     def invoke(
         self, event: Any, describe: Callable[[InvocationResult], str] | None = None
     ) -> InvocationResult:
         """Invoke and wait, at most the function's Timeout; logs one line."""
-        context, future = self.submit(event)
+        request_id = str(uuid.uuid4())
+        self._in_flight.enter()
         try:
-            result = future.result(timeout=self.spec.timeout)
-        except FutureTimeout:
-            future.cancel()
-            result = self._timed_out(context)
+            sandbox = self.sandboxes.take()
+            started = time.perf_counter()
+            try:
+                sandbox.send(request_id, event, self.spec.timeout)
+                reply = sandbox.reply_within(self.spec.timeout)
+            except SandboxCrashed as crash:
+                reply = ("crashed", crash)
+            except BaseException:
+                self.sandboxes.discard(sandbox)  # its reply would be the next caller's
+                raise
+            result = self._settle(sandbox, request_id, reply, started)
+        except Exception as error:  # the sandbox could not start or be reached
+            result = InvocationResult(self.name, request_id, ERROR, error=error)
+        finally:
+            self._in_flight.leave()
         self.log(result, event, describe)
         return result
 
     async def invoke_async(
-        self, event: Any, describe: Callable[[InvocationResult], str] | None = None
+        self,
+        event: Any,
+        describe: Callable[[InvocationResult], str] | None = None,
+        *,
+        give_up_after: float | None = None,
     ) -> InvocationResult:
-        """The same, awaited from the event loop: the handler never runs on the loop."""
-        context, future = self.submit(event)
+        """The same, awaited from the event loop (which never runs handler code).
+
+        With `give_up_after` shorter than the function's Timeout, the caller gets an
+        INTEGRATION_TIMEOUT result then, and the invocation runs on to its own end."""
+        request_id = str(uuid.uuid4())
+        task = asyncio.ensure_future(self._invoke_async(request_id, event, describe))
+        if give_up_after is None or give_up_after >= self.spec.timeout:
+            return await task
+        self._running_on.add(task)  # keeps it alive once the caller stops waiting
+        task.add_done_callback(self._running_on.discard)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(future), self.spec.timeout)
+            return await asyncio.wait_for(asyncio.shield(task), give_up_after)
         except TimeoutError:
-            result = self._timed_out(context)
+            message = f"the caller stopped waiting after {give_up_after:g} s"
+            return InvocationResult(
+                self.name,
+                request_id,
+                INTEGRATION_TIMEOUT,
+                error=TimeoutError(message),
+                duration_ms=give_up_after * 1000,
+            )
+
+    async def _invoke_async(
+        self, request_id: str, event: Any, describe: Callable[[InvocationResult], str] | None
+    ) -> InvocationResult:
+        self._in_flight.enter()
+        try:
+            # A cold start or a wait for a busy function blocks: off the loop for those.
+            sandbox = self.sandboxes.take_idle()
+            if sandbox is None:
+                sandbox = await asyncio.to_thread(self.sandboxes.take)
+            started = time.perf_counter()
+            try:
+                sandbox.send(request_id, event, self.spec.timeout)
+                reply = await sandbox.reply_async(self.spec.timeout)
+            except SandboxCrashed as crash:
+                reply = ("crashed", crash)
+            except BaseException:  # cancelled with the event loop, among others
+                self.sandboxes.discard(sandbox)  # its reply would be the next caller's
+                raise
+            result = self._settle(sandbox, request_id, reply, started)
+        except Exception as error:
+            result = InvocationResult(self.name, request_id, ERROR, error=error)
+        finally:
+            self._in_flight.leave()
         self.log(result, event, describe)
         return result
 
-    def _timed_out(self, context: LambdaContext) -> InvocationResult:
-        message = f"Task timed out after {self.spec.timeout:.2f} seconds"
-        return InvocationResult(
-            self.name,
-            context.aws_request_id,
-            TIMEOUT,
-            error=TimeoutError(message),
-            duration_ms=self.spec.timeout * 1000,
-        )
+    def _settle(
+        self, sandbox: Sandbox, request_id: str, reply: tuple[Any, ...] | None, started: float
+    ) -> InvocationResult:
+        """The result of a reply (None: Timeout reached); the sandbox back or killed."""
+        duration_ms = (time.perf_counter() - started) * 1000
+        if reply is None:
+            self.sandboxes.discard(sandbox)  # killed before anyone else may start
+            message = f"Task timed out after {self.spec.timeout:.2f} seconds"
+            return InvocationResult(
+                self.name,
+                request_id,
+                TIMEOUT,
+                error=TimeoutError(message),
+                duration_ms=self.spec.timeout * 1000,
+            )
+        if reply[0] == "crashed":
+            self.sandboxes.discard(sandbox)
+            return InvocationResult(
+                self.name, request_id, ERROR, error=reply[1], duration_ms=duration_ms
+            )
+        self.sandboxes.give_back(sandbox)
+        if reply[0] == REPLY_OK:
+            value = json.loads(reply[1])
+            return InvocationResult(self.name, request_id, OK, value=value, duration_ms=duration_ms)
+        error = HandlerError(reply[1], reply[2], reply[3])
+        if error.traceback_text:
+            log.error("%s %s raised:\n%s", self.name, request_id, error.traceback_text)
+        return InvocationResult(self.name, request_id, ERROR, error=error, duration_ms=duration_ms)
 
     def log(
         self,
@@ -226,24 +279,3 @@ class LambdaFunction:
             outcome,
             f" correlation={','.join(ids)}" if ids else "",
         )
-
-
-def make_functions(
-    specs: Iterable[FunctionSpec],
-    in_flight: InFlight,
-    *,
-    correlation_keys: Iterable[str],
-    websocket_endpoint: str | None,
-) -> dict[str, LambdaFunction]:
-    """The functions of `specs`, each handler prepared as it is imported (see
-    chalice_support: thread safety, and the local @connections endpoint)."""
-
-    def on_load(handler: Any) -> None:
-        prepare_handler(handler, websocket_endpoint)
-
-    return {
-        spec.logical_id: LambdaFunction(
-            spec, FunctionCode(spec, on_load=on_load), in_flight, correlation_keys
-        )
-        for spec in specs
-    }

@@ -3,10 +3,11 @@
 Behaves like API Gateway where it shows: an unknown route or method is 403
 {"message":"Missing Authentication Token"}; a function that raises, times out or
 returns a malformed proxy result is 502 {"message": "Internal server error"} (the
-traceback is in the runtime's log, as it would be in CloudWatch); a body over 10 MB is
-413, refused while it is read (never held whole); a client that stops sending its body
-gets 408; a proxy result without a Content-Type is sent as application/json; a
-WebSocket handshake is 400.
+traceback is in the runtime's log, as it would be in CloudWatch); a function still
+running at the integration timeout (29 s) is 504 {"message": "Endpoint request timed
+out"}, and runs on to its own Timeout; a body over 10 MB is 413, refused while it is
+read (never held whole); a client that stops sending its body gets 408; a proxy result
+without a Content-Type is sent as application/json; a WebSocket handshake is 400.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from local_runtime.asgi import Receive, Scope, Send
-from local_runtime.functions import LambdaFunction
+from local_runtime.functions import INTEGRATION_TIMEOUT, LambdaFunction
 from local_runtime.request_bodies import BodyTooLarge, BodyTooSlow, ClientGone, read_body
 from local_runtime.rest_events import (
+    INTEGRATION_TIMEOUT_SECONDS,
     ApiContext,
     HttpRequest,
     HttpResponse,
@@ -104,7 +106,9 @@ class HttpGateway:
         function = self.functions[match.route.function]
         # Off the loop: a body of megabytes is decoded (or base64-encoded) here.
         event = await asyncio.to_thread(rest_event, request, match, self.apis[match.route.rest_api])
-        result = await function.invoke_async(event)
+        result = await function.invoke_async(event, give_up_after=INTEGRATION_TIMEOUT_SECONDS)
+        if result.outcome == INTEGRATION_TIMEOUT:
+            return json_error(504, "Endpoint request timed out")
         if not result.succeeded:
             return json_error(502, "Internal server error")
         response = proxy_response(result.value)

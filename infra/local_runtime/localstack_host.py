@@ -1,16 +1,14 @@
 """LocalStack run on the host, without Docker, in a virtualenv of its own.
 
 LocalStack 2026.3.0 needs Python >= 3.12 (its code uses 3.12 syntax) while the project
-may run on 3.11, so it cannot share our venv: on first use we build one under a cache
-folder with the first Python >= 3.12 we find, pinned by `localstack_constraints.txt`
-(a set of versions known to work; newer cbor2/pyOpenSSL/cryptography break it).
+may run on 3.11, so it cannot share our venv: on first use we build one (server_venv.py)
+with the first Python >= 3.12 we find, pinned by `localstack_constraints.txt` (a set of
+versions known to work; newer cbor2/pyOpenSSL/cryptography break it).
 """
 
 from __future__ import annotations
 
-import fcntl
 import glob
-import hashlib
 import logging
 import os
 import shutil
@@ -18,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from local_runtime import server_venv
 from local_runtime.processes import ManagedProcess, free_port
+from local_runtime.server_venv import ServerInstallError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ CONSTRAINTS = Path(__file__).with_name("localstack_constraints.txt")
 _PATH_CANDIDATES = ("python3.13", "python3.12", "python3.14", "python3.15", "python3")
 
 
-class LocalStackUnavailable(RuntimeError):
-    """No Python >= 3.12 to run LocalStack with, or its installation failed."""
+class LocalStackUnavailable(ServerInstallError):
+    """No Python >= 3.12 to run LocalStack with."""
 
 
 def _is_modern_python(executable: str) -> bool:
@@ -64,56 +64,24 @@ def find_python312() -> str | None:
     return None
 
 
-def _stamp() -> str:
-    wanted = " ".join((LOCALSTACK_REQUIREMENT, *EXTRA_REQUIREMENTS))
-    digest = hashlib.sha256(CONSTRAINTS.read_bytes() + wanted.encode())
-    return digest.hexdigest()[:16]
-
-
 def ensure_venv(venv_dir: Path) -> Path:
-    """The venv's python, building the venv first if it is missing or out of date."""
-    venv_dir = venv_dir.absolute()  # not resolve(): bin/python must stay the venv's link
-    python = venv_dir / "bin" / "python"
-    stamp_file = venv_dir / ".local-runtime-stamp"
-    venv_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A file lock, so two test sessions starting together build the venv only once.
-    with (venv_dir.parent / f".{venv_dir.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if python.exists() and stamp_file.exists() and stamp_file.read_text() == _stamp():
-            return python
-        base = find_python312()
-        if base is None:
-            raise LocalStackUnavailable(
-                "LocalStack needs Python >= 3.12 and none was found on PATH or under "
-                "~/.pyenv/versions; install one or choose the moto backend"
-            )
-        log.warning("installing LocalStack into %s (first use; a few minutes)", venv_dir)
-        shutil.rmtree(venv_dir, ignore_errors=True)
-        _run([base, "-m", "venv", str(venv_dir)])
-        _run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-        _run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "-c",
-                str(CONSTRAINTS),
-                LOCALSTACK_REQUIREMENT,
-                *EXTRA_REQUIREMENTS,
-            ]
-        )
-        stamp_file.write_text(_stamp())
-        return python
+    """LocalStack's venv's python, building the venv first if it is missing or out of date."""
+    return server_venv.ensure_venv(
+        venv_dir,
+        base_python=_python312_or_fail,
+        requirements=(LOCALSTACK_REQUIREMENT, *EXTRA_REQUIREMENTS),
+        constraints=CONSTRAINTS,
+    )
 
 
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+def _python312_or_fail() -> str:
+    found = find_python312()
+    if found is None:
         raise LocalStackUnavailable(
-            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
+            "LocalStack needs Python >= 3.12 and none was found on PATH or under "
+            "~/.pyenv/versions; install one or choose another SQS backend"
         )
+    return found
 
 
 def start_localstack(

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from local_runtime.sqs_backends import DEFAULT_BACKEND
+
 if TYPE_CHECKING:
     from local_runtime.runtime import LocalRuntime
 
@@ -18,7 +20,7 @@ class RuntimeOptions:
     host: str = "127.0.0.1"
     http_port: int = 3000  # 0: any free port
     ws_port: int = 3001  # first WebSocket API; the next ones take the following ports
-    sqs: str = "moto"  # moto | localstack | aws | http(s)://endpoint
+    sqs: str = DEFAULT_BACKEND  # ministack | moto | localstack | aws | http(s)://endpoint
     region: str = "us-east-1"
     stack_name: str = "local"
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
@@ -32,13 +34,15 @@ class RuntimeOptions:
     # JSON keys whose values are logged as the invocation's correlation id.
     correlation_keys: tuple[str, ...] = ()
     reload: bool = False  # re-import a function's code when its files change
-    preload: bool = True  # import every handler at start, so import errors show at once
+    # Start one sandbox per function at start (each imports its handler), so import
+    # errors stop the start and first calls are warm.
+    preload: bool = True
     schedule_speed: float = 1.0  # 60: rate(1 minute) fires every second
     schedules: bool = True
     pollers: bool = True
-    # 0: SQS pollers run in this process. N: in N worker processes, each with its share
-    # of every mapping's MaximumConcurrency (see worker_processes.py).
-    worker_processes: int = 0
+    # At most this many sandboxes (processes) per function, whatever the template allows
+    # (see function_sandboxes.sandbox_limit).
+    max_sandboxes: int = 10
     idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish

@@ -1,6 +1,7 @@
 """--reload: when a file under a function's CodeUri or one of its layers changes, the
-function's next invocation imports the new code (invocations already running finish
-with the old code, as on a Lambda deploy)."""
+function's sandboxes are recycled, so its next invocation starts a sandbox that imports
+the new code (invocations already running finish with the old code, as on a Lambda
+deploy)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import watchfiles
 
-from local_runtime.function_code import FunctionCode, purge_modules_under
+from local_runtime.specs import FunctionSpec
 
 log = logging.getLogger(__name__)
+
+
+class Recyclable(Protocol):
+    @property
+    def spec(self) -> FunctionSpec: ...
+
+    def recycle(self) -> None: ...
 
 
 def _is_under(path: Path, folder: Path) -> bool:
@@ -22,12 +31,12 @@ def _is_under(path: Path, folder: Path) -> bool:
 
 
 class Reloader:
-    def __init__(self, codes: Iterable[FunctionCode]) -> None:
-        self.codes = list(codes)
+    def __init__(self, functions: Iterable[Recyclable]) -> None:
+        self.functions = list(functions)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="reloader", daemon=True)
-        folders = {c.spec.code_dir for c in self.codes}
-        folders |= {layer.content_dir for c in self.codes for layer in c.spec.layers}
+        folders = {f.spec.code_dir for f in self.functions}
+        folders |= {layer.content_dir for f in self.functions for layer in f.spec.layers}
         self.folders = sorted(folders)
 
     def start(self) -> None:
@@ -54,19 +63,20 @@ class Reloader:
             # same second that keeps the size would otherwise load the old bytecode.
             if path.suffix == ".py":
                 Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
-        stale: dict[str, FunctionCode] = {}
-        purged_layers: set[Path] = set()
-        for code in self.codes:
-            if any(_is_under(p, code.spec.code_dir) for p in paths):
-                stale[code.spec.logical_id] = code
-            for layer in code.spec.layers:
-                if any(_is_under(p, layer.content_dir) for p in paths):
-                    if layer.content_dir not in purged_layers:
-                        # Once per layer: the next import of any user reloads it for all.
-                        purge_modules_under(layer.content_dir)
-                        purged_layers.add(layer.content_dir)
-                    stale[code.spec.logical_id] = code
-        for code in stale.values():
-            code.mark_stale()
+        stale = [
+            function
+            for function in self.functions
+            if any(
+                _is_under(path, folder)
+                for path in paths
+                for folder in (
+                    function.spec.code_dir,
+                    *(layer.content_dir for layer in function.spec.layers),
+                )
+            )
+        ]
+        for function in stale:
+            function.recycle()
         if stale:
-            log.info("code changed; reloading %s on next call", ", ".join(sorted(stale)))
+            names = ", ".join(sorted(f.spec.logical_id for f in stale))
+            log.info("code changed; new sandboxes for %s", names)

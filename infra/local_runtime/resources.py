@@ -221,6 +221,7 @@ class TemplatePlanner:
             runtime=str(p.get("Runtime", "python3.11")),
             timeout=float(p.get("Timeout", 3)),
             memory_mb=int(p.get("MemorySize", 128)),
+            reserved_concurrency=_reserved(p.get("ReservedConcurrentExecutions"), where),
             environment={str(k): _as_string(v) for k, v in env.items()},
             layers=tuple(function_layers),
             api_events=tuple(api),
@@ -344,3 +345,18 @@ def _references(value: Any) -> set[str]:
                 found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]*)\}", str(text))}
             found |= _references(item)
     return found
+
+
+def _reserved(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        reserved = int(value)
+    except (TypeError, ValueError):
+        reserved = -1
+    if reserved < 1:
+        # 0 throttles every invocation on AWS: a function that can never run locally.
+        raise TemplateError(
+            f"{where}: ReservedConcurrentExecutions must be a whole number >= 1, not {value!r}"
+        )
+    return reserved

@@ -18,6 +18,10 @@ from typing import Any
 
 from local_runtime.routes import RouteMatch
 
+# API Gateway's REST integration timeout (the default, and the most AWS allows without a
+# quota increase): the client gets 504 then, while the function runs on to its Timeout.
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+
 
 @dataclass(frozen=True)
 class HttpRequest:

@@ -4,13 +4,14 @@
         print(runtime.http_url, runtime.ws_url, runtime.queue_url("OrdersQueue"))
         runtime.run_forever()  # until SIGINT/SIGTERM
 
-Start: SQS (and the template's queues, dead-letter queues first) -> environment ->
-on_start hooks -> functions -> (worker processes polling SQS) -> HTTP/WebSocket
-servers -> (SQS pollers in this process) -> schedules.
+Start: SQS (and the template's queues, dead-letter queues first) -> environments ->
+on_start hooks -> functions (one warm sandbox each, with `preload`) -> HTTP/WebSocket
+servers -> SQS pollers -> schedules. This process runs no handler code: every
+invocation runs in a sandbox of its function (sandboxes.py).
 Stop runs the other way: no more polling or firing, WebSocket clients closed with 1001
-(their $disconnect runs), running invocations may finish (bounded), servers and the
-SQS we started stopped. A message whose invocation did not finish is not lost: it was
-never deleted, so it comes back after its visibility timeout.
+(their $disconnect runs), running invocations may finish (bounded), sandboxes, servers
+and the SQS we started stopped. A message whose invocation did not finish is not lost:
+it was never deleted, so it comes back after its visibility timeout.
 """
 
 from __future__ import annotations
@@ -20,23 +21,27 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from local_runtime.environment import AppliedEnvironment, LocalEndpoint, localize_environment
-from local_runtime.event_source_mapping import (
-    SqsPoller,
-    check_visibility_timeouts,
-    mapping_name,
+from local_runtime.environment import (
+    AppliedEnvironment,
+    LocalEndpoint,
+    function_environment,
+    localize_environment,
 )
+from local_runtime.event_source_mapping import SqsPoller, check_visibility_timeouts
 from local_runtime.event_sources import start_pollers, start_schedules
-from local_runtime.functions import InFlight, InvocationResult, LambdaFunction, make_functions
+from local_runtime.function_sandboxes import make_functions
+from local_runtime.functions import InFlight, InvocationResult, LambdaFunction
 from local_runtime.gateways import build_gateways
 from local_runtime.options import RuntimeOptions
 from local_runtime.processes import free_port
 from local_runtime.reloader import Reloader
 from local_runtime.resources import TemplatePlanner
+from local_runtime.sandboxes import SandboxPool, start_all
 from local_runtime.schedules import Schedule
 from local_runtime.servers import AsgiServers
 from local_runtime.specs import FunctionSpec, QueueSpec, RestApiSpec, WebSocketApiSpec
@@ -48,7 +53,6 @@ from local_runtime.sqs_backends import (
 )
 from local_runtime.template import SamTemplate, TemplateError
 from local_runtime.websocket_gateway import WebSocketGateway
-from local_runtime.worker_processes import WorkerProcesses, plan_workers
 
 log = logging.getLogger("local_runtime")
 
@@ -63,7 +67,8 @@ class LocalRuntime:
         self.functions: dict[str, LambdaFunction] = {}
         self.websocket_apis: list[WebSocketApiSpec] = []
         self.rest_apis: list[RestApiSpec] = []
-        self.environment: dict[str, str] = {}
+        self.environment: dict[str, str] = {}  # what every function gets beyond its own
+        self.function_environments: dict[str, dict[str, str]] = {}
         self.http_port = self.options.http_port
         self.ws_ports: dict[str, int] = {}
         self.pollers: list[SqsPoller] = []
@@ -74,7 +79,6 @@ class LocalRuntime:
         self._servers: AsgiServers | None = None
         self._applied_env: AppliedEnvironment | None = None
         self._reloader: Reloader | None = None
-        self._workers: WorkerProcesses | None = None
         self._started = False
         self._stop_requested = threading.Event()
 
@@ -107,10 +111,14 @@ class LocalRuntime:
     @property
     def started_pids(self) -> list[int]:
         """Processes this runtime started (and will stop): the SQS server, if any, and
-        the worker processes."""
+        the sandboxes running now."""
         pid = self._backend.pid if self._backend is not None else None
-        workers = self._workers.pids if self._workers is not None else []
-        return ([pid] if pid is not None else []) + workers
+        sandboxes = [pid for pool in self._pools for pid in pool.pids]
+        return ([pid] if pid is not None else []) + sandboxes
+
+    @property
+    def _pools(self) -> list[SandboxPool]:
+        return [function.sandboxes for function in self.functions.values()]
 
     def sqs_client(self) -> Any:
         if self.sqs is None:
@@ -122,6 +130,17 @@ class LocalRuntime:
         if logical_id not in self.functions:
             raise KeyError(f"no function {logical_id!r}; functions: {sorted(self.functions)}")
         return self.functions[logical_id].invoke(event)
+
+    def update_function_environment(self, logical_id: str, variables: dict[str, str]) -> None:
+        """Set some of a function's variables, as `aws lambda update-function-configuration
+        --environment` would: invocations from now on run in fresh sandboxes that see them
+        (those running finish as they were)."""
+        if logical_id not in self.functions:
+            raise KeyError(f"no function {logical_id!r}; functions: {sorted(self.functions)}")
+        environment = {**self.function_environments[logical_id], **variables}
+        self.function_environments[logical_id] = environment
+        pool = self.functions[logical_id].sandboxes
+        pool.replan(replace(pool.plan, environment=environment))
 
     def _queue(self, logical_id: str) -> QueueSpec:
         if logical_id not in self.queues:
@@ -176,14 +195,9 @@ class LocalRuntime:
         for hook in options.on_start:
             hook(self)
         if options.preload:
-            for function in self.functions.values():
-                function.code.handler()
-        if options.pollers and options.worker_processes:
-            # Before the servers: once the APIs answer, the runtime is fully started
-            # (a worker takes seconds to spawn and import its handlers).
-            self._start_workers()
+            start_all(self._pools, SandboxPool.warm_up)
         self._start_servers()
-        if options.pollers and not options.worker_processes:
+        if options.pollers:
             self.pollers = start_pollers(
                 self.functions,
                 self.queues,
@@ -199,7 +213,7 @@ class LocalRuntime:
                 region=options.region,
             )
         if options.reload:
-            self._reloader = Reloader(f.code for f in self.functions.values())
+            self._reloader = Reloader(self.functions.values())
             self._reloader.start()
         self._announce(self.describe())
 
@@ -223,9 +237,16 @@ class LocalRuntime:
         if len(self.websocket_apis) == 1:
             # For boto3 clients created without endpoint_url (an explicit one wins).
             base["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.management_url()
-        self.function_specs, self.environment = localize_environment(
-            self.function_specs, endpoints, region, overrides={**base, **self.options.extra_env}
-        )
+        host_env = dict(os.environ)  # before this runtime changes it
+        self.environment = {**base, **self.options.extra_env}
+        self.function_specs = localize_environment(self.function_specs, endpoints, region)
+        self.function_environments = {
+            logical_id: function_environment(
+                spec, host=host_env, overrides=self.environment, region=region
+            )
+            for logical_id, spec in self.function_specs.items()
+        }
+        # The parent runs no handler, but on_start hooks (migrations...) read these.
         self._applied_env = AppliedEnvironment(self.environment)
         self._applied_env.apply()
 
@@ -235,7 +256,7 @@ class LocalRuntime:
         foreign = sorted(r for r in runtimes if not r.startswith("python"))
         if foreign:
             raise TemplateError(
-                f"only Python functions run in-process; the template also uses {foreign}"
+                f"only Python functions run locally; the template also uses {foreign}"
             )
         if runtimes - {here}:
             log.warning(
@@ -246,34 +267,16 @@ class LocalRuntime:
         self._check_runtimes()
         self.functions = make_functions(
             self.function_specs.values(),
+            self.function_environments,
             self.in_flight,
             correlation_keys=self.options.correlation_keys,
             websocket_endpoint=self._websocket_endpoint(),
+            runtime_cap=self.options.max_sandboxes,
         )
 
     def _websocket_endpoint(self) -> str | None:
         """Where a handler's Chalice websocket_api posts: the local @connections."""
         return self.management_url() if self.websocket_apis else None
-
-    def _start_workers(self) -> None:
-        assert self.sqs is not None
-        options = self.options
-        plans = plan_workers(
-            options.worker_processes,
-            self.function_specs,
-            queues=tuple(self.queues.values()),
-            sqs=self.sqs,
-            environment=dict(os.environ),
-            region=options.region,
-            wait_seconds=options.poll_wait_seconds,
-            correlation_keys=tuple(options.correlation_keys),
-            websocket_endpoint=self._websocket_endpoint(),
-            reload=options.reload,
-            shutdown_timeout=options.shutdown_timeout,
-            **WorkerProcesses.log_settings(),
-        )
-        self._workers = WorkerProcesses(plans)
-        self._workers.start()
 
     def _start_servers(self) -> None:
         http_gateway, ws_gateways = build_gateways(
@@ -321,17 +324,8 @@ class LocalRuntime:
             lines.append(f"  SQS             {self.sqs.description}")
         for poller in self.pollers:
             lines.append(f"  poller          {poller.name}")
-        if self._workers is not None:
-            by_arn = {queue.arn: queue for queue in self.queues.values()}
-            for function in self.function_specs.values():
-                for event in function.sqs_events:
-                    if event.enabled:
-                        name = mapping_name(function.logical_id, event, by_arn[event.queue_arn])
-                        lines.append(f"  poller          {name}")
-            lines.append(
-                f"  pollers run in  {len(self._workers.plans)} worker processes "
-                f"(pids {', '.join(map(str, self._workers.pids))})"
-            )
+        limits = ", ".join(f"{f.name} {f.sandboxes.limit}" for f in self.functions.values())
+        lines.append(f"  sandboxes       at most: {limits}")
         for schedule in self.schedules:
             lines.append(f"  schedule        {schedule.function.name}: {schedule.spec.expression}")
         return "\n".join(lines)
@@ -347,9 +341,6 @@ class LocalRuntime:
             poller.stop_polling()
         for schedule in self.schedules:
             schedule.stop()
-        if self._workers is not None:
-            self._workers.stop(timeout)  # their pollers stop and their invocations end
-            self._workers = None
         if self._reloader is not None:
             self._reloader.stop()
         if self._servers is not None and self._servers.running:
@@ -366,6 +357,8 @@ class LocalRuntime:
             )
         for poller in self.pollers:
             poller.join(timeout=2)
+        for pool in self._pools:
+            pool.stop(timeout=1)  # what still runs after the wait above is stopped
         if self._servers is not None:
             self._servers.stop()
         for hook in self.options.on_stop:

@@ -56,6 +56,7 @@ class FunctionSpec:
     runtime: str = "python3.11"
     timeout: float = 3.0
     memory_mb: int = 128
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions
     environment: dict[str, str] = field(default_factory=dict)
     layers: tuple[LayerSpec, ...] = ()
     api_events: tuple[ApiEventSpec, ...] = ()

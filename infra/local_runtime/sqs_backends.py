@@ -1,7 +1,10 @@
-"""Where SQS comes from: a moto server we start, LocalStack we start, or an endpoint.
+"""Where SQS comes from: a server we start (MiniStack, moto, LocalStack), or an endpoint.
 
 The option is one string:
-- "moto" (default): `python -m moto.server` on a free port, stopped with the runtime;
+- "ministack" (default): MiniStack, SQS only, in its own venv (see ministack_host.py), on
+  a free port, stopped with the runtime. It stays fast with thousands of messages
+  queued, where moto's receives slow down with the backlog (docs/local-runtime.md);
+- "moto": `python -m moto.server` on a free port, stopped with the runtime;
 - "localstack": LocalStack on the host, in its own venv (see localstack_host.py);
 - "aws": the real SQS of the configured account and region;
 - any "http(s)://..." URL: an SQS already running there (docker-compose's LocalStack...).
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 MOTO_ACCOUNT = "123456789012"
 LOCALSTACK_ACCOUNT = "000000000000"
+MINISTACK_ACCOUNT = "000000000000"
+DEFAULT_BACKEND = "ministack"
+CHOICES = "ministack, moto, localstack, aws or an http(s):// URL"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class SqsBackend:
 
     def start(self) -> SqsTarget:
         option = self.option.strip()
+        if option == "ministack":
+            return self._start_ministack()
         if option == "moto":
             return self._start_moto()
         if option == "localstack":
@@ -107,9 +115,7 @@ class SqsBackend:
                 emulated,
                 kind="localstack" if emulated else "endpoint",
             )
-        raise ValueError(
-            f"unknown SQS backend {option!r}: use moto, localstack, aws or an http(s):// URL"
-        )
+        raise ValueError(f"unknown SQS backend {option!r}: use {CHOICES}")
 
     @property
     def pid(self) -> int | None:
@@ -137,6 +143,23 @@ class SqsBackend:
             MOTO_ACCOUNT,
             emulated=True,
             kind="moto",
+        )
+
+    def _start_ministack(self) -> SqsTarget:
+        from local_runtime.ministack_host import start_ministack
+
+        self._process, endpoint = start_ministack(
+            self.data_dir / "ministack-venv",
+            (self.data_dir / "ministack").absolute(),
+            self.data_dir / "logs",
+            extra_env=DUMMY_CREDENTIALS,
+        )
+        return SqsTarget(
+            endpoint,
+            f"MiniStack at {endpoint} (pid {self._process.pid})",
+            MINISTACK_ACCOUNT,
+            emulated=True,
+            kind="ministack",
         )
 
     def _start_localstack(self) -> SqsTarget:

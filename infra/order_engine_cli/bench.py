@@ -86,14 +86,6 @@ _OPTIONS = [
     ),
     concurrency_option("--stack-concurrency"),
     click.option(
-        "--stack-workers",
-        type=click.IntRange(0, 16),
-        default=2,
-        show_default=True,
-        help="`up --workers`: worker processes that poll the queues (0: all in one "
-        "process; 2, one per core here, carries the most load).",
-    ),
-    click.option(
         "--stack-env",
         multiple=True,
         metavar="NAME=VALUE",
@@ -136,7 +128,6 @@ class BenchRun:
     profile: str
     sqs: str
     stack_concurrency: int
-    stack_workers: int
     stack_env: tuple[str, ...]
     deadline: float
     api_key: str | None
@@ -185,7 +176,6 @@ def run_bench(run: BenchRun, *, split_cpu: bool) -> None:
                 sqs=run.sqs,
                 profile=run.profile,
                 concurrency=run.stack_concurrency,
-                workers=run.stack_workers,
                 env=env,
             )
             cleanup.callback(stop_stack, stack, console)
@@ -213,7 +203,6 @@ def run_bench(run: BenchRun, *, split_cpu: bool) -> None:
         "profile": run.profile,
         "sqs": run.sqs if started else "(the running stack's)",
         "stack_concurrency": run.stack_concurrency if started else None,
-        "stack_workers": run.stack_workers if started else None,
         "stack_env": env if started else {},
         "deadline_seconds": run.deadline,
         "command": command_line(),

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 PROC = Path("/proc")
-# What a word of a command line says the process is. `up --workers` spawns its worker
-# processes through multiprocessing.
+# What a word of a command line says the process is. `up` forks its functions'
+# sandboxes (and the fork server itself) from multiprocessing's fork server, whose
+# command line they keep; `bench-sqs` spawns its replaying processes.
 KNOWN_PROCESSES = (
     ("localstack", "localstack"),
+    ("ministack", "ministack"),
     ("moto", "moto"),
     ("postgres", "postgres"),
+    ("multiprocessing.forkserver", "sandboxes"),
     ("multiprocessing.spawn", "workers"),
 )
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -55,7 +55,8 @@ TOPICS = (*(step.value for step in Step), NOTIFY_TOPIC)
     "--sqs",
     default="localstack",
     show_default=True,
-    help="moto or localstack (started for the run), or the URL of an SQS already running.",
+    help="ministack, moto or localstack (started for the run), or the URL of an SQS already "
+    "running (its CPU is then not counted).",
 )
 @click.option(
     "--processes",
@@ -93,6 +94,8 @@ def bench_sqs(
     """
     console = Console(stderr=True)
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    # The machine may be shared: what else was running shows in the load before the run.
+    load_before = [round(x, 2) for x in os.getloadavg()]
     backend = SqsBackend(sqs, data_dir=DATA_DIR, region=region)
     with console.status(f"starting SQS ({sqs})"):
         target = backend.start()
@@ -100,6 +103,8 @@ def bench_sqs(
         report = _run(target, region, orders, rate, processes, delete_linger, deadline, console)
     finally:
         backend.stop()
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["load_average_before"] = load_before
     report["config"] = {
         "orders": orders,
         "rate": rate,
@@ -178,7 +183,7 @@ def _run(
     done = len(latencies)
     seconds = max(last_done - start_at, 1e-9)
     cpu = resources["run"]["cpu_seconds_by_process"]
-    server = sum(v for k, v in cpu.items() if k in ("localstack", "moto"))
+    server = sum(v for k, v in cpu.items() if k in ("localstack", "ministack", "moto"))
     clients = cpu.get("workers", 0.0)
     return {
         "orders": orders,

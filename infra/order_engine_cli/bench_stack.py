@@ -22,7 +22,6 @@ def start_stack(
     sqs: str,
     profile: str,
     concurrency: int,
-    workers: int,
     env: Mapping[str, str],
 ) -> UpProcess:
     stack = UpProcess(
@@ -33,8 +32,6 @@ def start_stack(
             PROFILES[profile],
             "--concurrency",
             str(concurrency),
-            "--workers",
-            str(workers),
         ],
         log_dir=DATA_DIR / "logs",
         log_name="bench-up",

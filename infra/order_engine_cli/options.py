@@ -8,16 +8,20 @@ from typing import Any, TypeVar
 
 import click
 
+from local_runtime.sqs_backends import DEFAULT_BACKEND
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 SQS_BACKENDS = (
-    "moto (a local moto server), localstack (LocalStack on this host, installed on first "
-    "use), aws, or an endpoint URL"
+    "ministack (a local MiniStack server, installed into its own venv on first use), moto "
+    "(a local moto server; its receives slow down as a backlog grows), localstack "
+    "(LocalStack on this host, installed on first use; Python >= 3.12), aws, or an "
+    "endpoint URL"
 )
 
 
 def sqs_option(
-    *, default: str = "moto", what: str = "SQS backend", note: str = ""
+    *, default: str = DEFAULT_BACKEND, what: str = "SQS backend", note: str = ""
 ) -> Callable[[F], F]:
     """--sqs: the SQS a stack runs on (`up`'s, or the one a command starts `up` with)."""
     return click.option(
@@ -54,7 +58,6 @@ def concurrency_option(*names: str) -> Callable[[F], F]:
         default=10,
         show_default=True,
         type=click.IntRange(2, 1000),
-        help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency); the "
-        "database pool follows (DB_POOL_MAX: twice this, at most 40 per process and 80 "
-        "over the workers and `up`, unless set).",
+        help="Concurrent invocations per queue (ScalingConfig.MaximumConcurrency), and the "
+        "most sandbox processes any one function may have.",
     )

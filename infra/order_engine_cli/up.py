@@ -19,8 +19,9 @@ from order_engine_cli.options import concurrency_option, database_url_option, sq
 from order_engine_cli.project import DATA_DIR, ROOT, TEMPLATE
 from order_engine_cli.running import announce_running
 
-MAX_DB_POOL = 40  # connections one process may hold
-MAX_DB_CONNECTIONS = 80  # all of `up`'s processes together (the embedded server allows 100)
+# Connections one sandbox may hold: the engine's minimum, since `up` may run up to
+# --concurrency sandboxes per function against a server that allows 100 in all.
+SANDBOX_DB_POOL = 2
 EXAMPLE_ORDER = '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5"}'
 
 
@@ -67,20 +68,15 @@ def _describe_key(dev_key: DevKey | None) -> str:
     return f"{dev_key.key}\n               ({made}account local-dev, saved in {path})"
 
 
-def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
-    """DB_POOL_MAX for each of `up`'s processes, unless the environment sets it.
+def _pool_env() -> dict[str, str]:
+    """DB_POOL_MAX for each sandbox, unless the environment sets it.
 
-    On Lambda a container runs one batch at a time, whose records the engine's default
-    pool (2 on Lambda) serves. Here every function's invocations share one process and one
-    pool: up to `concurrency` batches per queue, each running its records at once. They
-    hold a connection only for their queries (never while a venue answers), so twice the
-    concurrency serves them; capped per process, and over this process and its workers
-    together, since the embedded PostgreSQL allows 100 in all and other local processes
-    (the CLI, tests) share it."""
+    A sandbox runs one invocation at a time, as a Lambda container does, but there are
+    many: every function may have up to --concurrency of them, each with its own pool,
+    which opens one connection and a second only when a batch's records query at once."""
     if os.environ.get("DB_POOL_MAX"):
         return {}
-    per_process = min(MAX_DB_POOL, 2 * concurrency, MAX_DB_CONNECTIONS // (workers + 1))
-    return {"DB_POOL_MAX": str(per_process)}
+    return {"DB_POOL_MAX": str(SANDBOX_DB_POOL)}
 
 
 @click.command()
@@ -95,14 +91,6 @@ def _pool_env(concurrency: int, workers: int) -> dict[str, str]:
     help="Scale of the simulated DEX delays: 1 realistic, 0 instant.",
 )
 @concurrency_option()
-@click.option(
-    "--workers",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 16),
-    help="Poll the queues from N worker processes, sharing each queue's concurrency, "
-    "so queue work is not held to one interpreter (0: in this process).",
-)
 @click.option(
     "--schedule-speed",
     default=1.0,
@@ -134,7 +122,6 @@ def up(
     database_url: str | None,
     latency_scale: str,
     concurrency: int,
-    workers: int,
     schedule_speed: float,
     reload: bool,
     template: Path,
@@ -163,10 +150,10 @@ def up(
                 "DexLatencyScale": latency_scale,
                 "MaximumConcurrency": str(concurrency),
             },
-            extra_env=_pool_env(concurrency, workers),
+            extra_env=_pool_env(),
             correlation_keys=("orderId",),
             reload=reload,
-            worker_processes=workers,
+            max_sandboxes=concurrency,
             schedule_speed=schedule_speed,
             data_dir=DATA_DIR,
             announce=False,  # the banner below says it all

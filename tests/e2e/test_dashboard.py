@@ -28,7 +28,6 @@ from playwright.sync_api import (
 
 from local_runtime.runtime import LocalRuntime
 from order_engine.orders import HAPPY_PATH
-from order_engine.wiring import reset_engine
 from order_engine_cli.client import OrderClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,17 +80,18 @@ new MutationObserver((records) => {
 
 @pytest.fixture(scope="module", autouse=True)
 def visible_latency(runtime: LocalRuntime) -> Iterator[None]:
-    """The shared runtime runs instant venues; these tests want to see states go by.
-    Every function shares this process's environment and builds its engine from it."""
-    previous = os.environ.get("DEX_LATENCY_SCALE")
-    os.environ["DEX_LATENCY_SCALE"] = LATENCY_SCALE
-    reset_engine()
+    """The shared runtime runs instant venues; these tests want to see states go by, so
+    every function is reconfigured for the module (fresh sandboxes read the new value)."""
+    previous = {
+        name: environment["DEX_LATENCY_SCALE"]
+        for name, environment in runtime.function_environments.items()
+        if "DEX_LATENCY_SCALE" in environment
+    }
+    for name in previous:
+        runtime.update_function_environment(name, {"DEX_LATENCY_SCALE": LATENCY_SCALE})
     yield
-    if previous is None:
-        os.environ.pop("DEX_LATENCY_SCALE", None)
-    else:
-        os.environ["DEX_LATENCY_SCALE"] = previous
-    reset_engine()
+    for name, value in previous.items():
+        runtime.update_function_environment(name, {"DEX_LATENCY_SCALE": value})
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ template.yaml on the local runtime, real sockets, SQS on a moto server."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ from click.testing import CliRunner, Result
 
 from local_runtime.runtime import LocalRuntime
 from order_engine.orders import HAPPY_PATH
-from order_engine.wiring import reset_engine
 from order_engine_cli.client import TERMINAL, OrderClient
 from order_engine_cli.main import cli
 
@@ -33,15 +31,21 @@ def dlq(runtime: LocalRuntime, *args: str) -> Result:
 @contextmanager
 def route_messages_parked(runtime: LocalRuntime) -> Iterator[None]:
     """New orders' route messages go straight to the route DLQ, as if SQS had parked
-    them after five failed receives (the functions share this process's environment)."""
-    saved = os.environ["ROUTE_QUEUE_URL"]
-    os.environ["ROUTE_QUEUE_URL"] = runtime.queue_url("RouteDLQ")
-    reset_engine()
+    them after five failed receives (every function that sends them is reconfigured)."""
+    saved = {
+        name: environment["ROUTE_QUEUE_URL"]
+        for name, environment in runtime.function_environments.items()
+        if "ROUTE_QUEUE_URL" in environment
+    }
+    for name in saved:
+        runtime.update_function_environment(
+            name, {"ROUTE_QUEUE_URL": runtime.queue_url("RouteDLQ")}
+        )
     try:
         yield
     finally:
-        os.environ["ROUTE_QUEUE_URL"] = saved
-        reset_engine()
+        for name, url in saved.items():
+            runtime.update_function_environment(name, {"ROUTE_QUEUE_URL": url})
 
 
 def depth(runtime: LocalRuntime, logical_id: str) -> int:
@@ -80,7 +84,7 @@ def finished(client: OrderClient, order_id: str, timeout: float = 30) -> dict[st
 
 
 def test_a_parked_order_completes_after_replay_and_replaying_again_changes_nothing(
-    runtime: LocalRuntime, client: OrderClient
+    runtime: LocalRuntime, client: OrderClient, migrated_url: str
 ) -> None:
     with route_messages_parked(runtime):
         placed = client.place(ORDER)
@@ -89,7 +93,7 @@ def test_a_parked_order_completes_after_replay_and_replaying_again_changes_nothi
     time.sleep(1)
     assert client.get(order_id)["status"] == "pending"  # stuck: its message is parked
 
-    shown = dlq(runtime, "show", "route").output
+    shown = dlq(runtime, "show", "route", "--database-url", migrated_url).output
     assert any(order_id in line and "pending" in line for line in shown.splitlines())
 
     dlq(runtime, "replay", "--all")

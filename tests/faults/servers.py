@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -112,6 +113,13 @@ def moto_process() -> Iterator[str]:
     Not tests.support.aws.moto_server: the moto servers of one process share one
     backend, so queues named `local-…` by an earlier test (with its leftover messages)
     would still be there, and this test's `up` would consume them, and they its."""
+    with moto_server_process() as (url, _):
+        yield url
+
+
+@contextmanager
+def moto_server_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """moto_process, with the process too, for a test that stops it (SIGSTOP)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -129,8 +137,9 @@ def moto_process() -> Iterator[str]:
             except OSError:
                 assert time.monotonic() < deadline, "moto server did not start"
                 time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
+        process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         process.terminate()
         process.wait(timeout=10)
 

@@ -78,7 +78,9 @@ class Chaos:
         order_id = self.stack.place({**ORDER, "amount": str(self.rng.choice(["0.5", "1", "2.5"]))})
         if self.rng.random() < 0.3:
             connection = new_connection_id()
-            self.stack.engine.subscriptions.subscribe(connection, order_id)
+            self.stack.engine.subscriptions.subscribe(
+                self.stack.open_connection(connection), order_id
+            )
             self.subscribers.append(connection)
 
     def deliver(self) -> None:

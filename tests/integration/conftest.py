@@ -68,10 +68,29 @@ def make_key(database: Database) -> Callable[..., IssuedKey]:
 
 
 @pytest.fixture(scope="session")
-def account_id(database: Database) -> str:
+def store_key(database: Database) -> IssuedKey:
+    """The key of the account the store-level tests place their orders for."""
+    return Accounts(AccountStore(database)).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def account_id(store_key: IssuedKey) -> str:
     """The account the store-level tests place their orders for."""
-    issued = Accounts(AccountStore(database)).create_key(f"store-tests-{uuid.uuid4().hex[:8]}")
-    return issued.info.account_id
+    return store_key.info.account_id
+
+
+@pytest.fixture
+def open_connection(database: Database, store_key: IssuedKey) -> Callable[[], str]:
+    """A new WebSocket connection id, opened (as $connect does) under the store-level
+    tests' key, so it may subscribe to their orders."""
+    caller = Accounts(AccountStore(database)).authenticate(store_key.key)
+
+    def factory() -> str:
+        connection = f"conn-{uuid.uuid4()}"
+        SubscriptionStore(database).add_connection(connection, caller=caller)
+        return connection
+
+    return factory
 
 
 @pytest.fixture

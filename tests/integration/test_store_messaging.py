@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from order_engine.accounts import Accounts
 from order_engine.dex.ledger import PostgresLedger, SecondSwapError
 from order_engine.dex.venue import SubmissionLedger
 from order_engine.orders import Status
 from order_engine.outbox import OutboxStore
-from order_engine.store import Store
 from order_engine.subscriptions import SubscriptionStore
 
 
@@ -120,9 +120,11 @@ def test_claim_stuck_takes_old_live_orders_with_nothing_in_the_outbox_once(
 # --- connections, subscriptions, deliveries -----------------------------------------------
 
 
-def test_subscribing_is_idempotent_and_needs_an_existing_order(subscriptions, new_order):
+def test_subscribing_is_idempotent_and_needs_an_existing_order(
+    subscriptions, new_order, open_connection
+):
     order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
+    connection = open_connection()
 
     assert subscriptions.subscribe(connection, order.id)
     assert subscriptions.subscribe(connection, order.id)
@@ -130,136 +132,152 @@ def test_subscribing_is_idempotent_and_needs_an_existing_order(subscriptions, ne
     assert subscriptions.subscribers(order.id) == [(connection, 0)]
 
 
-def test_subscribers_get_only_the_events_after_their_cursor(subscriptions, new_order, advance):
+def test_only_a_connection_open_under_a_live_key_of_the_orders_account_subscribes(
+    subscriptions, account_store, new_order, open_connection, make_key, db
+):
+    order = new_order()
+    unknown = f"conn-{uuid.uuid4()}"  # never connected, or already disconnected
+    anonymous = f"conn-{uuid.uuid4()}"
+    subscriptions.add_connection(anonymous)  # no key behind it
+    foreign = f"conn-{uuid.uuid4()}"
+    accounts = Accounts(account_store)
+    subscriptions.add_connection(foreign, caller=accounts.authenticate(make_key().key))
+    revoked = open_connection()
+    caller = account_store.caller_for_connection(revoked)
+    assert caller is not None
+    revoked_key = make_key(account=caller.account_name)
+    subscriptions.add_connection(revoked, caller=accounts.authenticate(revoked_key.key))
+    db.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (revoked_key.info.prefix,)
+    )
+
+    assert not subscriptions.subscribe(unknown, order.id)
+    assert not subscriptions.subscribe(anonymous, order.id)
+    assert not subscriptions.subscribe(foreign, order.id)
+    assert not subscriptions.subscribe(revoked, order.id)
+    assert subscriptions.subscribers(order.id) == []
+    # The subscribe did not bring a forgotten connection back.
+    assert account_store.caller_for_connection(unknown) is None
+
+
+def test_a_subscribe_racing_a_revoke_leaves_no_subscription(
+    make_database, account_store, new_order, open_connection, make_key, migrated_url
+):
+    """The revoke holds its transaction open between updating the key and deleting its
+    connections: a subscribe arriving then, having read the key live, must not
+    leave a subscription behind once the revoke commits."""
+    order = new_order()
+    connection = open_connection()
+    caller = account_store.caller_for_connection(connection)
+    assert caller is not None
+    issued = make_key(account=caller.account_name)  # a key of its own, to revoke
+    subscriptions = SubscriptionStore(make_database())
+    subscriptions.add_connection(
+        connection, caller=Accounts(account_store).authenticate(issued.key)
+    )
+    with psycopg.connect(migrated_url) as revoker:
+        prefix = issued.info.prefix
+        revoker.execute("UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (prefix,))
+        revoker.execute("DELETE FROM connections WHERE key_prefix = %s", (prefix,))
+        outcome: dict[str, bool] = {}
+        thread = threading.Thread(
+            target=lambda: outcome.update(subscribed=subscriptions.subscribe(connection, order.id))
+        )
+        thread.start()
+        time.sleep(0.3)  # the subscribe now waits on the revoke's delete
+        revoker.commit()
+    thread.join(5)
+
+    assert outcome == {"subscribed": False}
+    assert subscriptions.subscribers(order.id) == []
+
+
+def test_subscribers_get_only_the_events_after_their_cursor(
+    subscriptions, new_order, advance, open_connection
+):
     order = new_order()
     advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING])
-    ahead, behind = sorted(f"conn-{uuid.uuid4()}" for _ in range(2))
+    ahead, behind = sorted(open_connection() for _ in range(2))
     subscriptions.subscribe(ahead, order.id)
     subscriptions.subscribe(behind, order.id)
 
-    with subscriptions.deliveries(order.id) as batch:
-        assert [(p.connection_id, [e.seq for e in p.events]) for p in batch.pending] == [
-            (ahead, [1, 2, 3]),
-            (behind, [1, 2, 3]),
-        ]
-        assert batch.order is not None and batch.order.status is Status.BUILDING
-        batch.advance(ahead, 3)
+    due = subscriptions.due_deliveries(order.id)
+    assert [(p.connection_id, [e.seq for e in p.events]) for p in due.pending] == [
+        (ahead, [1, 2, 3]),
+        (behind, [1, 2, 3]),
+    ]
+    assert due.order is not None and due.order.status is Status.BUILDING
+    assert subscriptions.advance_cursor(ahead, order.id, read=0, sent=3)
 
     advance(order.id, [Status.BUILDING, Status.SUBMITTED])
-    with subscriptions.deliveries(order.id) as batch:
-        pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in batch.pending}
-        assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
-        assert batch.order is not None  # `behind` is due its snapshot
-        batch.advance(ahead, 2)  # a cursor never moves back
-        batch.advance(behind, 4)
+    due = subscriptions.due_deliveries(order.id)
+    pending = {p.connection_id: (p.last_seq, [e.seq for e in p.events]) for p in due.pending}
+    assert pending == {ahead: (3, [4]), behind: (0, [1, 2, 3, 4])}
+    assert due.order is not None  # `behind` is due its snapshot
+    assert not subscriptions.advance_cursor(ahead, order.id, read=0, sent=2)  # never moves back
+    assert subscriptions.advance_cursor(behind, order.id, read=0, sent=4)
 
     assert dict(subscriptions.subscribers(order.id))[ahead] == 3
     advance(order.id, [Status.SUBMITTED, Status.CONFIRMED])
-    with subscriptions.deliveries(order.id) as batch:
-        assert [(p.last_seq, [e.seq for e in p.events]) for p in batch.pending] == [
-            (3, [4, 5]),
-            (4, [5]),
-        ]
-        assert batch.order is None  # live events only: the order row is not read
+    due = subscriptions.due_deliveries(order.id)
+    assert [(p.last_seq, [e.seq for e in p.events]) for p in due.pending] == [(3, [4, 5]), (4, [5])]
+    assert due.order is None  # live events only: the order row is not read
 
 
-def test_dropping_a_gone_connection_removes_only_that_connection(subscriptions, new_order):
-    order, other_order = new_order(), new_order()
-    gone, alive = f"conn-{uuid.uuid4()}", f"conn-{uuid.uuid4()}"
-    for connection in (gone, alive):
-        subscriptions.subscribe(connection, order.id)
-        subscriptions.subscribe(connection, other_order.id)
-
-    with subscriptions.deliveries(order.id) as batch:
-        batch.drop(gone)
-
-    assert subscriptions.subscribers(order.id) == [(alive, 0)]
-    assert subscriptions.subscribers(other_order.id) == [(alive, 0)]  # the connection is gone
-
-
-def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(subscriptions, new_order):
+def test_a_cursor_moves_only_from_where_its_pass_read_it(
+    subscriptions, new_order, advance, open_connection
+):
+    """Two passes may post at once; each moves the cursor only if the client had, when
+    it started, everything up to where the pass began its run."""
     order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    subscriptions.add_connection(connection, {"sourceIp": "203.0.113.7"})
-    subscriptions.add_connection(connection, {"sourceIp": "203.0.113.7"})
+    advance(order.id, [Status.PENDING, Status.ROUTING, Status.BUILDING, Status.SUBMITTED])
+    connection = open_connection()
     subscriptions.subscribe(connection, order.id)
+
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=2)
+    # A pass that read 0 and sent 1..4 brings it to 4: the client has 1..4.
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=4)
+    # One that read 0 and sent 1..3 finds it past 3 already.
+    assert not subscriptions.advance_cursor(connection, order.id, read=0, sent=3)
+    assert dict(subscriptions.subscribers(order.id))[connection] == 4
+
+    # Resubscribed since a pass read 4: the new subscription is due its snapshot.
+    subscriptions.remove_connection(connection)
+    connection = open_connection()
+    subscriptions.subscribe(connection, order.id)
+    assert not subscriptions.advance_cursor(connection, order.id, read=4, sent=4)
+    assert dict(subscriptions.subscribers(order.id))[connection] == 0
+
+
+def test_reading_what_subscribers_lack_holds_no_transaction_or_lock(
+    subscriptions, new_order, advance, open_connection, db
+):
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    connection = open_connection()
+    subscriptions.subscribe(connection, order.id)
+    subscriptions.due_deliveries(order.id)
+
+    held = db.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE state LIKE 'idle in transaction%%' AND datname = current_database()"
+    ).fetchone()[0]
+    assert held == 0
+    # Another writer can move the cursor at once.
+    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=2)
+
+
+def test_removing_a_connection_takes_its_subscriptions_and_is_idempotent(
+    subscriptions, new_order, open_connection
+):
+    order = new_order()
+    connection = open_connection()
+    assert subscriptions.subscribe(connection, order.id)
 
     subscriptions.remove_connection(connection)
     subscriptions.remove_connection(connection)
 
     assert subscriptions.subscribers(order.id) == []
-
-
-def test_two_notifier_passes_for_one_order_run_one_after_the_other(make_database, new_order):
-    order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    first_store, second_store = (SubscriptionStore(make_database()) for _ in range(2))
-    first_store.subscribe(connection, order.id)
-    first_in = threading.Event()
-    seen: dict[str, object] = {}
-
-    def first_pass() -> None:
-        with first_store.deliveries(order.id) as batch:
-            first_in.set()
-            time.sleep(0.3)  # "posting to the connection"
-            batch.advance(connection, 1)
-        seen["first_done"] = time.monotonic()
-
-    thread = threading.Thread(target=first_pass)
-    thread.start()
-    first_in.wait(5)
-    with second_store.deliveries(order.id) as batch:
-        seen["second_in"] = time.monotonic()
-        seen["second_pending"] = [(p.last_seq, len(p.events)) for p in batch.pending]
-    thread.join()
-
-    assert seen["second_in"] >= seen["first_done"]  # type: ignore[operator]
-    assert seen["second_pending"] == [(1, 0)]  # it saw the first pass's cursor
-
-
-def test_an_event_committed_while_a_pass_waits_for_the_lock_is_not_lost(
-    make_database, new_order, db
-):
-    """A pass reads the events of its statement's snapshot, taken before the lock it
-    waits for; an event committing meanwhile reaches the subscriber through the pass
-    of its own notify message, once and in order."""
-    order = new_order()
-    connection = f"conn-{uuid.uuid4()}"
-    holder, waiter, writer = (SubscriptionStore(make_database()) for _ in range(3))
-    holder.subscribe(connection, order.id)
-    delivered: list[int] = []
-    holding, release = threading.Event(), threading.Event()
-
-    def deliver(store, hold: bool = False) -> None:
-        with store.deliveries(order.id) as batch:
-            for pending in batch.pending:
-                delivered.extend(event.seq for event in pending.events)
-                if pending.events:
-                    batch.advance(connection, pending.events[-1].seq)
-            if hold:
-                holding.set()
-                release.wait(5)
-
-    first = threading.Thread(target=deliver, args=(holder, True))
-    first.start()
-    assert holding.wait(5)
-    second = threading.Thread(target=deliver, args=(waiter,))
-    second.start()
-    deadline = time.monotonic() + 5
-    while not db.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-        ("%FROM subscriptions%FOR UPDATE%",),
-    ).fetchone()[0]:
-        assert time.monotonic() < deadline, "the second pass never waited for the lock"
-        time.sleep(0.01)
-    assert Store(writer.database).transition(order.id, Status.PENDING, Status.ROUTING).applied
-    release.set()
-    first.join()
-    second.join()
-    assert delivered == [1]  # the waiting pass's snapshot predates event 2
-
-    deliver(writer)  # the pass of event 2's own notify message
-    assert delivered == [1, 2]
 
 
 # --- the simulated chain's ledger ---------------------------------------------------------

@@ -73,11 +73,18 @@ def create_queues(
 
 class ManagementApi:
     """POST /{stage}/@connections/{id}: records each message per connection, or
-    answers 410 GoneException (with the header boto3 maps) for closed connections."""
+    answers 410 GoneException (with the header boto3 maps) for closed connections,
+    429 LimitExceededException for throttled ones, and nothing at all for `stalled`
+    ones (a client that does not read) until `STALL_SECONDS` have passed."""
+
+    STALL_SECONDS = 8.0
 
     def __init__(self) -> None:
         self.received: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.gone: set[str] = set()
+        self.throttled: set[str] = set()
+        self.stalled: set[str] = set()
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
@@ -89,10 +96,16 @@ class ManagementApi:
             def do_POST(self) -> None:
                 connection_id = unquote(self.path.rsplit("/@connections/", 1)[-1])
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if connection_id in api.stalled:
+                    api._released.wait(api.STALL_SECONDS)
                 if connection_id in api.gone:
                     self.send_response(410)
                     self.send_header("x-amzn-ErrorType", "GoneException")
                     payload = b'{"message": null}'
+                elif connection_id in api.throttled:
+                    self.send_response(429)
+                    self.send_header("x-amzn-ErrorType", "LimitExceededException")
+                    payload = b'{"message": "Rate exceeded"}'
                 else:
                     with api._lock:
                         api.received[connection_id].append(json.loads(body))
@@ -115,5 +128,6 @@ class ManagementApi:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()

@@ -140,6 +140,13 @@ class Stack:
     def auth(self) -> dict[str, str]:
         return bearer(self.api_key)
 
+    def open_connection(self, connection_id: str) -> str:
+        """Record a WebSocket connection as $connect does, under this stack's key, so
+        it may subscribe to the stack's orders."""
+        caller = self.engine.accounts.authenticate(self.issued_key.key)
+        self.engine.subscriptions.add_connection(connection_id, caller=caller)
+        return connection_id
+
     @property
     def prefix(self) -> str:
         return self.queues.prefix

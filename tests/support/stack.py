@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 HAPPY = [status.value for status in HAPPY_PATH]
 # Wide tolerance: these tests are about delivery, not about simulated slippage.
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 500}
+# The SQS backend of the tests' runtimes: moto unless this names another `--sqs` choice,
+# to run the same tests against it (docs/local-runtime.md, "SQS backends").
+TEST_SQS = os.environ.get("LOCAL_RUNTIME_TEST_SQS", "moto")
 
 
 def stack_options(database_url: str, data_dir: Path, **overrides: object) -> RuntimeOptions:
     """The options of a test stack: free ports, instant venues, a fast sweeper."""
     options = RuntimeOptions(
-        sqs="moto",
+        sqs=TEST_SQS,
         http_port=0,
         ws_port=0,
         parameters={"DatabaseUrl": database_url, "DexLatencyScale": "0"},

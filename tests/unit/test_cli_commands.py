@@ -38,7 +38,10 @@ def test_the_lab_instruments_answer_under_lab() -> None:
 @pytest.mark.parametrize("command", [("up",), ("bench",), ("lab", "cpu-split")])
 def test_every_sqs_option_names_the_same_backends(command: tuple[str, ...]) -> None:
     text = " ".join(help_of(*command).split())
-    assert "moto (a local moto server), localstack (LocalStack on this host" in text
+    assert (
+        "ministack (a local MiniStack server, installed into its own venv on first use), moto"
+        in text
+    )
 
 
 @pytest.mark.parametrize("command", [("bench",), ("demo",), ("lab", "cpu-split")])

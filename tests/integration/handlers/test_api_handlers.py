@@ -237,6 +237,20 @@ def test_bad_websocket_messages_get_an_error_on_the_socket_and_write_nothing(
     assert row_counts(migrated_url) == before
 
 
+def test_an_unknown_action_is_named_in_the_error_but_never_echoed_whole(fresh: Stack) -> None:
+    """A 15 KB action name would come back as a 15 KB error: to a socket that does not
+    read, every such message is one more thing the gateway must hold."""
+    connection = new_connection_id()
+    fresh.websocket.connect(ws_connect_event(connection, headers=fresh.auth), None)
+
+    fresh.websocket.message(ws_message_event(connection, {"action": "t" * 15_000}), None)
+
+    [reply] = fresh.management.messages(connection)
+    assert reply["error"]["field"] == "action"
+    assert "tttt" in reply["error"]["message"]
+    assert len(json.dumps(reply)) < 500
+
+
 def test_execute_on_the_socket_places_the_order_and_streams_it(fresh: Stack) -> None:
     connection = new_connection_id()
     fresh.websocket.connect(ws_connect_event(connection, {"apiKey": fresh.api_key}), None)

@@ -58,7 +58,7 @@ def test_one_orders_life_emits_its_metrics_with_the_order_id_never_a_dimension(
 ) -> None:
     order_id = fresh.place()
     watcher = f"c-{uuid.uuid4().hex[:8]}"
-    assert fresh.engine.subscriptions.subscribe(watcher, order_id)
+    assert fresh.engine.subscriptions.subscribe(fresh.open_connection(watcher), order_id)
 
     order = fresh.run(order_id)
 
@@ -106,19 +106,24 @@ def test_a_gone_connection_and_the_sweepers_relay_are_counted(
     order_id = fresh.place({**ORDER})
     gone, kept = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
     for connection in (gone, kept):
-        assert fresh.engine.subscriptions.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(fresh.open_connection(connection), order_id)
     fresh.management.gone.add(gone)
     # The route message as if its publish had been lost an hour ago: the sweeper's job.
-    with psycopg.connect(migrated_url, autocommit=True) as db:
-        db.execute(
-            "UPDATE outbox SET sent_at = NULL, created_at = now() - interval '1 hour'"
-            " WHERE order_id = %s",
-            [order_id],
-        )
-    deadline = time.monotonic() + 10  # another sweep may hold the turn for a moment
-    while (answer := fresh.sweeper.sweep(SCHEDULED_EVENT, None))["skipped"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # A runtime another test module left running sweeps the same database and may relay
+    # the row first; then the row is lost again, until this test's sweep is the one.
+    for _ in range(5):
+        with psycopg.connect(migrated_url, autocommit=True) as db:
+            db.execute(
+                "UPDATE outbox SET sent_at = NULL, created_at = now() - interval '1 hour'"
+                " WHERE order_id = %s",
+                [order_id],
+            )
+        deadline = time.monotonic() + 10  # another sweep may hold the turn for a moment
+        while (answer := fresh.sweeper.sweep(SCHEDULED_EVENT, None))["skipped"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        if answer["published"]:
+            break
     fresh.deliver("route")
     fresh.deliver("notify")
 

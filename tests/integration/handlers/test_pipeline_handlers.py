@@ -4,10 +4,12 @@ PostgreSQL and real SQS (moto server)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from chalice.test import Client
 
@@ -15,6 +17,7 @@ from order_engine.dex.simulation import Fault, Script, simulated_venues
 from order_engine.orders import Status, Step
 from order_engine.wiring import engine
 from tests.integration.handlers.conftest import HAPPY
+from tests.support.aws import ManagementApi
 from tests.support.events import ws_connect_event
 from tests.support.handler_stack import ORDER, Stack
 
@@ -149,14 +152,17 @@ def test_partial_batch_responses_list_exactly_the_failed_message_ids(fresh: Stac
 
 
 @pytest.mark.parametrize("topic", ["route", "notify"])
+# Escaped in the JSON, a NUL reaches the decoder inside the id (issue 17).
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "<order>\u0000"], ids=["text", "nul"])
 def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
-    fresh: Stack, topic: str
+    fresh: Stack, topic: str, bad_id: str
 ) -> None:
     # No order can ever have such an id: acking it would hide a producer's bug, and
     # retrying it for a visibility timeout each time would only delay the DLQ.
-    body = {"v": 1, "orderId": "not-a-uuid", **({"step": topic} if topic != "notify" else {})}
+    bad_id = bad_id.replace("<order>", fresh.place())
+    body = {"v": 1, "orderId": bad_id, **({"step": topic} if topic != "notify" else {})}
     fresh.sqs.send_message(QueueUrl=fresh.queue_urls[topic], MessageBody=json.dumps(body))
-    messages = fresh.receive(topic)
+    messages = [m for m in fresh.receive(topic, wait=2) if m["Body"] == json.dumps(body)]
 
     answer = fresh.deliver(topic, messages)
 
@@ -164,7 +170,8 @@ def test_a_message_whose_order_id_is_not_a_uuid_is_poison_not_acked(
         messages[0]["MessageId"]
     ]
     # Made visible again at once, so the queue's redrive parks it within seconds.
-    assert [m["MessageId"] for m in fresh.receive(topic)] == [messages[0]["MessageId"]]
+    again = fresh.receive(topic, wait=2)
+    assert [m["MessageId"] for m in again] == [messages[0]["MessageId"]]
 
 
 def test_the_notifier_sends_a_snapshot_then_each_event_in_order(fresh: Stack) -> None:
@@ -202,7 +209,7 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     order_id = fresh.place()
     connections = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for connection in connections:
-        assert fresh.engine.subscriptions.subscribe(connection, order_id)
+        assert fresh.engine.subscriptions.subscribe(fresh.open_connection(connection), order_id)
     fresh.management.gone.add(connections[1])
     fresh.deliver("route")  # routing is committed with a notify message
 
@@ -213,6 +220,64 @@ def test_a_gone_connection_is_dropped_and_the_others_still_get_their_events(
     assert subscribers == {connections[0], connections[2]}
     assert fresh.management.messages(connections[0])[0]["type"] == "snapshot"
     assert fresh.management.messages(connections[2])[0]["type"] == "snapshot"
+
+
+def test_a_throttled_or_stalled_subscriber_fails_alone_and_holds_nothing(
+    fresh: Stack, migrated_url: str
+) -> None:
+    """One order's subscribers: one throttled, one that never takes its post (a client
+    not reading), one fine; and another order in the same batch. Only the throttled
+    subscriber's order is retried; the stalled one is dropped; every other subscriber
+    has its snapshot; and no database session waits idle in a transaction meanwhile."""
+    order_id, other_order_id = fresh.place(), fresh.place()
+    throttled, stalled, fine, other = (
+        fresh.open_connection(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        for prefix in ("a-throttled", "b-stalled", "c-fine", "d-other")
+    )
+    for connection in (throttled, stalled, fine):
+        assert fresh.engine.subscriptions.subscribe(connection, order_id)
+    assert fresh.engine.subscriptions.subscribe(other, other_order_id)
+    fresh.management.throttled.add(throttled)
+    fresh.management.stalled.add(stalled)
+    fresh.deliver("route")  # both orders' routing is committed with a notify message
+    messages = fresh.receive("notify")
+    assert len(messages) == 2
+    idle_in_transaction: list[int] = []
+    polling = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            while not polling.is_set():
+                idle_in_transaction.append(
+                    conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE state LIKE 'idle in transaction%'"
+                        " AND now() - state_change > interval '1 second'"
+                    ).fetchone()[0]  # type: ignore[index]
+                )
+                time.sleep(0.1)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        started = time.monotonic()
+        answer = fresh.deliver("notify", messages)
+        took = time.monotonic() - started
+    finally:
+        polling.set()
+        poller.join()
+
+    retried = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+    mine = next(m["MessageId"] for m in messages if order_id in m["Body"])
+    assert retried == {mine}
+    assert took < ManagementApi.STALL_SECONDS  # the stalled post was given up
+    assert fresh.management.messages(fine)[0]["type"] == "snapshot"
+    assert fresh.management.messages(other)[0]["type"] == "snapshot"
+    subscribers = dict(fresh.engine.subscriptions.subscribers(order_id))
+    assert stalled not in subscribers  # dropped: it cannot keep up
+    assert subscribers[throttled] == 0  # its events wait for the retry
+    assert subscribers[fine] > 0
+    assert max(idle_in_transaction) == 0
 
 
 SCHEDULED_EVENT = {

@@ -233,12 +233,9 @@ def test_a_client_too_slow_with_its_body_gets_408(
     assert b"connection: close" in answer.lower()  # not left half-way through a request
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "worker-processes"])
-def test_queues_lost_by_sqs_are_recreated_and_polled_again(tmp_path: Path, workers: int) -> None:
+def test_queues_lost_by_sqs_are_recreated_and_polled_again(tmp_path: Path) -> None:
     records = Records(tmp_path / "records.jsonl")
-    with running_toy_app(
-        tmp_path, records.path, schedules=False, worker_processes=workers
-    ) as runtime:
+    with running_toy_app(tmp_path, records.path, schedules=False) as runtime:
         sqs = runtime.sqs_client()
         for logical_id in ("WorkQueue", "WorkDLQ"):
             sqs.delete_queue(QueueUrl=runtime.queue_url(logical_id))
@@ -287,13 +284,17 @@ def test_a_sigkilled_runtime_leaves_no_sqs_server_behind(tmp_path: Path) -> None
     try:
         assert runner.stdout is not None
         line = runner.stdout.readline()
-        (moto_pid,) = map(int, line.split())
+        moto_pid, *sandboxes = map(int, line.split())
         os.kill(moto_pid, 0)  # running
+        assert sandboxes  # a warm sandbox per function
         runner.send_signal(signal.SIGKILL)
         runner.wait(10)
         deadline = time.monotonic() + 10
         while _alive(moto_pid):
             assert time.monotonic() < deadline, f"moto server {moto_pid} outlived its runtime"
+            time.sleep(0.1)
+        while any(map(_alive, sandboxes)):  # they see their pipe close, or their parent go
+            assert time.monotonic() < deadline, "a sandbox outlived its runtime"
             time.sleep(0.1)
     finally:
         runner.kill()

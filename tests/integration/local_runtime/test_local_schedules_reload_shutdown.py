@@ -34,8 +34,9 @@ def test_a_rate_schedule_fires_an_eventbridge_event_sped_up(
     assert len(ticks) >= before + 2  # rate(1 minute) at speed 60: about one a second
     event = ticks[-1]["event"]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+    assert runtime.sqs is not None  # the account of the SQS in use (each emulator has its own)
     assert event["resources"] == [
-        "arn:aws:events:us-east-1:123456789012:rule/local-TickFunctionTick"
+        f"arn:aws:events:us-east-1:{runtime.sqs.account_id}:rule/local-TickFunctionTick"
     ]
     assert ticks[-1]["function"] == "local-TickFunction"
 
@@ -62,7 +63,8 @@ def test_shutdown_closes_sockets_with_1001_runs_disconnect_and_leaves_no_process
     options = toy_options(records.path, schedules=False)
     threads_before = set(threading.enumerate())
     runtime = LocalRuntime(copy_toy_app(tmp_path / "app"), options).start()
-    (pid,) = runtime.started_pids
+    pids = runtime.started_pids  # the moto server and a warm sandbox per function
+    assert len(pids) == 1 + len(runtime.functions)
     with connect(runtime.ws_url(), open_timeout=10) as ws:
         ws.send("hello")
         connection_id = json.loads(ws.recv(timeout=10))["connectionId"]
@@ -72,8 +74,9 @@ def test_shutdown_closes_sockets_with_1001_runs_disconnect_and_leaves_no_process
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     (gone,) = [r for r in records.all("disconnect") if r["id"] == connection_id]
     assert gone["code"] == 1001
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the moto server is gone, not a zombie left behind
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone, not a zombie left behind
     # This runtime has no schedules; the session's shared runtime does, and its ticks
     # start threads of their own meanwhile: those are not this runtime's leftovers.
     others = ("fire-TickFunction", "lambda-TickFunction")

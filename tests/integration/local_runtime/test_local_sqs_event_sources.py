@@ -1,14 +1,31 @@
-"""SQS event source mappings against a real moto server: records, partial batches, DLQs."""
+"""SQS event source mappings against real SQS servers: records, partial batches, DLQs.
+
+On every backend `up` starts by itself, so that each of them is known to behave as
+Lambda's pollers need: MiniStack (the default) and moto.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from toy_runtime import Records, batches_with
+import pytest
+from toy_runtime import Records, batches_with, running_toy_app
 
-from local_runtime import LocalRuntime
+from local_runtime import LocalRuntime, RuntimeOptions
+
+
+@pytest.fixture(scope="module", params=["ministack", "moto"])
+def runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, records_file: Path
+) -> Iterator[LocalRuntime]:
+    folder = tmp_path_factory.mktemp(f"toy-{request.param}")
+    with running_toy_app(folder, records_file, sqs=request.param) as running:
+        yield running
 
 
 def test_a_message_reaches_the_function_as_a_lambda_sqs_record_and_is_deleted(
@@ -122,3 +139,18 @@ def test_the_batching_window_gathers_messages_sent_apart_into_one_batch(
     batches = batches_with(records, marker)
     assert sum(len(b["ids"]) for b in batches) == 3
     assert len(batches) == 1  # within the 1 s MaximumBatchingWindowInSeconds
+
+
+def test_the_default_sqs_server_is_started_for_the_runtime_and_stopped_with_it(
+    tmp_path: Path, records_file: Path
+) -> None:
+    with running_toy_app(tmp_path, records_file, sqs=RuntimeOptions().sqs) as running:
+        assert running.sqs is not None and running.sqs.description.startswith("MiniStack at ")
+        (server,) = running.started_pids
+        queue = running.sqs_client().get_queue_attributes(
+            QueueUrl=running.queue_url("WorkQueue"), AttributeNames=["RedrivePolicy"]
+        )
+        dead_letters = json.loads(queue["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
+        assert dead_letters == running.queue_arn("WorkDLQ")
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)

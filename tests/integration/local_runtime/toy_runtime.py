@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from local_runtime import LocalRuntime, RuntimeOptions
+from tests.support.stack import TEST_SQS
 
 ROOT = Path(__file__).resolve().parents[3]
 TOY_APP = ROOT / "tests" / "fixtures" / "toy_app"
@@ -60,7 +61,7 @@ def toy_options(records_file: Path, **overrides: Any) -> RuntimeOptions:
     options = RuntimeOptions(
         http_port=0,
         ws_port=0,
-        sqs="moto",
+        sqs=TEST_SQS,
         extra_env={"TOY_RECORD_FILE": str(records_file)},
         schedule_speed=60,  # rate(1 minute) fires every second
         idle_timeout=IDLE_TIMEOUT,

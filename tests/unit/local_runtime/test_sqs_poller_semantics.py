@@ -6,13 +6,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from local_runtime.event_source_mapping import SqsPoller
-from local_runtime.function_code import FunctionCode
-from local_runtime.functions import InFlight, LambdaFunction
-from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
+from local_runtime.functions import ERROR, OK, InvocationResult, LambdaFunction
+from local_runtime.specs import QueueSpec, SqsEventSpec
 
 QUEUE = QueueSpec("Q", "q", "http://sqs/q", "arn:aws:sqs:us-east-1:1:q", {})
 
@@ -53,10 +53,27 @@ class FakeSqs:
         return {"Successful": Entries}
 
 
+class InProcessFunction:
+    """What the poller needs of a function (a name, invoke), with the handler run right
+    here: these tests are about the mapping, not about sandboxes."""
+
+    name = "F"
+
+    def __init__(self, body: str) -> None:
+        self.namespace: dict[str, Any] = {}
+        exec(body, self.namespace)  # noqa: S102 (the tests' own handler code)
+
+    def invoke(self, event: Any, describe: Callable[[InvocationResult], str]) -> InvocationResult:
+        try:
+            result = InvocationResult("F", "r", OK, value=self.namespace["h"](event, None))
+        except Exception as error:
+            result = InvocationResult("F", "r", ERROR, error=error)
+        describe(result)
+        return result
+
+
 def make_function(tmp_path: Path, body: str) -> LambdaFunction:
-    (tmp_path / "h.py").write_text(body)
-    spec = FunctionSpec("F", "f", "arn:aws:lambda:us-east-1:1:function:f", tmp_path, "h.h")
-    return LambdaFunction(spec, FunctionCode(spec), InFlight())
+    return cast(LambdaFunction, InProcessFunction(body))
 
 
 def run_poller(
@@ -130,8 +147,7 @@ def test_batches_larger_than_ten_are_gathered_within_the_window(tmp_path: Path) 
     run_poller(function, mapping, sqs, seconds=0.8)
     assert sqs.receive_sizes[:3] == [10, 10, 5]  # at most 10 per ReceiveMessage
     assert sorted(sqs.deleted) == sorted(f"m{i}" for i in range(25))
-    handler = function.code.handler()
-    assert handler.__globals__["sizes"][0] == 25
+    assert cast(InProcessFunction, function).namespace["sizes"][0] == 25
 
 
 def test_a_window_with_nothing_more_coming_is_waited_out_not_polled(tmp_path: Path) -> None:
@@ -141,6 +157,6 @@ def test_a_window_with_nothing_more_coming_is_waited_out_not_polled(tmp_path: Pa
     sqs = FakeSqs(total=1)
     mapping = SqsEventSpec("E", QUEUE.arn, batch_size=10, batching_window=1.0)
     run_poller(function, mapping, sqs, seconds=1.5, wait_seconds=1)  # long polls
-    assert function.code.handler().__globals__["sizes"] == [1]  # after the window
+    assert cast(InProcessFunction, function).namespace["sizes"] == [1]  # after the window
     # The window's own receives: not one per turn of a loop for a second.
     assert sqs.short_polls <= 2, sqs.short_polls

@@ -1,21 +1,40 @@
 """Pushing order events to WebSocket subscribers.
 
 Delivery works from the event table, not from the queue message: the notifier is
-told "order O changed", locks O's subscriptions, and sends every subscriber the
-events past its cursor, in `seq` order. So a late, duplicated or reordered notify
-message can never make a client see a gap or a status out of order, and a standard
-(non-FIFO) queue is enough. A subscriber's first delivery is a snapshot: the order as
-it stands with every past event. A crash between send and cursor update resends
-events with the same `seq`, which clients drop.
+told "order O changed", reads what each of O's subscribers lacks (the events past its
+cursor), posts it in `seq` order, then advances that subscriber's cursor. So a late,
+duplicated or reordered notify message can never make a client see a gap or a status
+out of order, and a standard (non-FIFO) queue is enough. A subscriber's first delivery
+is a snapshot: the order as it stands with every past event.
+
+No transaction or lock is held while posting: a socket that cannot keep up would
+otherwise hold a pooled connection, and the rows other passes wait for, for as long
+as its post hangs. Two passes for one order may therefore post at once. Each posts a
+contiguous run starting right after the cursor it read, and a cursor only moves after
+its run was posted, so every run starts at or below what the client already has:
+after dropping the `seq`s it has seen (which clients do), a client sees each event
+once, in order, with no gap. A crash between post and cursor update resends events
+with the same `seq`, dropped the same way. Within one process (the records of a batch
+run at once), passes for one order take turns, so they do not post the same events
+twice; across processes they may, which costs duplicates only.
+
+Subscribers fail alone: a connection that is gone, or too slow to take a post within
+the client's read timeout, is forgotten (the gateway closes a slow one); a throttled
+or unreachable one keeps its cursor and the message is retried, after every other
+subscriber has had its events.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
+
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from order_engine import telemetry
 from order_engine.errors import TransientError
@@ -30,6 +49,11 @@ MAX_MESSAGE_BYTES = 128 * 1024
 
 class ConnectionGone(Exception):
     """The client has disconnected (API Gateway's GoneException)."""
+
+
+class ConnectionTooSlow(ConnectionGone):
+    """The connection did not take a post within the read timeout: its client is not
+    reading. It is dropped like a gone one (the gateway closes it)."""
 
 
 class ConnectionSender:
@@ -50,6 +74,10 @@ class ConnectionSender:
             log.error("message of %d bytes too large for connection %s", len(data), connection_id)
         except self._client.exceptions.LimitExceededException as exc:
             raise TransientError(f"WebSocket throttled: {exc}") from exc
+        except ReadTimeoutError:
+            raise ConnectionTooSlow(connection_id) from None
+        except (BotoCoreError, ClientError) as exc:  # the management API itself failed
+            raise TransientError(f"posting to {connection_id} failed: {exc}") from exc
 
 
 def accepted_message(order_id: UUID) -> dict[str, Any]:
@@ -77,6 +105,9 @@ class Notifier:
     def __init__(self, store: SubscriptionStore, sender: ConnectionSender) -> None:
         self._store = store
         self._sender = sender
+        # order id -> [its lock, passes using it]; an entry lives while a pass does.
+        self._turns: dict[UUID, list[Any]] = {}
+        self._turns_guard = threading.Lock()
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
         """One message to one connection, outside any subscription (ConnectionGone
@@ -84,26 +115,59 @@ class Notifier:
         self._sender.send(connection_id, message)
 
     def deliver(self, order_id: UUID) -> int:
-        """Bring every subscriber of `order_id` up to date; return messages sent."""
+        """Bring every subscriber of `order_id` up to date; return messages sent.
+
+        Raises TransientError once every subscriber has been tried, if one of them
+        could not be reached for a reason that may pass (throttled, API down): the
+        retried message then only resends to those, the others' cursors having moved."""
+        with self._turn(order_id):
+            return self._deliver(order_id)
+
+    @contextmanager
+    def _turn(self, order_id: UUID) -> Iterator[None]:
+        """One pass per order at a time in this process (no database lock involved)."""
+        with self._turns_guard:
+            turn = self._turns.setdefault(order_id, [threading.Lock(), 0])
+            turn[1] += 1
+        try:
+            with turn[0]:
+                yield
+        finally:
+            with self._turns_guard:
+                turn[1] -= 1
+                if turn[1] == 0:
+                    del self._turns[order_id]
+
+    def _deliver(self, order_id: UUID) -> int:
+        due = self._store.due_deliveries(order_id)
         sent = gone = 0
-        with self._store.deliveries(order_id) as batch:
-            for pending in batch.pending:
-                if not pending.events:
-                    continue
-                if pending.last_seq == 0:
-                    assert batch.order is not None  # read whenever a snapshot is due
-                    messages = [snapshot_message(batch.order, pending.events)]
-                else:
-                    messages = [event_message(order_id, event) for event in pending.events]
-                try:
-                    for message in messages:
-                        self._sender.send(pending.connection_id, message)
-                except ConnectionGone:
-                    log.info("connection %s is gone; dropping it", pending.connection_id)
-                    batch.drop(pending.connection_id)
-                    gone += 1
-                    continue
-                batch.advance(pending.connection_id, pending.events[-1].seq)
-                sent += len(messages)
+        unreached: list[str] = []
+        for pending in due.pending:
+            if not pending.events:
+                continue
+            if pending.last_seq == 0:
+                assert due.order is not None  # read whenever a snapshot is due
+                messages = [snapshot_message(due.order, pending.events)]
+            else:
+                messages = [event_message(order_id, event) for event in pending.events]
+            try:
+                for message in messages:
+                    self._sender.send(pending.connection_id, message)
+            except ConnectionGone as exc:
+                reason = "too slow" if isinstance(exc, ConnectionTooSlow) else "gone"
+                log.info("connection %s is %s; dropping it", pending.connection_id, reason)
+                self._store.remove_connection(pending.connection_id)
+                gone += 1
+                continue
+            except TransientError as exc:
+                log.warning("order %s: %s", order_id, exc)
+                unreached.append(pending.connection_id)
+                continue
+            self._store.advance_cursor(
+                pending.connection_id, order_id, read=pending.last_seq, sent=pending.events[-1].seq
+            )
+            sent += len(messages)
         telemetry.notifier_pass(order_id, delivered=sent, gone=gone)
+        if unreached:
+            raise TransientError(f"{len(unreached)} subscriber(s) of {order_id} not reached")
         return sent

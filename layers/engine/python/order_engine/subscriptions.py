@@ -1,22 +1,22 @@
 """WebSocket connections, their subscriptions, and delivery cursors.
 
 Each subscription remembers `last_seq`, the highest event already delivered to that
-connection. The notifier locks an order's subscriptions (`deliveries`), sends each one
-the events past its cursor, and advances the cursor in the same transaction. Two
-notifier invocations for one order therefore serialize, and every connection receives
-that order's events in `seq` order; a crash before commit only causes resends with the
-same `seq`, which clients drop.
+connection. The notifier reads what each subscriber lacks (`due_deliveries`, one
+statement, no lock), posts it with no transaction open, then moves the cursor with a
+conditional UPDATE (`advance_cursor`) that only succeeds from where it was read. No
+lock is ever held across a post, so a connection that cannot keep up delays nobody
+else; see notify.py for why order and completeness survive concurrent passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from order_engine.account_store import Caller
-from order_engine.database import DictCursor, Repository, fetch_one, jsonb
+from order_engine.database import Repository, fetch_one, jsonb
 from order_engine.records import Order, OrderEvent
 
 
@@ -26,45 +26,14 @@ class Delivery(NamedTuple):
     events: list[OrderEvent]  # seq > last_seq, ascending; may be empty
 
 
-class DeliveryBatch:
-    """One notifier pass over one order, inside the transaction holding its
-    subscriptions locked. Cursor moves commit when the `deliveries` block ends."""
+@dataclass(frozen=True)
+class DueDeliveries:
+    """What every subscriber of one order lacks, as read by one statement."""
 
-    def __init__(
-        self,
-        cur: DictCursor,
-        order_id: UUID,
-        order: Order | None,
-        pending: Sequence[Delivery],
-    ) -> None:
-        self._cur = cur
-        self._order_id = order_id
-        # The order as of this pass, read only when a subscriber is due its snapshot
-        # (a first delivery); None otherwise. Live events need no more than the events.
-        self.order = order
-        self.pending: list[Delivery] = list(pending)
-        self.dropped: list[str] = []
-
-    def advance(self, connection_id: str, seq: int) -> None:
-        """Record that `connection_id` has everything up to `seq`. Never moves back."""
-        self._cur.execute(
-            "UPDATE subscriptions SET last_seq = greatest(last_seq, %s)"
-            " WHERE connection_id = %s AND order_id = %s",
-            (seq, connection_id, self._order_id),
-        )
-
-    def drop(self, connection_id: str) -> None:
-        """The connection is gone (GoneException): forget it.
-
-        Its subscription to this order goes now; the connection row (and so its other
-        subscriptions) goes right after commit, in a transaction of its own, so this
-        one never waits on locks held by notifiers of other orders.
-        """
-        self._cur.execute(
-            "DELETE FROM subscriptions WHERE connection_id = %s AND order_id = %s",
-            (connection_id, self._order_id),
-        )
-        self.dropped.append(connection_id)
+    # The order, read only when a subscriber is due its snapshot (a first delivery);
+    # None otherwise: live events need no more than the events.
+    order: Order | None
+    pending: list[Delivery]
 
 
 class SubscriptionStore(Repository):
@@ -98,24 +67,32 @@ class SubscriptionStore(Repository):
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
     def subscribe(self, connection_id: str, order_id: UUID) -> bool:
-        """Follow `order_id` from `connection_id` (created if missing); False when the
-        order does not exist. Subscribing twice changes nothing (the cursor stays)."""
+        """Follow `order_id` from `connection_id`; False when the order does not exist,
+        or the connection is not open under a live key of the order's account.
+        Subscribing twice changes nothing (the cursor stays).
+
+        The key is checked by the statement that writes the row, so a revoke cannot
+        slip in between a check and the write. Revoking updates the key and deletes its
+        connections in one transaction: a subscribe that read the key live then finds
+        the connection locked by that delete (FOR KEY SHARE waits for it) and gone
+        after it, so it writes nothing; one that committed first is deleted with its
+        connection (ON DELETE CASCADE). The lock also keeps a concurrent $disconnect
+        from deleting the connection before the subscription's foreign key is checked.
+        """
         with self.database.statement() as cur:
-            # One statement. The connection's upsert is DO UPDATE rather than DO
-            # NOTHING: it locks the row, so a concurrent $disconnect cannot delete it
-            # before the subscription's foreign key is checked.
             cur.execute(
-                "WITH target AS (SELECT id FROM orders WHERE id = %(order)s),"
-                " connection AS (INSERT INTO connections (connection_id)"
-                "  SELECT %(connection)s::text FROM target"
-                "  ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now()"
-                "  RETURNING connection_id),"
+                "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s),"
+                " live AS (SELECT c.connection_id FROM connections c"
+                "  JOIN api_keys k ON k.prefix = c.key_prefix AND k.account_id = c.account_id"
+                "  JOIN target t ON t.account_id = c.account_id"
+                "  WHERE c.connection_id = %(connection)s AND k.revoked_at IS NULL"
+                "  FOR KEY SHARE OF c),"
                 " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
-                "  SELECT connection_id, %(order)s::uuid FROM connection ON CONFLICT DO NOTHING)"
-                " SELECT EXISTS (SELECT FROM target) AS found",
+                "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING)"
+                " SELECT EXISTS (SELECT FROM live) AS subscribed",
                 {"order": order_id, "connection": connection_id},
             )
-            return bool(fetch_one(cur)["found"])
+            return bool(fetch_one(cur)["subscribed"])
 
     def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
@@ -127,21 +104,19 @@ class SubscriptionStore(Repository):
             )
             return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
 
-    @contextmanager
-    def deliveries(self, order_id: UUID) -> Iterator[DeliveryBatch]:
-        """Lock the order's subscriptions and yield what each subscriber is missing."""
-        with self.database.transaction() as cur:
+    def due_deliveries(self, order_id: UUID) -> DueDeliveries:
+        """What each subscriber of the order lacks: the events past its cursor.
+
+        One statement in autocommit, taking no lock: the caller posts with nothing of
+        the database held, and moves each cursor with `advance_cursor` afterwards."""
+        with self.database.statement() as cur:
             # One row per subscription and event it lacks (a subscription lacking
-            # none comes once, with no event). Locked in a fixed order, so concurrent
-            # passes queue up instead of deadlocking. The events are those of the
-            # statement's snapshot, taken before a lock it waited for: any event
-            # committed while it waited has a notify message of its own, whose pass
-            # delivers it.
+            # none comes once, with no event).
             cur.execute(
                 "SELECT s.connection_id, s.last_seq, e.*"
-                " FROM (SELECT connection_id, last_seq FROM subscriptions"
-                "       WHERE order_id = %(order)s ORDER BY connection_id FOR UPDATE) s"
-                " LEFT JOIN order_events e ON e.order_id = %(order)s AND e.seq > s.last_seq"
+                " FROM subscriptions s"
+                " LEFT JOIN order_events e ON e.order_id = s.order_id AND e.seq > s.last_seq"
+                " WHERE s.order_id = %(order)s"
                 " ORDER BY s.connection_id, e.seq",
                 {"order": order_id},
             )
@@ -150,20 +125,31 @@ class SubscriptionStore(Repository):
                 events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
                 if row["seq"] is not None:
                     events.append(OrderEvent.from_row(row))
-            order: Order | None = None
-            if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
+        order: Order | None = None
+        if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
+            with self.database.statement() as cur:
                 # A subscription references its order, so the row is there.
                 cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
                 order = Order.from_row(fetch_one(cur))
-            batch = DeliveryBatch(
-                cur,
-                order_id,
-                order,
-                [
-                    Delivery(connection_id, last_seq, events)
-                    for (connection_id, last_seq), events in missing.items()
-                ],
+        pending = [
+            Delivery(connection_id, last_seq, events)
+            for (connection_id, last_seq), events in missing.items()
+        ]
+        return DueDeliveries(order, pending)
+
+    def advance_cursor(self, connection_id: str, order_id: UUID, *, read: int, sent: int) -> bool:
+        """Record that `connection_id` has every event up to `sent`, having been sent
+        all of `read`+1 .. `sent` after its cursor was read at `read`.
+
+        Moves only forward, and only from a cursor in [read, sent): one at `read` or
+        above means the client had `read` when this pass started, so it now has
+        everything to `sent`. One below `read` is a new subscription (resubscribed
+        since), which is due its own snapshot. False when it did not move."""
+        with self.database.statement() as cur:
+            cur.execute(
+                "UPDATE subscriptions SET last_seq = %(sent)s"
+                " WHERE connection_id = %(connection)s AND order_id = %(order)s"
+                " AND last_seq >= %(read)s AND last_seq < %(sent)s",
+                {"connection": connection_id, "order": order_id, "read": read, "sent": sent},
             )
-            yield batch
-        for connection_id in batch.dropped:
-            self.remove_connection(connection_id)
+            return cur.rowcount == 1

@@ -41,8 +41,26 @@ from order_engine.watch import PriceWatch, WatchStore
 # (consumers.py), and in the local runtime all functions share the process. botocore
 # keeps 10 connections and opens, then drops, a new one for each caller beyond that (a
 # TCP handshake on both sides, per call); kept connections cost nothing until used.
-_CLIENT_CONFIG = Config(
-    connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}, max_pool_connections=100
+#
+# SQS is asked after the commit that made a message necessary, on the answer's path
+# (POST /api/orders/execute, every step), and the sweeper relays whatever that left
+# behind: a stalled SQS must cost such an answer at most about 4 s (connect 1 + read
+# 3, no retry), never the function's whole timeout. /health asks the same client.
+_SQS_CONFIG = Config(
+    connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1}, max_pool_connections=100
+)
+# The database secret is read at cold start (and again on a refused login), off any
+# answer's path, so it may wait longer and retry once.
+_SECRETS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+# A post to a WebSocket connection is quick unless its client is not reading: then
+# the gateway holds it (the local runtime answers GoneException after 2 s). The
+# notifier waits a little longer, once, then drops the connection. Each such wait
+# holds a notifier invocation, so it is kept short.
+_POST_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=3,
+    retries={"total_max_attempts": 1},
+    max_pool_connections=100,
 )
 
 
@@ -65,7 +83,7 @@ class Engine:
             return Database.from_settings(self.settings)
         if self.settings.database_secret_arn:
             client = boto3.client(
-                "secretsmanager", region_name=self.settings.aws_region, config=_CLIENT_CONFIG
+                "secretsmanager", region_name=self.settings.aws_region, config=_SECRETS_CONFIG
             )
             secret = DatabaseSecret.from_settings(self.settings, client)
             secret()  # read at cold start: an unreadable secret fails here, saying why
@@ -98,7 +116,7 @@ class Engine:
             "sqs",
             region_name=self.settings.aws_region,
             endpoint_url=self.settings.sqs_endpoint_url,
-            config=_CLIENT_CONFIG,
+            config=_SQS_CONFIG,
         )
 
     @cached_property
@@ -135,7 +153,7 @@ class Engine:
             "apigatewaymanagementapi",
             region_name=self.settings.aws_region,
             endpoint_url=self.settings.websocket_management_url,
-            config=_CLIENT_CONFIG,
+            config=_POST_CONFIG,
         )
         return ConnectionSender(client)
 

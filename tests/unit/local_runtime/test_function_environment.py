@@ -1,38 +1,52 @@
-"""Environment variables in a shared process: union, conflicts, local endpoints."""
+"""A function's environment: its own variables, the caller's, Lambda's, local endpoints."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from local_runtime.environment import (
     AppliedEnvironment,
-    EnvironmentConflict,
     LocalEndpoint,
-    merge_environments,
+    function_environment,
     rewrite_endpoints,
 )
+from local_runtime.specs import FunctionSpec
 
 
-def test_the_union_of_all_functions_variables_is_applied() -> None:
-    merged = merge_environments({"A": {"X": "1", "SHARED": "s"}, "B": {"Y": "2", "SHARED": "s"}})
-    assert merged == {"X": "1", "Y": "2", "SHARED": "s"}
-
-
-def test_two_functions_disagreeing_on_a_variable_refuse_to_start() -> None:
-    with pytest.raises(EnvironmentConflict) as error:
-        merge_environments({"Api": {"LOG_LEVEL": "DEBUG"}, "Worker": {"LOG_LEVEL": "INFO"}})
-    message = str(error.value)
-    assert "LOG_LEVEL" in message and "Api" in message and "Worker" in message
-
-
-def test_caller_overrides_win_and_are_never_a_conflict() -> None:
-    merged = merge_environments(
-        {"Api": {"DATABASE_URL": "a"}, "Worker": {"DATABASE_URL": "b"}},
-        overrides={"DATABASE_URL": "postgresql://local"},
+def spec(environment: dict[str, str]) -> FunctionSpec:
+    return FunctionSpec(
+        logical_id="Worker",
+        function_name="local-Worker-ABC",
+        arn="arn:aws:lambda:eu-west-1:000000000000:function:local-Worker-ABC",
+        code_dir=Path("/code/worker"),
+        handler="app.handler",
+        runtime="python3.12",
+        memory_mb=256,
+        environment=environment,
     )
-    assert merged == {"DATABASE_URL": "postgresql://local"}
+
+
+def test_a_function_sees_its_variables_over_the_hosts_and_the_callers_over_both() -> None:
+    env = function_environment(
+        spec({"LOG_LEVEL": "DEBUG", "DATABASE_URL": "from-template"}),
+        host={"PATH": "/bin", "LOG_LEVEL": "host"},
+        overrides={"DATABASE_URL": "postgresql://local"},
+        region="eu-west-1",
+    )
+    assert env["PATH"] == "/bin" and env["LOG_LEVEL"] == "DEBUG"
+    assert env["DATABASE_URL"] == "postgresql://local"
+
+
+def test_lambda_sets_its_own_variables_in_every_sandbox() -> None:
+    env = function_environment(spec({}), host={}, overrides={}, region="eu-west-1")
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "local-Worker-ABC"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
+    assert env["LAMBDA_TASK_ROOT"] == "/code/worker" and env["_HANDLER"] == "app.handler"
 
 
 def test_aws_endpoints_of_local_apis_become_local_urls() -> None:

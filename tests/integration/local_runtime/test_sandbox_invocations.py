@@ -1,0 +1,276 @@
+"""Invocations in real sandbox processes, without the rest of the runtime: each
+function's own modules and sys.path, the Lambda context, Timeout, errors, crashes,
+concurrency and recycling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_runtime.function_code import HandlerImportError
+from local_runtime.function_sandboxes import make_functions
+from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.reloader import Reloader
+from local_runtime.specs import FunctionSpec, LayerSpec
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+def spec(
+    code_dir: Path,
+    handler: str,
+    *,
+    timeout: float = 3,
+    layers: tuple[LayerSpec, ...] = (),
+    reserved: int | None = None,
+) -> FunctionSpec:
+    return FunctionSpec(
+        logical_id=f"F{code_dir.name}",
+        function_name=f"fn-{code_dir.name}",
+        arn=f"arn:aws:lambda:us-east-1:1:function:fn-{code_dir.name}",
+        code_dir=code_dir,
+        handler=handler,
+        timeout=timeout,
+        layers=layers,
+        reserved_concurrency=reserved,
+    )
+
+
+@pytest.fixture
+def sandboxed() -> Iterator[list[LambdaFunction]]:
+    """Functions made by `start(...)`; their sandboxes are stopped after the test."""
+    made: list[LambdaFunction] = []
+    yield made
+    for function in made:
+        function.sandboxes.stop(1)
+
+
+def start(made: list[LambdaFunction], *specs: FunctionSpec, cap: int = 10) -> list[LambdaFunction]:
+    functions = make_functions(
+        specs,
+        {s.logical_id: {**os.environ} for s in specs},
+        InFlight(),
+        correlation_keys=(),
+        websocket_endpoint=None,
+        runtime_cap=cap,
+    )
+    made.extend(functions.values())
+    return list(functions.values())
+
+
+def test_two_functions_with_same_module_names_do_not_collide(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    for name in ("one", "two"):
+        write(
+            tmp_path / name,
+            {
+                "app.py": (
+                    "from helpers import who\n"
+                    "def handler(e, c):\n"
+                    "    import helpers  # at call time too: CodeUri stays on sys.path\n"
+                    "    return [who(), helpers.who()]\n"
+                ),
+                "helpers.py": f"def who():\n    return {name!r}\n",
+            },
+        )
+    one, two = start(
+        sandboxed, spec(tmp_path / "one", "app.handler"), spec(tmp_path / "two", "app.handler")
+    )
+    assert one.invoke({}).value == ["one", "one"]
+    assert two.invoke({}).value == ["two", "two"]
+
+
+def test_layers_are_on_the_path_after_the_code(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    layer = LayerSpec("Lib", write(tmp_path / "layer", {"python/sharedlib_xyz.py": "N = 7\n"}))
+    write(
+        tmp_path / "a", {"h.py": "import sharedlib_xyz\ndef h(e, c):\n    return sharedlib_xyz.N\n"}
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "a", "h.h", layers=(layer,)))
+    assert function.invoke({}).value == 7
+
+
+def test_handlers_in_subfolders_and_bad_handlers(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "f", {"pkg/__init__.py": "", "pkg/mod.py": "def h(e, c):\n    return 1\n"})
+    good, missing_attribute, missing_module = start(
+        sandboxed,
+        spec(tmp_path / "f", "pkg/mod.h"),
+        spec(write(tmp_path / "g", {"pkg/__init__.py": "", "pkg/mod.py": ""}), "pkg/mod.nope"),
+        spec(write(tmp_path / "m", {}), "missing.h"),
+    )
+    assert good.invoke({}).value == 1
+    with pytest.raises(HandlerImportError, match="missing or not callable"):
+        missing_attribute.sandboxes.warm_up()
+    with pytest.raises(HandlerImportError, match="cannot import"):
+        missing_module.sandboxes.warm_up()
+
+
+def test_an_invocation_gets_a_lambda_context(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(
+        tmp_path / "ctx",
+        {
+            "h.py": (
+                "def h(event, context):\n"
+                "    return {k: getattr(context, k) for k in ('function_name', 'function_version',"
+                " 'invoked_function_arn', 'memory_limit_in_mb', 'aws_request_id', 'log_group_name',"
+                " 'log_stream_name')} | {'left': context.get_remaining_time_in_millis()}\n"
+            )
+        },
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "ctx", "h.h", timeout=3))
+    result = function.invoke({})
+    assert result.succeeded
+    assert result.value["function_name"] == "fn-ctx"
+    assert result.value["function_version"] == "$LATEST"
+    assert result.value["invoked_function_arn"].endswith(":function:fn-ctx")
+    assert result.value["memory_limit_in_mb"] == 128
+    assert result.value["aws_request_id"] == result.request_id
+    assert result.value["log_group_name"] == "/aws/lambda/fn-ctx"
+    assert 2000 < result.value["left"] <= 3000
+
+
+def test_a_timed_out_invocation_is_stopped_and_the_next_runs_in_a_fresh_sandbox(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    late = tmp_path / "late"
+    write(
+        tmp_path / "slow",
+        {
+            "h.py": (
+                "import os, pathlib, time\n"
+                "def h(e, c):\n"
+                "    if e.get('sleep'):\n"
+                "        time.sleep(e['sleep'])\n"
+                f"        pathlib.Path({str(late)!r}).write_text('ran on')\n"
+                "    return os.getpid()\n"
+            )
+        },
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "slow", "h.h", timeout=0.5))
+    first_pid = function.invoke({}).value
+    started = time.monotonic()
+    result = function.invoke({"sleep": 1})
+    assert time.monotonic() - started < 0.9
+    assert result.outcome == "timeout"
+    assert "Task timed out after 0.50 seconds" in result.error_message()
+    assert function.invoke({}).value != first_pid
+    time.sleep(1)
+    assert not late.exists()
+
+
+def test_an_exception_is_an_error_outcome_with_its_type_and_message(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "bad", {"h.py": "def h(e, c):\n    raise KeyError('orderId')\n"})
+    (function,) = start(sandboxed, spec(tmp_path / "bad", "h.h"))
+    result = function.invoke({})
+    assert result.outcome == "error" and result.error_message() == "KeyError: 'orderId'"
+
+
+def test_a_sandbox_that_dies_is_an_error_and_is_replaced(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(
+        tmp_path / "dies",
+        {
+            "h.py": (
+                "import os\ndef h(e, c):\n    if e:\n        os._exit(3)\n    return os.getpid()\n"
+            )
+        },
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "dies", "h.h"))
+    before = function.invoke({}).value
+    result = function.invoke({"die": True})
+    assert result.outcome == "error" and "exited (code 3)" in result.error_message()
+    assert function.invoke({}).value not in (before, None)
+
+
+def test_concurrent_invocations_run_in_separate_sandboxes_up_to_the_limit(
+    tmp_path: Path, sandboxed: list[LambdaFunction], caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        tmp_path / "busy",
+        {"h.py": "import os, time\ndef h(e, c):\n    time.sleep(0.5)\n    return os.getpid()\n"},
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "busy", "h.h", reserved=2))
+
+    async def burst() -> list[int]:
+        results = await asyncio.gather(*(function.invoke_async({}) for _ in range(6)))
+        return [r.value for r in results]
+
+    with caplog.at_level(logging.INFO, logger="local_runtime.sandboxes"):
+        pids = asyncio.run(burst())
+    assert len(set(pids)) == 2  # ReservedConcurrentExecutions 2: two sandboxes, reused
+    cold = [r.getMessage() for r in caplog.records if "cold start" in r.getMessage()]
+    assert len(cold) == 2 and all(" ms " in line for line in cold)
+
+
+def test_a_changed_layer_file_recycles_every_function_using_the_layer(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    layer = LayerSpec("Lib", write(tmp_path / "layer2", {"python/lr_reload_lib.py": "V = 1\n"}))
+    specs = []
+    for name in ("r1", "r2"):
+        write(
+            tmp_path / name,
+            {"h.py": "import lr_reload_lib\ndef h(e, c):\n    return lr_reload_lib.V\n"},
+        )
+        specs.append(spec(tmp_path / name, "h.h", layers=(layer,)))
+    functions = start(sandboxed, *specs)
+    assert [f.invoke({}).value for f in functions] == [1, 1]
+    changed = layer.python_dir / "lr_reload_lib.py"
+    changed.write_text("V = 22\n")
+    Reloader(functions).changed({changed.resolve()})
+    assert [f.invoke({}).value for f in functions] == [22, 22]
+
+
+def test_a_value_lambda_could_not_serialize_is_a_marshal_error(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(
+        tmp_path / "values",
+        {
+            "h.py": (
+                "import decimal\n"
+                "def h(e, c):\n"
+                "    return {1, 2} if e.get('set') else {'price': decimal.Decimal('1.5')}\n"
+            )
+        },
+    )
+    (function,) = start(sandboxed, spec(tmp_path / "values", "h.h"))
+    assert function.invoke({}).value == {"price": 1.5}  # Decimals as numbers, as on Lambda
+    result = function.invoke({"set": True})
+    assert result.outcome == "error"
+    assert result.error_message().startswith("Runtime.MarshalError: Unable to marshal response")
+    assert function.invoke({}).succeeded  # the sandbox is fine
+
+
+def test_a_sandbox_killed_while_idle_fails_one_invocation_and_is_replaced(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "idle", {"h.py": "import os\ndef h(e, c):\n    return os.getpid()\n"})
+    (function,) = start(sandboxed, spec(tmp_path / "idle", "h.h"))
+    pid = function.invoke({}).value
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert function.invoke({}).outcome == "error"
+    assert function.invoke({}).value not in (pid, None)
