@@ -1,4 +1,5 @@
-"""The HTTP API (API Gateway REST proxy -> Chalice): place an order, read it, health.
+"""The HTTP API (API Gateway REST proxy -> Chalice): place an order, list the caller's
+orders, read one, cancel one, health.
 
 Every route but /health needs `Authorization: Bearer <key>`; the engine checks the key
 (order_engine.accounts), this module only takes it from the request. What an engine
@@ -68,9 +69,27 @@ def execute_order() -> Response:
     return _answer(place)
 
 
+@app.route("/api/orders", methods=["GET"])
+def list_orders() -> Response:
+    request = app.current_request
+    assert request is not None
+    return _answer(
+        lambda: Response(
+            body=engine().orders.list_orders(_caller(), request.query_params).to_dict()
+        )
+    )
+
+
 @app.route("/api/orders/{order_id}", methods=["GET"])
 def get_order(order_id: str) -> Response:
     return _answer(lambda: Response(body=engine().orders.get_order(_caller(), order_id)))
+
+
+@app.route("/api/orders/{order_id}", methods=["DELETE"])
+def cancel_order(order_id: str) -> Response:
+    return _answer(
+        lambda: Response(body=engine().orders.cancel_order(_caller(), order_id).to_dict())
+    )
 
 
 @app.route("/health", methods=["GET"])

@@ -24,7 +24,7 @@ from order_engine.order_request import (
     MAX_SLIPPAGE_BPS,
     MIN_SLIPPAGE_BPS,
 )
-from order_engine.orders import HAPPY_PATH, TERMINAL, Status
+from order_engine.orders import CANCELLABLE, HAPPY_PATH, TERMINAL, Status
 from order_engine.tokens import TOKENS
 
 app = Chalice(app_name="order-engine-dashboard")
@@ -47,6 +47,8 @@ def _config() -> str:
             "maxWaitMinutes": int(MAX_LIMIT_WAIT.total_seconds() // 60),
             "decimals": LIMIT_PRICE_DECIMALS,
         },
+        # The statuses an order may be cancelled in (its row shows a Cancel button).
+        "cancellable": sorted(status.value for status in CANCELLABLE),
         "slippageBps": {
             "min": MIN_SLIPPAGE_BPS,
             "max": MAX_SLIPPAGE_BPS,

@@ -9,8 +9,8 @@ $connect ?apiKey=…   authenticates (or `Authorization: Bearer …`: browsers c
          &orderId=…  also subscribes (refused with 404 for an unknown order, or another
                      account's);
 $default             {"action": "subscribe", "orderId": …} | {"action": "execute", "order": {…}}
-                     | {"action": "ping"}; anything else gets an error message, and the
-                     connection stays open;
+                     | {"action": "cancel", "orderId": …} | {"action": "ping"}; anything
+                     else gets an error message, and the connection stays open;
 $disconnect          forgets the connection and its subscriptions.
 
 A client may close its socket before its answer is sent (a tab closed mid-request):
@@ -99,8 +99,12 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
     if action == "execute":
         engine().orders.execute(caller, connection_id, data.get("order"))
         return None  # "accepted", then the snapshot
+    if action == "cancel":
+        order = engine().orders.cancel_order(caller, _string(data, "orderId"), field="orderId")
+        return {"type": "cancelled", "orderId": str(order.id), "status": order.status.value}
     raise RequestError(
-        f"unknown action {_shortened(action)}; use subscribe, execute or ping", field="action"
+        f"unknown action {_shortened(action)}; use subscribe, execute, cancel or ping",
+        field="action",
     )
 
 

@@ -6,6 +6,7 @@ const CONFIG = JSON.parse(document.getElementById("config").textContent);
 const TOKENS = new Map(CONFIG.tokens.map((t) => [t.symbol, t]));
 const FLOW = CONFIG.happyPath;
 const TERMINAL = new Set(CONFIG.terminal);
+const CANCELLABLE = new Set(CONFIG.cancellable);
 const KEY_STORE = "order-engine.apiKey";
 const ORDERS_STORE = "order-engine.orders";
 const REMEMBERED = 50;
@@ -218,6 +219,54 @@ function remember() {
   localStorage.setItem(ORDERS_STORE, JSON.stringify(saved.slice(0, REMEMBERED)));
 }
 
+// The key's most recent orders, from the API: what another browser placed shows here
+// too. Once per key; rows already shown are kept as they are.
+let listedFor = null;
+async function loadList() {
+  const key = apiKey();
+  if (!key || listedFor === key) return;
+  listedFor = key;
+  let answer;
+  try {
+    answer = await call("GET", `api/orders?limit=${REMEMBERED}`);
+  } catch {
+    listedFor = null; // offline: try again when the key or the network comes back
+    return;
+  }
+  if (answer.status !== 200 || !answer.data || !Array.isArray(answer.data.orders)) {
+    listedFor = null;
+    return;
+  }
+  // Any order's WebSocket URL serves every order (follow() subscribes by message);
+  // without one the rows poll the HTTP API.
+  const wsUrl = [...orders.values()].map((s) => s.wsUrl).find(Boolean) || null;
+  for (const order of answer.data.orders) {
+    if (orders.has(order.id)) continue;
+    const state = track(order.id, wsUrl, false);
+    state.order = order;
+    render(state);
+    resync(state).then(() => follow(state));
+  }
+}
+
+async function cancel(state) {
+  const button = $(".cancel", state.row);
+  button.disabled = true;
+  let answer;
+  try {
+    answer = await call("DELETE", `api/orders/${encodeURIComponent(state.id)}`);
+  } catch {
+    answer = { status: 0, data: null };
+  }
+  const error = $(".row-error", state.row);
+  error.hidden = answer.status === 200;
+  if (answer.status !== 200) {
+    error.textContent = answer.data?.error?.message || "could not cancel: the API did not answer";
+  }
+  button.disabled = false;
+  await resync(state); // the cancelled event (or where the order got to), in seq order
+}
+
 // --- following orders -----------------------------------------------------------------
 
 function track(id, wsUrl, isNew) {
@@ -418,6 +467,8 @@ function render(state) {
   link.textContent = !live ? "" : state.stalled ? "API key rejected" : state.socket?.readyState === 1 ? "live" : "connecting…";
   link.dataset.state = !live ? "" : state.socket?.readyState === 1 ? "live" : "waiting";
 
+  $(".cancel", row).hidden = !CANCELLABLE.has(now);
+
   renderSteps(state);
   renderRoute(state);
   renderWatch(state);
@@ -599,6 +650,12 @@ keyInput.addEventListener("input", () => localStorage.setItem(KEY_STORE, apiKey(
 keyInput.addEventListener("change", () => {
   clearErrors();
   resume();
+  loadList();
+});
+list.addEventListener("click", (event) => {
+  const button = event.target.closest("button.cancel");
+  const state = button && orders.get(button.closest("li.order").dataset.orderId);
+  if (state) cancel(state);
 });
 $("#key-form").addEventListener("submit", (event) => event.preventDefault());
 form.addEventListener("submit", (event) => {
@@ -626,3 +683,4 @@ for (const saved of remembered()) {
   render(state);
   resync(state).then(() => follow(state));
 }
+loadList();

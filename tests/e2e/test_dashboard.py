@@ -29,6 +29,7 @@ from playwright.sync_api import (
 from local_runtime.runtime import LocalRuntime
 from order_engine.orders import HAPPY_PATH
 from order_engine_cli.client import OrderClient
+from tests.support.stack import SLOW_VENUES, venues_configured
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -45,6 +46,7 @@ CHROMIUM_ARGS = [
 ]
 HAPPY = [status.value for status in HAPPY_PATH]
 TERMINAL = {"confirmed", "failed"}
+ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "slippageBps": 500}
 # A swap then takes 1.5-2.5 s: every state shows, and a reload lands mid-flight.
 LATENCY_SCALE = "0.6"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -92,6 +94,13 @@ def visible_latency(runtime: LocalRuntime) -> Iterator[None]:
     yield
     for name, value in previous.items():
         runtime.update_function_environment(name, {"DEX_LATENCY_SCALE": value})
+
+
+@pytest.fixture
+def api_key(fresh_api_key: str) -> str:
+    """A key of an account of its own: the page lists its account's orders, and these
+    tests count the rows."""
+    return fresh_api_key
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +422,42 @@ def test_a_limit_order_placed_in_the_form_waits_showing_the_best_price_then_fire
     expect(fired_row.locator(".watch")).to_be_hidden()
     expect(row).to_have_attribute("data-status", "watching")  # the other one still waits
 
+    # A waiting order has no transaction yet: its Cancel button ends it cancelled.
+    row.locator("button.cancel").click()
+    expect(row).to_have_attribute("data-status", "cancelled", timeout=10_000)
+    expect(row.locator("button.cancel")).to_be_hidden()
+    expect(row.locator(".watch")).to_be_hidden()
+
     posted = [json.loads(p.post_data or "{}") for p in dashboard.traffic.posts()]
     assert [(p["type"], p["limitPrice"]) for p in posted] == [("limit", "400"), ("limit", "100")]
     assert all(p["expiresAt"].endswith("Z") for p in posted)
+    assert dashboard.traffic.errors == []
+
+
+def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
+    dashboard: Dashboard, api_key: str, runtime: LocalRuntime
+) -> None:
+    """A new browser shows the key's orders from the API, and the Cancel button of an
+    open order (one placed elsewhere, one placed here) ends it cancelled, with no swap."""
+    with venues_configured(runtime, SLOW_VENUES):  # pending lasts seconds
+        client = OrderClient(runtime.http_url, api_key=api_key)
+        elsewhere = client.place({**ORDER, "amount": "0.5"})["orderId"]
+        dashboard.open(api_key)
+
+        row = dashboard.row(elsewhere)
+        expect(row).to_have_count(1)  # from the list: this browser never placed it
+        expect(row.locator(".amount")).to_have_text("0.5")
+        row.locator("button.cancel").click()
+        expect(row).to_have_attribute("data-status", "cancelled", timeout=10_000)
+        expect(row.locator("button.cancel")).to_be_hidden()
+
+        here = dashboard.place_one()
+        dashboard.row(here).locator("button.cancel").click()
+        expect(dashboard.row(here)).to_have_attribute("data-status", "cancelled", timeout=10_000)
+
+    for order_id in (elsewhere, here):
+        order = client.get(order_id)
+        assert order["status"] == "cancelled" and order["txSignature"] is None
+    deletes = [r for r in dashboard.traffic.requests if r.method == "DELETE"]
+    assert [r.headers.get("authorization") for r in deletes] == [f"Bearer {api_key}"] * 2
     assert dashboard.traffic.errors == []

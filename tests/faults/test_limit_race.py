@@ -1,8 +1,11 @@
 """A cancel racing the price watch's trigger: each limit order ends with exactly one
-outcome, cancelled with no swap, or routed on (and the cancel refused), never both.
+outcome, cancelled with no swap, or routed on and executed (the cancel refused), never
+both.
 
-The cancel here is the conditional transition watching -> cancelled through the store,
-as every cancel is (the cancel API builds on this same transition)."""
+The cancel is the owner's, DELETE /api/orders/{id} through the real API handler
+(Store.cancel). It may land while the order is watching, after the trigger's route step
+moved it to routing (still cancellable), or once its build step has built the
+transaction (refused, naming the status)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import time
 import psycopg
 
 from order_engine.orders import TERMINAL, Status
-from order_engine.outbox import transition_messages
 from tests.faults.harness import FaultStack
 
 # Met by the market at once (SOL trades near 150 USDC): every tick fires these orders.
@@ -36,17 +38,16 @@ def start_watching(stack: FaultStack, order_ids: list[str]) -> None:
         stack.drain_once(["route"])
 
 
-def cancel(stack: FaultStack, order_id: str) -> bool:
-    result = stack.engine.store.transition(
-        order_id,  # type: ignore[arg-type]
-        Status.WATCHING,
-        Status.CANCELLED,
-        data={"reason": "cancelled by its owner"},
-        outbox=transition_messages(order_id, Status.CANCELLED),  # type: ignore[arg-type]
-    )
-    if result.applied:
-        stack.engine.outbox.publish(result.outbox)
-    return result.applied
+# A cancel's answer: the HTTP status and the status a refusal names.
+Answer = tuple[int, str | None]
+# Where no cancel may be refused: the order has no transaction yet (spelled out here,
+# not read off orders.CANCELLABLE, which is what is under test).
+BEFORE_BUILT = {Status.PENDING, Status.WATCHING, Status.ROUTING}
+
+
+def cancel(stack: FaultStack, order_id: str) -> Answer:
+    status, body = stack.cancel(order_id)
+    return status, body.get("error", {}).get("status")
 
 
 def trigger(stack: FaultStack) -> None:
@@ -54,27 +55,25 @@ def trigger(stack: FaultStack) -> None:
     watch = stack.engine.watch
     while not watch.tick(watch._store.clock()[0] + 1).claimed:
         pass
-    stack.drain_once(["route"])
+    stack.drain_once(["route", "build"])
 
 
 def cancel_some(
-    stack: FaultStack, victims: list[str], pause: float, cancelled: dict[str, bool]
+    stack: FaultStack, victims: list[str], pause: float, answers: dict[str, Answer]
 ) -> None:
     time.sleep(pause)
     for order_id in victims:
-        cancelled[order_id] = cancel(stack, order_id)
+        answers[order_id] = cancel(stack, order_id)
 
 
 def race_once(stack: FaultStack, rng: random.Random) -> None:
     order_ids = [stack.place(LIMIT_ORDER) for _ in range(ORDERS_PER_ROUND)]
     start_watching(stack, order_ids)
-    cancelled: dict[str, bool] = {}
+    answers: dict[str, Answer] = {}
     victims = rng.sample(order_ids, rng.randint(1, len(order_ids)))
     racers = [
         threading.Thread(target=trigger, args=(stack,)),
-        threading.Thread(
-            target=cancel_some, args=(stack, victims, rng.uniform(0, 0.05), cancelled)
-        ),
+        threading.Thread(target=cancel_some, args=(stack, victims, rng.uniform(0, 0.1), answers)),
     ]
     rng.shuffle(racers)
     for racer in racers:
@@ -88,11 +87,20 @@ def race_once(stack: FaultStack, rng: random.Random) -> None:
         path = [event.to_status for event in events]
         outcomes = [status for status in path if status in TERMINAL]
         assert len(outcomes) == 1, (order_id, path)
-        if cancelled.get(order_id):
-            assert path == [Status.PENDING, Status.WATCHING, Status.CANCELLED]
+        answer = answers.get(order_id)
+        if answer is not None and answer[0] == 200:
+            assert path in (
+                [Status.PENDING, Status.WATCHING, Status.CANCELLED],
+                [Status.PENDING, Status.WATCHING, Status.ROUTING, Status.CANCELLED],
+            ), (order_id, path)
         else:
-            assert Status.CANCELLED not in path
+            assert Status.CANCELLED not in path, (order_id, path, answer)
             assert path[:3] == [Status.PENDING, Status.WATCHING, Status.ROUTING]
+        if answer is not None and answer[0] != 200:
+            assert answer[0] == 409 and answer[1] is not None, (order_id, answer)
+            assert Status(answer[1]) not in BEFORE_BUILT, f"{order_id}: refused in {answer[1]}"
+            assert path[:4] == [Status.PENDING, Status.WATCHING, Status.ROUTING, Status.BUILDING]
+        if Status.ROUTING in path:
             assert events[2].data["trigger"]["price"], "the trigger's quote is recorded"
 
 
@@ -108,7 +116,7 @@ def test_the_checker_finds_a_swap_after_cancel_and_a_second_outcome(stack: Fault
     an illegal history on both counts."""
     order_id = stack.place(LIMIT_ORDER)
     start_watching(stack, [order_id])
-    assert cancel(stack, order_id)
+    assert cancel(stack, order_id) == (200, None)
     assert stack.settle([order_id]) == []
     planted_signature = f"planted-{order_id}"
     with psycopg.connect(stack.database_url, autocommit=True) as conn:

@@ -13,6 +13,7 @@ import pytest
 
 from order_engine.errors import InfrastructureError
 from order_engine.migrate import Migration, load_migrations, migrate
+from order_engine.orders import Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +111,23 @@ def test_the_command_line_migrates_database_url(fresh_database_url):
 def test_migrating_an_unreachable_database_is_an_infrastructure_error():
     with pytest.raises(InfrastructureError):
         migrate("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1")
+
+
+def test_every_status_of_the_engine_is_one_the_schema_accepts(fresh_database_url):
+    """The status checks of 0001 are replaced by later migrations as statuses are added:
+    each Status must be storable as an order's status and as both ends of an event."""
+    migrate(fresh_database_url)
+    with psycopg.connect(fresh_database_url) as conn:
+        checks = [
+            conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s", (name,)
+            ).fetchone()[0]  # type: ignore[index]
+            for name in (
+                "orders_status_check",
+                "order_events_from_status_check",
+                "order_events_to_status_check",
+            )
+        ]
+    for status in Status:
+        for check in checks:
+            assert f"'{status.value}'::text" in check, f"{status} is refused by {check}"

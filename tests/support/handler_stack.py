@@ -167,15 +167,18 @@ class Stack:
 
     # --- placing orders -----------------------------------------------------------
 
-    def post(self, order: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        """POST an order to the HTTP handler, with a fresh idempotency key."""
+    def post(
+        self, order: dict[str, Any] | None = None, *, key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POST an order to the HTTP handler, with a fresh idempotency key, as the
+        stack's own account or `key`'s."""
         with Client(self.api.app) as client:
             response = client.http.post(
                 "/api/orders/execute",
                 headers={
                     "Content-Type": "application/json",
                     "Idempotency-Key": str(uuid.uuid4()),
-                    **self.auth,
+                    **(self.auth if key is None else bearer(key)),
                 },
                 body=json.dumps(order or ORDER),
             )
@@ -186,6 +189,21 @@ class Stack:
         status, body = self.post(order)
         assert status == 202, (status, body)
         return str(body["orderId"])
+
+    def place_as(self, key: str, order: dict[str, Any] | None = None) -> str:
+        """Place an order for `key`'s account; its id."""
+        status, body = self.post(order, key=key)
+        assert status == 202, (status, body)
+        return str(body["orderId"])
+
+    def cancel(self, order_id: str, *, key: str | None = None) -> tuple[int, dict[str, Any]]:
+        """DELETE the order through the HTTP handler, as the stack's own account or
+        `key`'s: the answer's status and body."""
+        with Client(self.api.app) as client:
+            response = client.http.delete(
+                f"/api/orders/{order_id}", headers=self.auth if key is None else bearer(key)
+            )
+        return response.status_code, json.loads(response.body or b"{}")
 
     # --- delivering messages ------------------------------------------------------
 

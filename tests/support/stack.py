@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,30 @@ def stack_options(database_url: str, data_dir: Path, **overrides: object) -> Run
     for key, value in overrides.items():
         setattr(options, key, value)
     return options
+
+
+# Quotes take 3-5 s (under a 6 s quote timeout, itself under the functions' 10 s) and a
+# build 0.2-0.8 s: an order stays pending, then routing, long enough to be cancelled.
+SLOW_VENUES = {"DEX_LATENCY_SCALE": "20", "DEX_QUOTE_TIMEOUT": "6"}
+
+
+@contextmanager
+def venues_configured(runtime: LocalRuntime, variables: Mapping[str, str]) -> Iterator[None]:
+    """Every function that configures the venues runs with `variables` for the block
+    (fresh sandboxes read them), then exactly as before."""
+    saved = {
+        name: dict(environment)
+        for name, environment in runtime.function_environments.items()
+        if "DEX_LATENCY_SCALE" in environment
+    }
+    for name in saved:
+        runtime.update_function_environment(name, dict(variables))
+    try:
+        yield
+    finally:
+        for name, environment in saved.items():
+            runtime.function_environments[name] = environment
+            runtime.update_function_environment(name, {})
 
 
 def new_api_key(database_url: str, name: str) -> str:

@@ -28,9 +28,10 @@ from order_engine.accounts import Caller, hash_key, key_prefix, new_key
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.errors import IdempotencyConflict, InfrastructureError
+from order_engine.order_list import MAX_PAGE_SIZE, PARAMETERS, OrderPage, PageRequest
 from order_engine.order_request import OrderRequest
-from order_engine.orders import HAPPY_PATH, Status
-from order_engine.records import CreatedOrder, Order, OrderEvent
+from order_engine.orders import CANCELLABLE, HAPPY_PATH, Status
+from order_engine.records import CreatedOrder, Order, OrderEvent, Outcome, TransitionResult
 from order_engine.service import MAX_IDEMPOTENCY_KEY_CHARS
 from order_engine.settings import DexSettings, Settings
 from order_engine.tokens import TOKENS, get_token
@@ -294,6 +295,7 @@ def test_documented_error_codes_are_the_engine_errors_with_their_statuses() -> N
         "payload_too_large",
         "validation_error",
         "not_found",
+        "not_cancellable",
         "unauthorized",
         "rate_limited",
         "infrastructure_unavailable",
@@ -433,6 +435,22 @@ class FakeStore:
         self._check()
         return self.orders[order_id][1]
 
+    def cancel(self, order_id: uuid.UUID, *, account_id: str, outbox: Any) -> TransitionResult:
+        self._check()
+        found = self.orders.get(order_id)
+        if found is None:
+            return TransitionResult(Outcome.NOT_FOUND, None)
+        order = found[0]
+        if order.status not in CANCELLABLE:
+            return TransitionResult(Outcome.ILLEGAL, order)
+        cancelled = make_order(None, id=order.id, status=Status.CANCELLED, version=2)
+        return TransitionResult(Outcome.APPLIED, cancelled)
+
+    def page(self, account_id: str, request: PageRequest) -> OrderPage:
+        self._check()
+        listed = [order for order, _ in self.orders.values()][: request.limit]
+        return OrderPage(listed, None)
+
     def ping(self) -> None:
         self._check()
 
@@ -460,7 +478,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     class FakeEngine(wiring.Engine):
         """The engine's own wiring, over the fake repositories and publisher."""
 
-        store = outbox_store = subscriptions = account_store = property(lambda self: fake)
+        store = outbox_store = subscriptions = account_store = order_list = property(
+            lambda self: fake
+        )
         publisher = property(lambda self: FakePublisher())
 
     monkeypatch.setattr(wiring, "_engine", FakeEngine(Settings(websocket_url=WS_URL)))
@@ -658,3 +678,51 @@ def test_documented_response_properties_are_exactly_what_the_engine_writes(
     assert properties(schema("Quote")) == set(decision["quote"])
     assert properties(schema("QuoteOutcome")) == set(outcome)
     assert set(schema("Order")["required"]) == set(order.to_dict())
+
+
+LIST = "/api/orders"
+
+
+def test_the_list_parameters_are_the_services() -> None:
+    documented = {p["name"]: p for p in map(resolve, operation(LIST, "GET")["parameters"])}
+    assert set(documented) == set(PARAMETERS)
+    assert documented["limit"]["schema"]["maximum"] == MAX_PAGE_SIZE
+    assert set(documented["type"]["schema"]["enum"]) == order_request.ORDER_TYPES
+    assert schema("OrderPage")["properties"]["orders"]["maxItems"] == MAX_PAGE_SIZE
+
+
+def test_a_page_of_orders_answers_as_documented(
+    http: Client, store: FakeStore, route: RouteDecision
+) -> None:
+    order, events = confirmed_order(route)
+    store.orders[order.id] = (order, events)
+    response = http.http.get(f"{LIST}?limit=5&status=confirmed", headers=AUTH)
+    _, body = assert_documented(response, LIST, "GET", 200)
+    assert [listed["id"] for listed in body["orders"]] == [str(order.id)]
+
+
+@pytest.mark.parametrize(
+    "query", [f"limit={MAX_PAGE_SIZE + 1}", "status=done", "type=stop", "cursor=x", "page=2"]
+)
+def test_a_bad_list_parameter_answers_as_documented(http: Client, query: str) -> None:
+    assert_documented(http.http.get(f"{LIST}?{query}", headers=AUTH), LIST, "GET", 422)
+
+
+def test_cancelling_answers_as_documented(http: Client, store: FakeStore) -> None:
+    pending = make_order(None)
+    building = make_order(None, status=Status.BUILDING)
+    store.orders[pending.id] = (pending, [])
+    store.orders[building.id] = (building, [])
+
+    _, body = assert_documented(
+        http.http.delete(f"/api/orders/{pending.id}", headers=AUTH), GET_ORDER, "DELETE", 200
+    )
+    assert body["status"] == "cancelled"
+    _, body = assert_documented(
+        http.http.delete(f"/api/orders/{building.id}", headers=AUTH), GET_ORDER, "DELETE", 409
+    )
+    assert body["error"]["status"] == "building"
+    unknown = http.http.delete(f"/api/orders/{uuid.uuid4()}", headers=AUTH)
+    assert_documented(unknown, GET_ORDER, "DELETE", 404)
+    malformed = http.http.delete("/api/orders/nope", headers=AUTH)
+    assert_documented(malformed, GET_ORDER, "DELETE", 422)

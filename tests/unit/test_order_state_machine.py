@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from order_engine.orders import (
+    CANCELLABLE,
     HAPPY_PATH,
     INITIAL,
     TERMINAL,
@@ -66,3 +67,11 @@ def test_each_step_moves_an_order_by_exactly_one_legal_transition() -> None:
         chain.append(following)
     assert [step.to_status for step in chain] == list(HAPPY_PATH[1:])
     assert step_for(Status.CONFIRMED) is None
+
+
+def test_an_order_is_cancellable_exactly_until_its_transaction_is_built() -> None:
+    # A waiting limit order has no transaction yet either.
+    assert {Status.PENDING, Status.WATCHING, Status.ROUTING} == CANCELLABLE
+    assert not is_legal(Status.BUILDING, Status.CANCELLED), "a built swap may be on its way"
+    assert Status.CANCELLED in TERMINAL
+    assert step_for(Status.CANCELLED) is None

@@ -67,6 +67,8 @@ def operation_needs(operation: str, configured: set[str]) -> set[tuple[str, str]
     the function's environment gives a queue to."""
     if operation == "place_order":  # OrderService.place_order: the new order's outbox
         return {("send", t) for t in _topics(first_messages(ANY_ORDER))}
+    if operation == "cancel_order":  # OrderService.cancel_order: the cancel's outbox
+        return {("send", t) for t in _topics(transition_messages(ANY_ORDER, Status.CANCELLED))}
     if operation == "health":  # Publisher.check: GetQueueUrl of every configured queue
         return {("get_queue_url", t) for t in configured}
     if operation == "connect":  # OrderService.connect: the delayed subscribe hint
@@ -104,6 +106,8 @@ ENGINE_CALLS: dict[str, set[str]] = {
     "orders.health": {"health"},
     "orders.connect": {"connect"},
     "orders.get_order": set(),
+    "orders.list_orders": set(),
+    "orders.cancel_order": {"cancel_order"},
     "orders.disconnect": set(),
     "accounts.authenticate": set(),
     "accounts.authenticate_connection": set(),

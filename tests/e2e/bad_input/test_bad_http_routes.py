@@ -22,14 +22,14 @@ WRONG_METHODS = [
     HttpCase(f"{method} {target}", 403, method=method, target=target, body=b"")
     for method, target in (
         ("PUT", "/api/orders/execute"),
-        ("DELETE", "/api/orders/execute"),
         ("PATCH", "/api/orders/execute"),
         ("OPTIONS", "/api/orders/execute"),
         ("HEAD", "/api/orders/execute"),
         ("TRACE", "/api/orders/execute"),
         ("FOO", "/api/orders/execute"),
         ("POST", f"/api/orders/{uuid.UUID(int=1)}"),
-        ("DELETE", f"/api/orders/{uuid.UUID(int=1)}"),
+        ("PUT", f"/api/orders/{uuid.UUID(int=1)}"),
+        ("DELETE", "/api/orders"),
         ("POST", "/health"),
     )
 ]

@@ -69,6 +69,20 @@ class IdempotencyConflict(RequestError):
     code = "idempotency_conflict"
 
 
+class NotCancellable(RequestError):
+    """The order is past cancelling (its transaction is built, or it has ended);
+    `status` is where it is now."""
+
+    code = "not_cancellable"
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message, field="status")
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "status": self.status}
+
+
 class Unauthorized(RequestError):
     """No API key, or one that is unknown or revoked. `key_presented` tells a missing
     key from a bad one."""

@@ -22,7 +22,7 @@ class Status(StrEnum):
     FAILED = "failed"  # terminal, with a reason
     WATCHING = "watching"  # a limit order waiting for its price (watch.py)
     EXPIRED = "expired"  # terminal: a limit order whose price never came before expiresAt
-    CANCELLED = "cancelled"  # terminal: cancelled before its transaction was built
+    CANCELLED = "cancelled"  # terminal: the owner cancelled it before its transaction was built
 
 
 class Step(StrEnum):
@@ -64,13 +64,16 @@ INITIAL = HAPPY_PATH[0]
 _STEP_FROM = {step: status for status, step in PIPELINE if step is not None}
 _STEP_TO = {step: target for (_, step), (target, _) in itertools.pairwise(PIPELINE) if step}
 
-# A limit order waits between pending and routing: the route step starts its watch
-# (pending -> watching) instead of routing it, and once the price watch finds its limit
-# met, the route step moves it on (watching -> routing). No step leaves `watching`:
-# only the watch does, so the sweeper never re-drives a waiting order.
-WAITING: dict[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.WATCHING}),
+# Ways off the happy path besides failing. A limit order waits between pending and
+# routing: the route step starts its watch (pending -> watching) instead of routing it,
+# and once the price watch finds its limit met, the route step moves it on
+# (watching -> routing). No step leaves `watching`: only the watch does, so the sweeper
+# never re-drives a waiting order. An order may be cancelled until its transaction is
+# built (once it is, the swap may already be on its way).
+OFF_PATH: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.WATCHING, Status.CANCELLED}),
     Status.WATCHING: frozenset({Status.ROUTING, Status.EXPIRED, Status.CANCELLED, Status.FAILED}),
+    Status.ROUTING: frozenset({Status.CANCELLED}),
     Status.EXPIRED: frozenset(),
     Status.CANCELLED: frozenset(),
 }
@@ -80,7 +83,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     HAPPY_PATH[-1]: frozenset(),
     Status.FAILED: frozenset(),
 }
-for _status, _targets in WAITING.items():
+for _status, _targets in OFF_PATH.items():
     TRANSITIONS[_status] = TRANSITIONS.get(_status, frozenset()) | _targets
 
 # Where each status stands, for telling a stale message from an early one: watching
@@ -88,6 +91,10 @@ for _status, _targets in WAITING.items():
 _RANK: tuple[Status, ...] = (HAPPY_PATH[0], Status.WATCHING, *HAPPY_PATH[1:])
 
 TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+# Read off the table, so a status given a way into CANCELLED is cancellable at once.
+CANCELLABLE = frozenset(
+    status for status, targets in TRANSITIONS.items() if Status.CANCELLED in targets
+)
 
 
 def is_legal(from_status: Status, to_status: Status) -> bool:

@@ -1,4 +1,5 @@
-"""What the APIs offer: place an order, read it, subscribe to it, check health.
+"""What the APIs offer: place an order, read it, list them, cancel it, subscribe to it,
+check health.
 
 Free of HTTP and WebSocket framing: functions/ turns requests into these calls and
 their results (or errors.RequestError subclasses) into responses. Every call but
@@ -11,20 +12,21 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from order_engine import telemetry
 from order_engine.accounts import Caller, RateLimiter
-from order_engine.errors import InfrastructureError, NotFound, ValidationError
+from order_engine.errors import InfrastructureError, NotCancellable, NotFound, ValidationError
 from order_engine.notify import Notifier, accepted_message
+from order_engine.order_list import OrderList, OrderPage, PageRequest
 from order_engine.order_request import parse_json, validate_order_request
-from order_engine.orders import Status, as_order_id
-from order_engine.outbox import Outbox, first_messages
+from order_engine.orders import CANCELLABLE, Status, as_order_id
+from order_engine.outbox import Outbox, first_messages, transition_messages
 from order_engine.records import Order
-from order_engine.store import Store
+from order_engine.store import Outcome, Store
 from order_engine.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,14 @@ class OrderService:
         outbox: Outbox,
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
+        order_list: OrderList,
         *,
         best_price: Callable[[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
         # The price watch's latest best price of a pair, shown with a waiting order.
         self._best_price = best_price
         self._store = store
+        self._order_list = order_list
         self._subscriptions = subscriptions
         self._outbox = outbox
         self._notifier = notifier
@@ -135,6 +139,39 @@ class OrderService:
             "events": [event.to_dict() for event in events],
             "bestPrice": best,
         }
+
+    def list_orders(self, caller: Caller, query: Mapping[str, str] | None) -> OrderPage:
+        """A page of the caller's orders, newest first (order_list.py); a bad query
+        parameter raises ValidationError naming it."""
+        return self._order_list.page(caller.account_id, PageRequest.from_query(query))
+
+    def cancel_order(self, caller: Caller, raw_order_id: str, *, field: str = "id") -> Order:
+        """Cancel the caller's order while it is cancellable (orders.CANCELLABLE): it
+        ends `cancelled`, and its subscribers are told through the outbox like after
+        any transition. Later, NotCancellable names the status it is in; another
+        account's order is NotFound, like an unknown one.
+
+        Racing a step, exactly one wins: both are conditional transitions of the same
+        row, so a step that comes second finds the order cancelled and does nothing,
+        and a cancel that comes second finds it past cancelling and is refused."""
+        order_id = parse_order_id(raw_order_id, field=field)
+        result = self._store.cancel(
+            order_id,
+            account_id=caller.account_id,
+            outbox=transition_messages(order_id, Status.CANCELLED),
+        )
+        if result.outcome is Outcome.NOT_FOUND or result.order is None:
+            raise NotFound(f"order {order_id} not found", field=field)
+        if not result.applied:
+            status = result.order.status
+            allowed = " or ".join(sorted(CANCELLABLE))
+            raise NotCancellable(
+                f"order {order_id} is {status}; only an order that is {allowed} can be cancelled",
+                status=status.value,
+            )
+        self._outbox.publish(result.outbox)
+        log.info("order %s cancelled", order_id)
+        return result.order
 
     # --- WebSocket subscriptions -------------------------------------------------------
 

@@ -25,7 +25,7 @@ from psycopg import sql
 from order_engine.database import DictCursor, Repository, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.order_request import MAX_LIMIT_WAIT, OrderRequest
-from order_engine.orders import INITIAL, Status, is_legal, progress
+from order_engine.orders import CANCELLABLE, INITIAL, Status, is_legal, progress
 from order_engine.outbox import WRITTEN, outbox_param
 from order_engine.records import (
     CreatedOrder,
@@ -169,6 +169,32 @@ class Store(Repository):
         # At or past the target, or gone elsewhere (failed): a stale message.
         return TransitionResult(Outcome.DUPLICATE, order)
 
+    def cancel(
+        self, order_id: UUID, *, account_id: str, outbox: Sequence[OutboxMessage]
+    ) -> TransitionResult:
+        """Cancel `account_id`'s order if, and only if, it is in a cancellable status now
+        (orders.CANCELLABLE): one conditional statement, like every transition, that
+        writes the event (from the status it was in) and the `outbox` rows with it.
+        Not applied: NOT_FOUND (no such order, or another account's) or ILLEGAL (the
+        order is past cancelling; `order` says where it is)."""
+        params: dict[str, Any] = {
+            "id": order_id,
+            "account": account_id,
+            "cancellable": sorted(status.value for status in CANCELLABLE),
+            **_move_params(None, Status.CANCELLED, {}, outbox),
+        }
+        with self.database.statement() as cur:
+            rows = write_order(cur, _CANCEL, params, outbox)
+            if rows:
+                return TransitionResult(Outcome.APPLIED, *_moved(rows))
+            cur.execute(
+                "SELECT * FROM orders WHERE id = %s AND account_id = %s", (order_id, account_id)
+            )
+            current = cur.fetchone()
+        if current is None:
+            return TransitionResult(Outcome.NOT_FOUND, None)
+        return TransitionResult(Outcome.ILLEGAL, Order.from_row(current))
+
     def record_failed_attempt(self, order_id: UUID, status: Status, error: str) -> int | None:
         """Count a failed attempt at the step leaving `status`; the new count, or None
         when the order is no longer in `status` (the message is stale). It also touches
@@ -217,7 +243,8 @@ _EVENT_AND_OUTBOX = (
     """,
 event AS (
     INSERT INTO order_events (order_id, seq, from_status, to_status, data)
-    SELECT id, version, %(from)s::text, %(to)s::text, %(data)s FROM moved RETURNING *),
+    SELECT id, version, coalesce(%(from)s::text, moved.previous_status), %(to)s::text,
+           %(data)s FROM moved RETURNING *),
 """
     + WRITTEN
     + """
@@ -251,7 +278,29 @@ moved AS (
            CASE WHEN %(type)s = 'limit'
                 THEN coalesce(%(expires_at)s::timestamptz, now() + %(max_wait)s) END
      WHERE %(key)s::text IS NULL OR EXISTS (SELECT FROM key)
-    RETURNING *)"""
+    RETURNING *, NULL::text AS previous_status)"""
+    + _EVENT_AND_OUTBOX
+)
+
+# A cancel leaves whichever cancellable status the order is in. FOR UPDATE waits for a
+# transition in flight and then reads the row as it committed, so `previous_status` is
+# the status the UPDATE really leaves and the event's `from` is true; a row that left
+# the cancellable statuses meanwhile matches nothing, and nothing is written. The
+# UPDATE tests the status against the list again, not against `previous`: its scan
+# starts from the statement's snapshot, which may predate the transition FOR UPDATE
+# waited for (pending, where the row is now routing), and only a condition that the
+# snapshot's row meets makes PostgreSQL re-check the row as it is now.
+_CANCEL = (
+    """WITH previous AS (
+    SELECT id, status FROM orders
+     WHERE id = %(id)s AND account_id = %(account)s::uuid AND status = ANY(%(cancellable)s)
+       FOR UPDATE),
+moved AS (
+    UPDATE orders SET status = %(to)s, version = orders.version + 1, attempts = 0,
+           updated_at = now()
+      FROM previous
+     WHERE orders.id = previous.id AND orders.status = ANY(%(cancellable)s)
+    RETURNING orders.*, previous.status AS previous_status)"""
     + _EVENT_AND_OUTBOX
 )
 
@@ -267,7 +316,8 @@ def _transition_query(columns: frozenset[str]) -> sql.Composed:
         "WITH moved AS ("
         " UPDATE orders SET status = %(to)s, version = version + 1, attempts = 0,"
         " updated_at = now(){assignments}"
-        " WHERE id = %(id)s AND status = %(from)s RETURNING *)" + _EVENT_AND_OUTBOX
+        " WHERE id = %(id)s AND status = %(from)s RETURNING *, NULL::text AS previous_status)"
+        + _EVENT_AND_OUTBOX
     ).format(assignments=assignments)
 
 

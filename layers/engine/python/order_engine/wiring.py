@@ -27,6 +27,7 @@ from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, WATCH_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
+from order_engine.order_list import OrderList
 from order_engine.outbox import Outbox, OutboxStore
 from order_engine.pipeline import Pipeline
 from order_engine.service import OrderService
@@ -93,6 +94,10 @@ class Engine:
     @cached_property
     def store(self) -> Store:
         return Store(self.database)
+
+    @cached_property
+    def order_list(self) -> OrderList:
+        return OrderList(self.database)
 
     @cached_property
     def outbox_store(self) -> OutboxStore:
@@ -179,6 +184,7 @@ class Engine:
             self.outbox,
             lambda: self.notifier,
             self.rate_limiter,
+            self.order_list,
             # Opened on first use: answering an order must not need it before then.
             best_price=lambda token_in, token_out: self.watch_store.best_price(token_in, token_out),
         )
