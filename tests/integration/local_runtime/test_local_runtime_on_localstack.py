@@ -27,8 +27,8 @@ def test_queues_are_created_and_an_sqs_triggered_function_runs_on_localstack(
     options = toy_options(records.path, sqs="localstack", schedules=False)
     with LocalRuntime(copy_toy_app(tmp_path / "app"), options) as runtime:
         assert runtime.sqs is not None and "LocalStack" in runtime.sqs.description
-        started = runtime.started_pids
-        assert len(started) == 1  # LocalStack, started by us ...
+        server = runtime.started_pids[0]  # the SQS server comes first, then sandboxes
+        assert f"(pid {server})" in runtime.sqs.description  # LocalStack, started by us ...
         sqs = runtime.sqs_client()
         work = sqs.get_queue_attributes(
             QueueUrl=runtime.queue_url("WorkQueue"), AttributeNames=["All"]
@@ -52,4 +52,4 @@ def test_queues_are_created_and_an_sqs_triggered_function_runs_on_localstack(
         assert batch["ids"] == [sent["MessageId"]]
         assert batch["first"]["eventSourceARN"] == runtime.queue_arn("WorkQueue")
     with pytest.raises(ProcessLookupError):
-        os.kill(started[0], 0)  # ... and stopped with the runtime
+        os.kill(server, 0)  # ... and stopped with the runtime

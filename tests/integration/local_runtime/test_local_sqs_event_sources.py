@@ -146,7 +146,8 @@ def test_the_default_sqs_server_is_started_for_the_runtime_and_stopped_with_it(
 ) -> None:
     with running_toy_app(tmp_path, records_file, sqs=RuntimeOptions().sqs) as running:
         assert running.sqs is not None and running.sqs.description.startswith("MiniStack at ")
-        (server,) = running.started_pids
+        server = running.started_pids[0]  # the SQS server comes first, then sandboxes
+        assert f"(pid {server})" in running.sqs.description
         queue = running.sqs_client().get_queue_attributes(
             QueueUrl=running.queue_url("WorkQueue"), AttributeNames=["RedrivePolicy"]
         )
