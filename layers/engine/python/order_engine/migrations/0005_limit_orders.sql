@@ -1,4 +1,4 @@
--- 0003: limit orders. A limit order waits in `watching` until the price watch finds
+-- 0005: limit orders. A limit order waits in `watching` until the price watch finds
 -- its limit met (watch.py), and ends `expired` if its price never comes; `cancelled`
 -- ends an order cancelled before its transaction was built. Every status CHECK lists
 -- all of them, so a later migration that adds one must list these too.
