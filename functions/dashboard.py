@@ -17,8 +17,14 @@ from pathlib import Path
 
 from chalice import Chalice, Response
 
-from order_engine.order_request import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, MIN_SLIPPAGE_BPS
-from order_engine.orders import CANCELLABLE, HAPPY_PATH, TERMINAL, Step
+from order_engine.order_request import (
+    DEFAULT_SLIPPAGE_BPS,
+    LIMIT_PRICE_DECIMALS,
+    MAX_LIMIT_WAIT,
+    MAX_SLIPPAGE_BPS,
+    MIN_SLIPPAGE_BPS,
+)
+from order_engine.orders import CANCELLABLE, HAPPY_PATH, TERMINAL, Status, Step
 from order_engine.tokens import TOKENS
 
 app = Chalice(app_name="order-engine-dashboard")
@@ -35,6 +41,12 @@ def _config() -> str:
         # The pipeline's statuses in order, and those that end an order.
         "happyPath": [status.value for status in HAPPY_PATH],
         "terminal": sorted(status.value for status in TERMINAL),
+        # A limit order waits here between the first status and the second.
+        "watching": Status.WATCHING.value,
+        "limit": {
+            "maxWaitMinutes": int(MAX_LIMIT_WAIT.total_seconds() // 60),
+            "decimals": LIMIT_PRICE_DECIMALS,
+        },
         # The statuses an order may be cancelled in (its row shows a Cancel button).
         "cancellable": sorted(status.value for status in CANCELLABLE),
         # The steps in pipeline order: the live metrics panel lists their times so.

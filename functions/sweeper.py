@@ -1,4 +1,5 @@
-"""On a schedule: publish outbox rows left unsent, re-drive orders that got stuck."""
+"""On a schedule: publish outbox rows left unsent, re-drive orders that got stuck, and
+seed the price watch's tick if its chain died."""
 
 from __future__ import annotations
 
@@ -15,4 +16,5 @@ app = Chalice(app_name="order-engine-sweeper")
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event: CloudWatchEvent) -> dict[str, Any]:
-    return asdict(engine().sweeper.sweep())
+    report = asdict(engine().sweeper.sweep())
+    return {**report, "watchSeeded": engine().watch.ensure_running()}

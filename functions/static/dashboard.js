@@ -10,7 +10,9 @@ const CANCELLABLE = new Set(CONFIG.cancellable);
 const KEY_STORE = "order-engine.apiKey";
 const ORDERS_STORE = "order-engine.orders";
 const REMEMBERED = 50;
-const FIELDS = ["tokenIn", "tokenOut", "amount", "slippageBps"];
+const FIELDS = ["tokenIn", "tokenOut", "amount", "slippageBps", "limitPrice", "expiresAt"];
+// How often a watching order asks for its pair's best price (the watch ticks every 2 s).
+const WATCH_POLL_MS = 2000;
 
 // API paths resolve against the page's own address, so a stage prefix (/v1/ on AWS) stays.
 const BASE = new URL(location.pathname.replace(/\/?$/, "/"), location.origin);
@@ -77,12 +79,15 @@ function fillForm() {
   form.slippageBps.value = CONFIG.slippageBps.default;
   const { min, max } = CONFIG.slippageBps;
   $("#slippage-hint").textContent = `bps, ${min}–${max} (100 = 1 %)`;
+  $("#expiry-hint").textContent = `minutes, at most ${CONFIG.limit.maxWaitMinutes}`;
   updateHints();
 }
 
 function updateHints() {
   const token = TOKENS.get(form.tokenIn.value);
   $("#amount-hint").textContent = `${token.symbol}, up to ${token.decimals} decimals`;
+  $("#limit-hint").textContent = `least ${form.tokenOut.value} per ${form.tokenIn.value}, after fees`;
+  $("#limit-fields").hidden = form.type.value !== "limit";
 }
 
 // The API's own rules, checked here first so a typo costs no round trip. The largest
@@ -110,6 +115,16 @@ function validate(values) {
   const slippage = values.slippageBps;
   if (slippage !== "" && (!/^\d+$/.test(slippage) || +slippage < min || +slippage > max)) {
     errors.slippageBps = `slippageBps must be between ${min} and ${max}`;
+  }
+  if (values.type === "limit") {
+    const price = values.limitPrice;
+    if (price === "") errors.limitPrice = "limitPrice is required";
+    else if (!/^\d+(\.\d+)?$/.test(price)) errors.limitPrice = `limitPrice ${JSON.stringify(price)} is not a number`;
+    else if (!/[1-9]/.test(price)) errors.limitPrice = "limitPrice must be greater than zero";
+    const minutes = values.expiresIn;
+    if (!/^\d+$/.test(minutes) || +minutes < 1 || +minutes > CONFIG.limit.maxWaitMinutes) {
+      errors.expiresAt = `expiry must be 1 to ${CONFIG.limit.maxWaitMinutes} minutes`;
+    }
   }
   return errors;
 }
@@ -145,6 +160,9 @@ async function submit(count) {
     tokenOut: form.tokenOut.value,
     amount: form.amount.value.trim(),
     slippageBps: form.slippageBps.value.trim(),
+    type: form.type.value,
+    limitPrice: form.limitPrice.value.trim(),
+    expiresIn: form.expiresIn.value.trim(),
   };
   const errors = validate(values);
   if (Object.keys(errors).length) {
@@ -153,6 +171,11 @@ async function submit(count) {
   }
   const order = { type: "market", tokenIn: values.tokenIn, tokenOut: values.tokenOut, amount: values.amount };
   if (values.slippageBps !== "") order.slippageBps = Number(values.slippageBps);
+  if (values.type === "limit") {
+    order.type = "limit";
+    order.limitPrice = values.limitPrice;
+    order.expiresAt = new Date(Date.now() + Number(values.expiresIn) * 60000).toISOString();
+  }
 
   setBusy(true);
   try {
@@ -436,7 +459,9 @@ function render(state) {
   $(".tok.in", row).textContent = order.tokenIn ?? "";
   $(".tok.out", row).textContent = order.tokenOut ?? "";
   $(".created", row).textContent = state.events.length ? clock.format(new Date(state.events[0].at)) : "";
-  $(".slip", row).textContent = order.slippageBps ? `slippage ≤ ${order.slippageBps / 100} %` : "";
+  $(".slip", row).textContent =
+    (order.slippageBps ? `slippage ≤ ${order.slippageBps / 100} %` : "") +
+    (order.limitPrice ? ` · limit ≥ ${order.limitPrice}` : "");
   const link = $(".link-state", row);
   const live = !TERMINAL.has(now);
   link.textContent = !live ? "" : state.stalled ? "API key rejected" : state.socket?.readyState === 1 ? "live" : "connecting…";
@@ -446,14 +471,52 @@ function render(state) {
 
   renderSteps(state);
   renderRoute(state);
+  renderWatch(state);
   renderResult(state);
   updateCount();
+}
+
+// A watching order shows its pair's best net price (the watch's latest quote) against
+// its limit, asked of the HTTP API while it waits.
+function renderWatch(state) {
+  const box = $(".watch", state.row);
+  const watching = status(state) === CONFIG.watching;
+  box.hidden = !watching;
+  if (!watching) {
+    clearTimeout(state.watchTimer);
+    state.watchTimer = null;
+    return;
+  }
+  const order = state.order || {};
+  const best = state.bestPrice;
+  box.textContent = best
+    ? `best ${number.format(best.price)} ${order.tokenOut} (${best.venue}) vs limit ${order.limitPrice}`
+    : `waiting for the price watch · limit ${order.limitPrice ?? ""}`;
+  box.dataset.met = best && Number(best.price) >= Number(order.limitPrice) ? "yes" : "no";
+  if (!state.watchTimer) state.watchTimer = setTimeout(() => watchPrice(state), best ? WATCH_POLL_MS : 300);
+}
+
+async function watchPrice(state) {
+  try {
+    const answer = await call("GET", `api/orders/${encodeURIComponent(state.id)}`);
+    if (answer.status === 200) {
+      state.order = answer.data;
+      state.bestPrice = answer.data.bestPrice;
+      accept(state, answer.data.events || []);
+    }
+  } catch {
+    // offline: the next poll tries again
+  }
+  state.watchTimer = null;
+  if (!state.forgotten) render(state);
 }
 
 function renderSteps(state) {
   const steps = $(".steps", state.row);
   const reached = state.events.map((e) => e.status);
-  const todo = TERMINAL.has(status(state)) ? [] : FLOW.slice(reached.length ? FLOW.indexOf(reached[reached.length - 1]) + 1 : 0);
+  // A limit order waits in "watching" between the first status and the second.
+  const flow = state.order?.type === "limit" ? [FLOW[0], CONFIG.watching, ...FLOW.slice(1)] : FLOW;
+  const todo = TERMINAL.has(status(state)) ? [] : flow.slice(reached.length ? flow.indexOf(reached[reached.length - 1]) + 1 : 0);
   steps.replaceChildren();
   state.events.forEach((event, i) => {
     const li = el("li", "step reached");
@@ -529,8 +592,9 @@ function renderResult(state) {
   if (box.hidden) return;
   const data = last.data || {};
   box.dataset.status = last.status;
-  if (last.status === "failed") {
-    box.append(el("p", "failure", data.reason || state.order?.failureReason || "failed"));
+  if (last.status !== "confirmed") {
+    // failed, expired or cancelled: the reason is what there is to show
+    box.append(el("p", "failure", data.reason || state.order?.failureReason || last.status));
     const attempts = data.attempts ?? state.order?.attempts;
     if (attempts !== undefined) box.append(el("p", "attempts", `after ${attempts} attempt${attempts === 1 ? "" : "s"}`));
     return;
@@ -604,6 +668,8 @@ $("#swap").addEventListener("click", () => {
   updateHints();
 });
 form.tokenIn.addEventListener("change", updateHints);
+form.tokenOut.addEventListener("change", updateHints);
+form.type.addEventListener("change", updateHints);
 $("#clear").addEventListener("click", () => {
   for (const state of [...orders.values()]) if (TERMINAL.has(status(state))) forget(state);
 });

@@ -9,6 +9,7 @@ import click
 
 from order_engine_cli.bench import BenchRun, load_options, run_bench
 from order_engine_cli.bench_sqs import bench_sqs
+from order_engine_cli.lab_watch import watch_scale
 
 
 @click.group(hidden=True)
@@ -31,3 +32,4 @@ def cpu_split_command(**options: Any) -> None:
 
 
 lab.add_command(bench_sqs)
+lab.add_command(watch_scale)

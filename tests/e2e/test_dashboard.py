@@ -391,6 +391,49 @@ def test_a_dropped_socket_resubscribes_and_duplicate_messages_show_once(
     assert dashboard.steps(order_id) == HAPPY
 
 
+def test_a_limit_order_placed_in_the_form_waits_showing_the_best_price_then_fires(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    dashboard.open(api_key)
+    dashboard.page.select_option("#order-type", "limit")
+    dashboard.page.fill("#amount", "1.5")
+    dashboard.page.fill("#expires-in", "1")
+
+    # SOL trades near 150 USDC: a limit of 400 waits, showing the market against it.
+    dashboard.page.fill("#limit-price", "400")
+    waiting = dashboard.place_one()
+    row = dashboard.row(waiting)
+    expect(row).to_have_attribute("data-status", "watching", timeout=10_000)
+    watch = row.locator(".watch")
+    expect(watch).to_have_text(
+        re.compile(r"^best [\d,.]+ USDC \((raydium|meteora)\) vs limit 400$"), timeout=10_000
+    )
+    expect(watch).to_have_attribute("data-met", "no")
+    expect(row.locator(".meta .slip")).to_contain_text("limit ≥ 400")
+
+    # A limit of 100 the market meets at the watch's next tick: it fires and confirms.
+    dashboard.page.fill("#limit-price", "100")
+    fired = dashboard.place_one()
+    fired_row = dashboard.row(fired)
+    expect(fired_row).to_have_attribute("data-status", "confirmed", timeout=30_000)
+    limit_flow = ["pending", "watching", *HAPPY[1:]]
+    assert dashboard.status_log(fired) == limit_flow
+    assert dashboard.steps(fired) == limit_flow
+    expect(fired_row.locator(".watch")).to_be_hidden()
+    expect(row).to_have_attribute("data-status", "watching")  # the other one still waits
+
+    # A waiting order has no transaction yet: its Cancel button ends it cancelled.
+    row.locator("button.cancel").click()
+    expect(row).to_have_attribute("data-status", "cancelled", timeout=10_000)
+    expect(row.locator("button.cancel")).to_be_hidden()
+    expect(row.locator(".watch")).to_be_hidden()
+
+    posted = [json.loads(p.post_data or "{}") for p in dashboard.traffic.posts()]
+    assert [(p["type"], p["limitPrice"]) for p in posted] == [("limit", "400"), ("limit", "100")]
+    assert all(p["expiresAt"].endswith("Z") for p in posted)
+    assert dashboard.traffic.errors == []
+
+
 def test_orders_placed_elsewhere_are_listed_and_open_ones_can_be_cancelled(
     dashboard: Dashboard, api_key: str, runtime: LocalRuntime
 ) -> None:

@@ -33,3 +33,17 @@ def test_the_demo_follows_five_orders_at_once_through_every_state(
         # handshake subscription waits.
         assert arrivals[0] < 1.0, row.timeline
         assert row.venue in ("raydium", "meteora")
+
+
+def test_the_limit_demo_shows_orders_waiting_then_firing_or_expiring(
+    runtime: LocalRuntime, fresh_api_key: str
+) -> None:
+    rows = asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60, limit=True))
+
+    for row in rows:
+        assert row.statuses[:2] == ["pending", "watching"], row.statuses
+    met_at_once, never_met = rows[0], rows[3]  # SOL >= 140 and SOL >= 400 (demo.py)
+    assert met_at_once.statuses[2] == "routing"
+    assert met_at_once.outcome and met_at_once.status in ("confirmed", "failed")
+    assert never_met.statuses == ["pending", "watching", "expired"]
+    assert "not reached" in never_met.outcome

@@ -10,12 +10,14 @@ WebSocket message, and checks these invariants:
 - I2 legal history: `order_events` by seq is 1, 2, 3 … without a gap, starts with the
   creation of a pending order, and every step is a transition of
   order_engine.orders.TRANSITIONS; the row agrees with its history (status, version,
-  failure reason, executed price); every transition wrote its messages to the outbox;
-  an order has one outcome at most (one terminal status), and a cancelled order has no
-  swap on the venue ledger.
+  failure reason, executed price); every transition wrote its messages to the outbox.
+  An order has one outcome: its history enters one terminal status at most (never
+  both `cancelled` and a swap, never `expired` and then routed), and an expired order
+  says why.
 - I3 at most one swap: at most one `dex_submissions` row per order, with the order's
   signature and venue; an order that reached `submitted` has its row, and an order
-  with a row went through `submitted` (the engine never lost track of a swap); in the
+  with a row went through `submitted` (the engine never lost track of a swap); an
+  order that ended `expired` or `cancelled` has no swap at all; in the
   recorded deliveries, at most one first submission per order.
 - I4 duplicates are harmless: a delivery that changed nothing is a duplicate; it is
   counted, and it must have applied no transition; transitions applied by deliveries
@@ -49,6 +51,8 @@ from order_engine.orders import INITIAL, TERMINAL, Status, Step, is_legal, step_
 from tests.faults.report import DeadLetter, Delivery, Report
 
 __all__ = ["Checker", "DeadLetter", "Delivery", "Report"]
+
+BESIDE_STEPS = frozenset({Status.EXPIRED, Status.CANCELLED})
 
 
 class Checker:
@@ -202,9 +206,6 @@ class Checker:
                     f"{order_id}: seq {event['seq']} {source} -> {target} is not a transition"
                 )
             path.append(target)
-        outcomes = [status.value for status in path if status in TERMINAL]
-        if len(outcomes) > 1:
-            report.illegal.append(f"{order_id}: {len(outcomes)} outcomes: {outcomes}")
         if Status(order["status"]) is not path[-1]:
             report.illegal.append(
                 f"{order_id}: row says {order['status']}, history ends in {path[-1]}"
@@ -213,8 +214,11 @@ class Checker:
             report.illegal.append(
                 f"{order_id}: version {order['version']} after {len(history)} events"
             )
-        if path[-1] is Status.FAILED and not order["failure_reason"]:
-            report.illegal.append(f"{order_id}: failed without a reason")
+        outcomes = [status.value for status in path if status in TERMINAL]
+        if len(outcomes) > 1:
+            report.illegal.append(f"{order_id}: {len(outcomes)} outcomes: {outcomes}")
+        if path[-1] in (Status.FAILED, Status.EXPIRED) and not order["failure_reason"]:
+            report.illegal.append(f"{order_id}: {path[-1]} without a reason")
         if path[-1] is Status.CONFIRMED and (
             order["executed_price"] is None or order["amount_out"] is None
         ):
@@ -250,11 +254,14 @@ class Checker:
     ) -> None:
         order_id = order["id"]
         reached = {Status(event["to_status"]) for event in history}
-        if rows and Status.CANCELLED in reached:
-            report.illegal.append(f"{order_id}: cancelled, but the venue swapped it")
         if len(rows) > 1:
             report.swaps.append(f"{order_id}: {len(rows)} swaps on the venue ledger")
             return
+        ended_unswapped = reached & {Status.EXPIRED, Status.CANCELLED}
+        if rows and ended_unswapped:
+            report.illegal.append(
+                f"{order_id}: a swap on the venue, and the order {sorted(ended_unswapped)[0]}"
+            )
         if not rows:
             if Status.SUBMITTED in reached:
                 report.swaps.append(f"{order_id}: submitted, but the venue has no transaction")
@@ -312,11 +319,12 @@ class Checker:
             # A delivery that died (crash, lost connection) may have committed before it
             # died, its commit unacknowledged (Jepsen's indeterminate operations).
             indeterminate = sum(d.result in {"error", "crashed"} for d in seen)
-            # Step deliveries apply every transition but the creation and a cancel
-            # (the owner's, through the API).
-            transitions = sum(
-                event["from_status"] is not None and event["to_status"] != Status.CANCELLED
-                for event in events.get(order_id, [])
+            # Expiry (the price watch) and cancelling (the API) are transitions no step
+            # delivery makes.
+            transitions = max(
+                0,
+                sum(Status(e["to_status"]) not in BESIDE_STEPS for e in events.get(order_id, []))
+                - 1,
             )
             if applied > transitions or (
                 complete and not applied <= transitions <= applied + indeterminate
@@ -394,8 +402,8 @@ class Checker:
                 report.dead_letters["poison"] += 1
                 continue
             status = statuses.get(order_id)
-            if status == Status.FAILED:
-                report.dead_letters["order failed"] += 1
+            if status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED):
+                report.dead_letters[f"order {status}"] += 1
             elif status == Status.CONFIRMED:
                 report.dead_letters["order finished anyway"] += 1
             else:

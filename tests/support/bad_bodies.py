@@ -186,7 +186,7 @@ BAD_BODIES = [
         body=order_with(slippageBps=True),
         field="slippageBps",
     ),
-    HttpCase("type 'limit'", 422, "validation_error", body=order_with(type="limit"), field="type"),
+    HttpCase("type 'stop'", 422, "validation_error", body=order_with(type="stop"), field="type"),
     HttpCase(
         "type with SQL",
         422,
@@ -329,5 +329,47 @@ BAD_BODIES = [
         "validation_error",
         body=order_with(**{'amount" = 0; --': 1}),
         field='amount" = 0; --',
+    ),
+    # limit orders: the same rules, naming limitPrice or expiresAt
+    *(
+        HttpCase(f"limit order, {name}", 422, "validation_error", body=body, field=field)
+        for name, body, field in (
+            ("no limitPrice", order_with(type="limit"), "limitPrice"),
+            ("limitPrice 0", order_with(type="limit", limitPrice="0"), "limitPrice"),
+            ("limitPrice negative", order_with(type="limit", limitPrice="-160"), "limitPrice"),
+            (
+                "limitPrice 13 decimals",
+                order_with(type="limit", limitPrice="1." + "1" * 13),
+                "limitPrice",
+            ),
+            (
+                "limitPrice absurd",
+                order_with(type="limit", limitPrice="1" + "0" * 12),
+                "limitPrice",
+            ),
+            (
+                "limitPrice 1e999999999",
+                order_text(slippage='500,"type":"limit","limitPrice":1e999999999').replace(
+                    b'"type":"market",', b""
+                ),
+                "limitPrice",
+            ),
+            (
+                "expiresAt past",
+                order_with(type="limit", limitPrice="160", expiresAt="2020-01-01T00:00:00Z"),
+                "expiresAt",
+            ),
+            (
+                "expiresAt a year ahead",
+                order_with(type="limit", limitPrice="160", expiresAt="2099-01-01T00:00:00Z"),
+                "expiresAt",
+            ),
+            (
+                "expiresAt not ISO 8601",
+                order_with(type="limit", limitPrice="160", expiresAt="tomorrow"),
+                "expiresAt",
+            ),
+            ("a market order with a limitPrice", order_with(limitPrice="160"), "limitPrice"),
+        )
     ),
 ]

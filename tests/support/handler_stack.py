@@ -196,6 +196,15 @@ class Stack:
         assert status == 202, (status, body)
         return str(body["orderId"])
 
+    def cancel(self, order_id: str, *, key: str | None = None) -> tuple[int, dict[str, Any]]:
+        """DELETE the order through the HTTP handler, as the stack's own account or
+        `key`'s: the answer's status and body."""
+        with Client(self.api.app) as client:
+            response = client.http.delete(
+                f"/api/orders/{order_id}", headers=self.auth if key is None else bearer(key)
+            )
+        return response.status_code, json.loads(response.body or b"{}")
+
     # --- delivering messages ------------------------------------------------------
 
     def handler_for(self, topic: str) -> Callable[[dict[str, Any], Any], Any]:

@@ -30,7 +30,7 @@ def test_the_users_command_list_holds_no_lab_instrument() -> None:
 
 
 def test_the_lab_instruments_answer_under_lab() -> None:
-    assert commands_listed("lab") == {"bench-sqs", "cpu-split"}
+    assert commands_listed("lab") == {"bench-sqs", "cpu-split", "watch-scale"}
     assert "--delete-linger" in help_of("lab", "bench-sqs")
     assert "--stack-concurrency" in help_of("lab", "cpu-split")
 

@@ -206,7 +206,7 @@ def test_every_example_matches_its_schema() -> None:
 
 def test_request_schema_has_exactly_the_validator_fields_and_no_others() -> None:
     request = schema("OrderRequest")
-    assert set(request["properties"]) == order_request.FIELDS
+    assert set(request["properties"]) == order_request.FIELDS | order_request.LIMIT_FIELDS
     assert request["additionalProperties"] is False
     assert set(request["required"]) == order_request.FIELDS - {"slippageBps"}
     assert set(request["properties"]["type"]["enum"]) == order_request.ORDER_TYPES
@@ -672,7 +672,7 @@ def test_documented_response_properties_are_exactly_what_the_engine_writes(
     decision = order.to_dict()["route"]  # as answered, not as stored
     outcome = decision["quotes"][0]
     assert properties(schema("Order")) == set(order.to_dict())
-    assert properties(schema("OrderDetails")) == set(order.to_dict()) | {"events"}
+    assert properties(schema("OrderDetails")) == set(order.to_dict()) | {"events", "bestPrice"}
     assert properties(schema("OrderEvent")) == set(events[0].to_dict())
     assert properties(schema("RouteDecision")) == set(decision)
     assert properties(schema("Quote")) == set(decision["quote"])

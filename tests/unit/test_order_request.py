@@ -52,7 +52,9 @@ def test_equal_requests_have_equal_fingerprints() -> None:
 
 BAD_ORDERS: list[tuple[str, dict[str, Any], str]] = [
     ("missing type", order(type=...), "type"),
-    ("limit orders are not market orders", order(type="limit"), "type"),
+    ("an unknown order type", order(type="stop"), "type"),
+    ("a limit order needs its limitPrice", order(type="limit"), "limitPrice"),
+    ("a market order has no limitPrice", order(limitPrice="160"), "limitPrice"),
     ("type of the wrong type", order(type=1), "type"),
     ("missing tokenIn", order(tokenIn=...), "tokenIn"),
     ("unknown token", order(tokenIn="DOGE"), "tokenIn"),

@@ -28,7 +28,7 @@ def test_there_is_exactly_one_initial_state() -> None:
 
 
 def test_nothing_leaves_a_terminal_state() -> None:
-    assert {Status.CONFIRMED, Status.FAILED, Status.CANCELLED} == TERMINAL
+    assert {Status.CONFIRMED, Status.FAILED, Status.EXPIRED, Status.CANCELLED} == TERMINAL
     for status in TERMINAL:
         assert TRANSITIONS[status] == frozenset()
 
@@ -70,7 +70,8 @@ def test_each_step_moves_an_order_by_exactly_one_legal_transition() -> None:
 
 
 def test_an_order_is_cancellable_exactly_until_its_transaction_is_built() -> None:
-    assert {Status.PENDING, Status.ROUTING} == CANCELLABLE
+    # A waiting limit order has no transaction yet either.
+    assert {Status.PENDING, Status.WATCHING, Status.ROUTING} == CANCELLABLE
     assert not is_legal(Status.BUILDING, Status.CANCELLED), "a built swap may be on its way"
     assert Status.CANCELLED in TERMINAL
     assert step_for(Status.CANCELLED) is None

@@ -357,7 +357,7 @@ def test_every_sqs_event_reports_batch_item_failures_and_caps_concurrency(
             assert event.get("ScalingConfig") == {
                 "MaximumConcurrency": {"Ref": "MaximumConcurrency"}
             }, name
-    assert seen == len(Step) + 1  # one per step, plus the notifier
+    assert seen == len(Step) + 2  # one per step, plus the notifier and the price watch
 
 
 def test_queue_visibility_timeout_is_at_least_six_times_the_consumer_timeout(

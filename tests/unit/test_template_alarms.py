@@ -63,7 +63,7 @@ def queues(resources: dict[str, Any]) -> tuple[set[str], set[str]]:
 def test_every_dead_letter_queue_alarms_on_its_first_message(with_topic: dict[str, Any]) -> None:
     _, dlqs = queues(with_topic)
     alarms = alarms_on(with_topic, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert set(alarms) == dlqs and len(dlqs) == 5
+    assert set(alarms) == dlqs and len(dlqs) == 6  # one per step, the notifier's, the watch's
     for alarm in alarms.values():
         assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
         assert alarm["Dimensions"][0]["Name"] == "QueueName"
@@ -74,7 +74,7 @@ def test_every_work_queue_alarms_when_its_oldest_message_is_older_than_the_param
 ) -> None:
     work, _ = queues(with_topic)
     alarms = alarms_on(with_topic, "AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert set(alarms) == work and len(work) == 5
+    assert set(alarms) == work and len(work) == 6
     for alarm in alarms.values():
         assert alarm["Threshold"] == {"Ref": "QueueAgeAlarmSeconds"}
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
@@ -95,7 +95,7 @@ def test_every_alarm_notifies_the_topic_when_one_is_given(
     sam: dict[str, Any], with_topic: dict[str, Any]
 ) -> None:
     with_alarms = of_type(with_topic, "AWS::CloudWatch::Alarm")
-    assert len(with_alarms) == 5 + 5 + 2 * len(of_type(with_topic, "AWS::Lambda::Function"))
+    assert len(with_alarms) == 6 + 6 + 2 * len(of_type(with_topic, "AWS::Lambda::Function"))
     for name, alarm in with_alarms.items():
         topic = [{"Ref": "AlarmTopicArn"}]
         assert alarm["AlarmActions"] == topic == alarm["OKActions"], name

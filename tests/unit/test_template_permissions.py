@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from order_engine.messaging import NOTIFY_TOPIC
+from order_engine.messaging import NOTIFY_TOPIC, WATCH_TOPIC
 from order_engine.orders import Status, Step
 from order_engine.outbox import first_messages, transition_messages
 from order_engine.settings import Settings
@@ -79,9 +79,20 @@ def operation_needs(operation: str, configured: set[str]) -> set[tuple[str, str]
         # An applied step posts its event to the order's subscribers itself (the
         # pipeline's outbox), sending the notification only when that fails.
         step = Step(operation.removeprefix("step:"))
-        return {("send", t) for t in step_topics(step)} | {
+        needs = {("send", t) for t in step_topics(step)} | {
             ("visibility", step.value),
             ("manage_connections", "WebSocketApi"),
+        }
+        if step is Step.ROUTE:  # a limit order starts watching, and may seed the tick
+            needs |= {("send", t) for t in _topics(transition_messages(ANY_ORDER, Status.WATCHING))}
+            needs |= operation_needs("watch_seed", configured)
+        return needs
+    if operation == "watch_seed":  # PriceWatch.ensure_running: a tick, sent now
+        return {("send", WATCH_TOPIC)}
+    if operation == "watch":  # consumers.handle_watch_batch: expire, trigger, next tick
+        expired = _topics(transition_messages(ANY_ORDER, Status.EXPIRED))
+        return {("send", t) for t in expired | {Step.ROUTE.value, WATCH_TOPIC}} | {
+            ("visibility", WATCH_TOPIC)
         }
     if operation == "notify":  # consumers.handle_notify_batch (poison -> visible at once)
         return {("visibility", NOTIFY_TOPIC), ("manage_connections", "WebSocketApi")}
@@ -108,7 +119,9 @@ ENGINE_CALLS: dict[str, set[str]] = {
     "sender.send": {"post"},
     "settings.websocket_url": set(),
     "sweeper.sweep": {"sweep"},
+    "watch.ensure_running": {"watch_seed"},
     "handle_notify_batch": {"notify"},
+    "handle_watch_batch": {"watch"},
     # handle_step_batch(engine(), Step.X, …) is "step:x".
 }
 
@@ -142,7 +155,7 @@ def handler_calls(handler: str) -> set[str]:
                     step = node.args[1]
                     assert isinstance(step, ast.Attribute), ast.dump(step)
                     calls.add(f"step:{Step[step.attr].value}")
-                elif name == "handle_notify_batch":
+                elif name in ("handle_notify_batch", "handle_watch_batch"):
                     calls.add(name)
     return calls
 
@@ -191,6 +204,8 @@ def topic_queues(environment: dict[str, Any]) -> dict[str, str]:
     queues = {step.value: url for step, url in settings.step_queue_urls.items()}
     if settings.notify_queue_url:
         queues[NOTIFY_TOPIC] = settings.notify_queue_url
+    if settings.watch_queue_url:
+        queues[WATCH_TOPIC] = settings.watch_queue_url
     return queues
 
 
@@ -296,7 +311,8 @@ def test_each_function_is_allowed_exactly_the_queues_and_apis_its_code_uses(
 
 def test_the_calls_read_from_the_handlers_are_the_ones_they_make() -> None:
     assert handler_calls("workers.submit") == {"step:submit"}
-    assert handler_calls("sweeper.sweep") == {"sweeper.sweep"}
+    assert handler_calls("sweeper.sweep") == {"sweeper.sweep", "watch.ensure_running"}
+    assert handler_calls("watcher.tick") == {"handle_watch_batch"}
     assert {"orders.place_order_json", "orders.health"} <= handler_calls("api.app")
     assert {"orders.execute", "orders.subscribe", "sender.send"} <= handler_calls(
         "websocket.message"

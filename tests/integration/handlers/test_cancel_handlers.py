@@ -9,21 +9,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from chalice.test import Client
 
 from order_engine.orders import Status, Step
 from order_engine.pipeline import Pipeline
 from order_engine.records import Order
 from tests.support.events import new_connection_id, ws_connect_event, ws_message_event
-from tests.support.handler_stack import Stack, bearer
+from tests.support.handler_stack import Stack
 
 
 def delete(stack: Stack, order_id: str, key: str | None = None) -> tuple[int, dict[str, Any]]:
-    with Client(stack.api.app) as client:
-        response = client.http.delete(
-            f"/api/orders/{order_id}", headers=bearer(key or stack.api_key)
-        )
-    return response.status_code, json.loads(response.body)
+    return stack.cancel(order_id, key=key)
 
 
 def statuses(stack: Stack, order_id: str) -> list[str]:

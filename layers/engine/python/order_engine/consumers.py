@@ -14,6 +14,7 @@ it does between two Lambda containers; a standard queue promises no order among 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,12 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from order_engine.errors import PoisonMessage
-from order_engine.messaging import NOTIFY_TOPIC, decode_notify_message, decode_step_message
+from order_engine.messaging import (
+    NOTIFY_TOPIC,
+    WATCH_TOPIC,
+    decode_notify_message,
+    decode_step_message,
+)
 from order_engine.observability import order_context
 from order_engine.orders import Step
 from order_engine.pipeline import RetryLater
@@ -89,6 +95,28 @@ def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]
             engine.notifier.deliver(message.order_id)
 
     return dict(process_partial_response(event, record_handler, batch_processor()))
+
+
+def handle_watch_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
+    """The price watch's ticks (watch.py); a batch holds one, or a stray duplicate."""
+
+    def record_handler(record: SQSRecord) -> None:
+        with _poison_goes_to_the_dlq(engine, WATCH_TOPIC, record):
+            tick = _decode_tick(record.body)
+        log.debug("watch: %s", engine.watch.tick(tick))
+
+    return dict(process_partial_response(event, record_handler, batch_processor()))
+
+
+def _decode_tick(body: str) -> int:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise PoisonMessage("tick message is not JSON") from None
+    tick = data.get("tick") if isinstance(data, dict) else None
+    if isinstance(tick, bool) or not isinstance(tick, int) or tick < 1:
+        raise PoisonMessage("tick message has no tick number")
+    return tick
 
 
 @contextmanager

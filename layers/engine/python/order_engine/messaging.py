@@ -24,6 +24,7 @@ from order_engine.orders import Step, as_order_id
 log = logging.getLogger(__name__)
 
 NOTIFY_TOPIC = "notify"
+WATCH_TOPIC = "watch"
 ENVELOPE_VERSION = 1
 SQS_BATCH_LIMIT = 10
 
@@ -32,9 +33,15 @@ SQS_BATCH_LIMIT = 10
 class StepMessage:
     order_id: UUID
     step: Step
+    # Set by the price watch on the route message of a limit order whose price came:
+    # the quote that fired it, recorded in the order's watching -> routing event.
+    trigger: Mapping[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {"v": ENVELOPE_VERSION, "orderId": str(self.order_id), "step": self.step.value}
+        payload = {"v": ENVELOPE_VERSION, "orderId": str(self.order_id), "step": self.step.value}
+        if self.trigger is not None:
+            payload["trigger"] = dict(self.trigger)
+        return payload
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,10 @@ def decode_step_message(body: str) -> StepMessage:
     step = data.get("step")
     if not isinstance(step, str) or step not in Step.__members__.values():
         raise PoisonMessage(f"unknown step {step!r}")
-    return StepMessage(order_id=_order_id(data), step=Step(step))
+    trigger = data.get("trigger")
+    if trigger is not None and not isinstance(trigger, dict):
+        raise PoisonMessage("message has an invalid trigger")
+    return StepMessage(order_id=_order_id(data), step=Step(step), trigger=trigger)
 
 
 def decode_notify_message(body: str) -> NotifyMessage:

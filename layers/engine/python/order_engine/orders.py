@@ -20,6 +20,8 @@ class Status(StrEnum):
     SUBMITTED = "submitted"  # the transaction was sent to the venue
     CONFIRMED = "confirmed"  # the swap landed; executed price known
     FAILED = "failed"  # terminal, with a reason
+    WATCHING = "watching"  # a limit order waiting for its price (watch.py)
+    EXPIRED = "expired"  # terminal: a limit order whose price never came before expiresAt
     CANCELLED = "cancelled"  # terminal: the owner cancelled it before its transaction was built
 
 
@@ -62,22 +64,31 @@ INITIAL = HAPPY_PATH[0]
 _STEP_FROM = {step: status for status, step in PIPELINE if step is not None}
 _STEP_TO = {step: target for (_, step), (target, _) in itertools.pairwise(PIPELINE) if step}
 
-# Ways out of the happy path besides failing: an order may be cancelled until its
-# transaction is built (once it is, the swap may already be on its way).
-_EXITS: dict[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.CANCELLED}),
+# Ways off the happy path besides failing. A limit order waits between pending and
+# routing: the route step starts its watch (pending -> watching) instead of routing it,
+# and once the price watch finds its limit met, the route step moves it on
+# (watching -> routing). No step leaves `watching`: only the watch does, so the sweeper
+# never re-drives a waiting order. An order may be cancelled until its transaction is
+# built (once it is, the swap may already be on its way).
+OFF_PATH: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.WATCHING, Status.CANCELLED}),
+    Status.WATCHING: frozenset({Status.ROUTING, Status.EXPIRED, Status.CANCELLED, Status.FAILED}),
     Status.ROUTING: frozenset({Status.CANCELLED}),
+    Status.EXPIRED: frozenset(),
+    Status.CANCELLED: frozenset(),
 }
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    **{
-        _STEP_FROM[step]: frozenset({target, Status.FAILED}) | _EXITS.get(_STEP_FROM[step], set())
-        for step, target in _STEP_TO.items()
-    },
+    **{_STEP_FROM[step]: frozenset({target, Status.FAILED}) for step, target in _STEP_TO.items()},
     HAPPY_PATH[-1]: frozenset(),
     Status.FAILED: frozenset(),
-    Status.CANCELLED: frozenset(),
 }
+for _status, _targets in OFF_PATH.items():
+    TRANSITIONS[_status] = TRANSITIONS.get(_status, frozenset()) | _targets
+
+# Where each status stands, for telling a stale message from an early one: watching
+# comes after pending and before routing.
+_RANK: tuple[Status, ...] = (HAPPY_PATH[0], Status.WATCHING, *HAPPY_PATH[1:])
 
 TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
 # Read off the table, so a status given a way into CANCELLED is cancellable at once.
@@ -92,7 +103,7 @@ def is_legal(from_status: Status, to_status: Status) -> bool:
 
 def progress(status: Status) -> int:
     """How far along the pipeline `status` is; terminal states rank past everything."""
-    return len(HAPPY_PATH) if status in TERMINAL else HAPPY_PATH.index(status)
+    return len(_RANK) if status in TERMINAL else _RANK.index(status)
 
 
 def step_for(status: Status) -> Step | None:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # claim_stuck spells the terminal statuses out (as the partial index does); this keeps
 # it honest.
-assert {status.value for status in TERMINAL} == {"confirmed", "failed", "cancelled"}
+assert {status.value for status in TERMINAL} == {"confirmed", "failed", "expired", "cancelled"}
 
 # The advisory lock that lets one sweep run at a time ("swep" in ASCII).
 _SWEEP_LOCK = 0x73776570
@@ -51,6 +51,14 @@ def step_message(order_id: UUID, step: Step) -> OutboxMessage:
     """ "Do `step` for the order": one per order and step, ever (a redelivered or
     replayed transition writes it once)."""
     return _message(order_id, step.value, StepMessage(order_id, step).to_payload())
+
+
+def trigger_message(order_id: UUID, quote: dict[str, Any], tick: int) -> OutboxMessage:
+    """The price watch's "route this limit order now", with the quote that fired it:
+    one per order and tick (an order whose price went again before its route step ran
+    is fired again by a later tick)."""
+    payload = StepMessage(order_id, Step.ROUTE, trigger=quote).to_payload()
+    return _message(order_id, Step.ROUTE.value, payload, "trigger", str(tick))
 
 
 def first_messages(order_id: UUID) -> list[OutboxMessage]:
@@ -173,6 +181,22 @@ class OutboxStore(Repository):
             finally:
                 self._claims.current = outer
 
+    def write(self, messages: Sequence[OutboxMessage]) -> list[OutboxRow]:
+        """Write messages that go with no transition (the price watch's triggers), each
+        for the order its payload names; the rows written (a dedupe key seen before is
+        skipped), to publish."""
+        if not messages:
+            return []
+        with self.database.statement() as cur:
+            cur.execute(
+                "INSERT INTO outbox (order_id, topic, payload, dedupe_key)"
+                " SELECT (m.payload ->> 'orderId')::uuid, m.topic, m.payload, m.dedupe_key"
+                " FROM jsonb_to_recordset(%s) AS m (topic text, payload jsonb, dedupe_key text)"
+                " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
+                (outbox_param(messages),),
+            )
+            return sorted(map(OutboxRow.from_row, cur.fetchall()), key=_id)
+
     def mark_sent(self, outbox_ids: Sequence[int]) -> None:
         """Mark rows published (the fast path after commit, or a relay's claim).
 
@@ -207,7 +231,9 @@ class OutboxStore(Repository):
                 "WITH stuck AS ("
                 " SELECT o.* FROM orders o"
                 # Spelled like the partial index's predicate, so the planner uses it.
-                " WHERE o.status NOT IN ('confirmed', 'failed', 'cancelled')"
+                # Watching orders wait for their price, not for a message: never stuck.
+                " WHERE o.status NOT IN ('confirmed', 'failed', 'expired', 'cancelled',"
+                " 'watching')"
                 " AND o.updated_at < now() - make_interval(secs => %s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox b"
                 "                 WHERE b.order_id = o.id AND b.sent_at IS NULL)"

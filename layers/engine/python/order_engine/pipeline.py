@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -68,7 +69,10 @@ class Pipeline:
         *,
         max_attempts: int = 3,
         retry_base_seconds: float = 1.0,
+        on_watching: Callable[[], object] | None = None,
     ) -> None:
+        # Called when a limit order starts watching: make sure the watch is ticking.
+        self._on_watching = on_watching
         self._store = store
         self._router = router
         self._outbox = outbox
@@ -88,6 +92,8 @@ class Pipeline:
         if order is None:
             log.warning("step %s for unknown order %s: dropped", step, message.order_id)
             return StepResult.SKIPPED
+        if step is Step.ROUTE and order.limit_price is not None:
+            return self._limit_route(order, message.trigger)
         if order.status != step.from_status:
             return self._not_ready(order, step)
         try:
@@ -105,6 +111,71 @@ class Pipeline:
             outbox=transition_messages(order.id, step.to_status),
         )
         return self._after_transition(result)
+
+    # --- a limit order's route step -------------------------------------------------
+
+    def _limit_route(self, order: Order, trigger: Mapping[str, Any] | None) -> StepResult:
+        """A limit order's first route message starts its watch (pending -> watching);
+        the one the price watch sends once the price came (with `trigger`, the quote
+        that fired it) routes it like a market order, the limit as the floor."""
+        if order.status is Status.PENDING:
+            return self._start_watching(order)
+        if order.status is not Status.WATCHING or trigger is None:
+            # Past watching (a duplicate trigger), or the first message again: nothing to do.
+            log.info("route for limit order %s (now %s): acked", order.id, order.status)
+            return StepResult.SKIPPED
+        try:
+            work = self._route_at_limit(order)
+        except BusinessError as exc:
+            return self._fail(order, Step.ROUTE, exc, exc.reason, attempts=order.attempts + 1)
+        except TransientError as exc:
+            return self._retry_or_fail(order, Step.ROUTE, exc)
+        if work is None:
+            log.info("limit order %s: price gone again before routing; still watching", order.id)
+            return StepResult.SKIPPED
+        result = self._store.transition(
+            order.id,
+            Status.WATCHING,
+            Status.ROUTING,
+            data={**work.data, "trigger": dict(trigger), "attempts": order.attempts + 1},
+            changes=work.changes,
+            outbox=transition_messages(order.id, Status.ROUTING),
+        )
+        return self._after_transition(result)
+
+    def _start_watching(self, order: Order) -> StepResult:
+        assert order.limit_price is not None and order.expires_at is not None
+        result = self._store.transition(
+            order.id,
+            Status.PENDING,
+            Status.WATCHING,
+            data={
+                "limitPrice": format(order.limit_price, "f"),
+                "expiresAt": order.expires_at.isoformat(),
+            },
+            outbox=transition_messages(order.id, Status.WATCHING),
+        )
+        outcome = self._after_transition(result)
+        if result.applied and self._on_watching is not None:
+            self._on_watching()
+        return outcome
+
+    def _route_at_limit(self, order: Order) -> _Work | None:
+        """The route decision with the limit as its floor: never less than limitPrice
+        per tokenIn, whatever the slippage tolerance allows; None when the quote for
+        the order's own amount no longer meets the limit."""
+        assert order.limit_price is not None
+        decision = self._router.route(
+            order.token_in, order.token_out, order.amount, order.slippage_bps
+        )
+        floor = limit_floor(order.limit_price, order.amount, order.token_out.decimals)
+        if decision.quote.amount_out < floor:
+            return None
+        decision = replace(decision, min_amount_out=max(decision.min_amount_out, floor))
+        return _Work(
+            data={**decision.to_dict(), "limitFloor": format(floor, "f")},
+            changes={"route": decision.to_dict()},
+        )
 
     # --- the work of each step ------------------------------------------------------
 
@@ -224,6 +295,12 @@ class Pipeline:
         # NOT_FOUND cannot come from a well-formed step; acking them ends the loop.
         log.info("transition %s: %s", result.outcome, result.order.id if result.order else "?")
         return StepResult.SKIPPED
+
+
+def limit_floor(limit_price: Decimal, amount: Decimal, decimals: int) -> Decimal:
+    """The least output `amount` may buy at `limit_price`, rounded up to the token's
+    precision, so the swap never executes below the limit."""
+    return (limit_price * amount).quantize(Decimal(1).scaleb(-decimals), ROUND_CEILING)
 
 
 def _decision(order: Order) -> RouteDecision:

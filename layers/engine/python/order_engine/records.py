@@ -104,10 +104,13 @@ class Order:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # A limit order's price and expiry (None for a market order).
+    limit_price: Decimal | None = None
+    expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:
-        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
         values["status"] = Status(row["status"])
         # Stored as symbols; only validated (known) tokens are ever written.
         values["token_in"] = get_token(row["token_in"])
@@ -116,7 +119,8 @@ class Order:
 
     def to_dict(self) -> dict[str, Any]:
         """The public view. The signed transaction itself stays internal (its
-        signature is public); last_error explains retries in progress."""
+        signature is public); last_error explains retries in progress. limitPrice and
+        expiresAt are a limit order's (null for a market order)."""
         return {
             "id": str(self.id),
             "status": self.status.value,
@@ -135,6 +139,8 @@ class Order:
             "failureReason": self.failure_reason,
             "createdAt": _iso(self.created_at),
             "updatedAt": _iso(self.updated_at),
+            "limitPrice": _dec(self.limit_price),
+            "expiresAt": _iso(self.expires_at),
         }
 
 

@@ -64,7 +64,11 @@ class OrderService:
         notifier: Callable[[], Notifier],
         rate_limiter: RateLimiter,
         order_list: OrderList,
+        *,
+        best_price: Callable[[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
+        # The price watch's latest best price of a pair, shown with a waiting order.
+        self._best_price = best_price
         self._store = store
         self._order_list = order_list
         self._subscriptions = subscriptions
@@ -120,13 +124,21 @@ class OrderService:
         return PlacedOrder(order=created.order, created=created.created)
 
     def get_order(self, caller: Caller, raw_order_id: str) -> dict[str, Any]:
-        """The caller's order with its route decision and full event timeline."""
+        """The caller's order with its route decision and full event timeline; while it
+        is watching, the price watch's latest best price of its pair (else null)."""
         order_id = parse_order_id(raw_order_id, field="id")
         order = self._store.get_order(order_id, account_id=caller.account_id)
         if order is None:
             raise NotFound(f"order {order_id} not found", field="id")
         events = self._store.get_events(order_id)
-        return {**order.to_dict(), "events": [event.to_dict() for event in events]}
+        best = None
+        if order.status is Status.WATCHING and self._best_price is not None:
+            best = self._best_price(order.token_in.symbol, order.token_out.symbol)
+        return {
+            **order.to_dict(),
+            "events": [event.to_dict() for event in events],
+            "bestPrice": best,
+        }
 
     def list_orders(self, caller: Caller, query: Mapping[str, str] | None) -> OrderPage:
         """A page of the caller's orders, newest first (order_list.py); a bad query

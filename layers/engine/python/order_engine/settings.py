@@ -25,6 +25,10 @@ class DexSettings:
     timeout_rate: float = 0.0
     # How long the router waits for a quote before using the other venue (seconds).
     quote_timeout: float = 1.0
+    # Prices move over time (a seeded walk per pair, price_path.py); off, they stand still.
+    price_walk: bool = False
+    # A test's price path, JSON (price_path.ScriptedPath); it replaces the walk.
+    price_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Settings:
     # SQS queue URL per pipeline step, plus the notifier's.
     step_queue_urls: Mapping[Step, str] = field(default_factory=dict)
     notify_queue_url: str | None = None
+    # The price watch's tick queue, and its tick (whole seconds: SQS's DelaySeconds).
+    watch_queue_url: str | None = None
+    watch_tick_seconds: int = 2
     # What clients connect to (wss://…), and where the notifier posts (https://…/stage).
     websocket_url: str | None = None
     websocket_management_url: str | None = None
@@ -92,7 +99,11 @@ class Settings:
                 failure_rate=_float(env, "DEX_FAILURE_RATE", 0.0),
                 timeout_rate=_float(env, "DEX_TIMEOUT_RATE", 0.0),
                 quote_timeout=_float(env, "DEX_QUOTE_TIMEOUT", 1.0),
+                price_walk=env.get("DEX_PRICE_WALK", "1") != "0",
+                price_path=env.get("DEX_PRICE_PATH") or None,
             ),
+            watch_queue_url=env.get("WATCH_QUEUE_URL") or None,
+            watch_tick_seconds=_count(env, "WATCH_TICK_SECONDS", 2, minimum=1),
             max_attempts=int(env.get("ORDER_MAX_ATTEMPTS", "3")),
             retry_base_seconds=_float(env, "ORDER_RETRY_BASE_SECONDS", 1.0),
             stuck_after_seconds=_float(env, "ORDER_STUCK_AFTER_SECONDS", 120.0),

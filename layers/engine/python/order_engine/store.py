@@ -24,7 +24,7 @@ from psycopg import sql
 
 from order_engine.database import DictCursor, Repository, jsonb
 from order_engine.errors import IdempotencyConflict
-from order_engine.order_request import OrderRequest
+from order_engine.order_request import MAX_LIMIT_WAIT, OrderRequest
 from order_engine.orders import CANCELLABLE, INITIAL, Status, is_legal, progress
 from order_engine.outbox import WRITTEN, outbox_param
 from order_engine.records import (
@@ -92,6 +92,9 @@ class Store(Repository):
             "token_out": request.token_out.symbol,
             "amount": request.amount,
             "slippage_bps": request.slippage_bps,
+            "limit_price": request.limit_price,
+            "expires_at": request.expires_at,
+            "max_wait": MAX_LIMIT_WAIT,
             "request": jsonb(request.to_dict()),
             **_move_params(None, INITIAL, {}, outbox),
         }
@@ -267,9 +270,13 @@ _CREATE = (
     ON CONFLICT (account_id, key) DO NOTHING RETURNING key),
 moved AS (
     INSERT INTO orders (id, account_id, status, type, token_in, token_out, amount,
-                        slippage_bps, request)
+                        slippage_bps, request, limit_price, expires_at)
     SELECT %(id)s::uuid, %(account)s::uuid, %(to)s::text, %(type)s, %(token_in)s,
-           %(token_out)s, %(amount)s, %(slippage_bps)s, %(request)s
+           %(token_out)s, %(amount)s, %(slippage_bps)s, %(request)s,
+           %(limit_price)s::numeric,
+           -- A limit order without expiresAt waits the longest it may (order_request.py).
+           CASE WHEN %(type)s = 'limit'
+                THEN coalesce(%(expires_at)s::timestamptz, now() + %(max_wait)s) END
      WHERE %(key)s::text IS NULL OR EXISTS (SELECT FROM key)
     RETURNING *, NULL::text AS previous_status)"""
     + _EVENT_AND_OUTBOX

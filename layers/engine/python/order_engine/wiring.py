@@ -24,7 +24,7 @@ from order_engine.dex.router import Router
 from order_engine.dex.simulation import simulated_venues
 from order_engine.dex.venue import SubmissionLedger, Venue
 from order_engine.errors import InfrastructureError
-from order_engine.messaging import NOTIFY_TOPIC, Publisher
+from order_engine.messaging import NOTIFY_TOPIC, WATCH_TOPIC, Publisher
 from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
 from order_engine.order_list import OrderList
@@ -35,6 +35,7 @@ from order_engine.settings import Settings
 from order_engine.store import Store
 from order_engine.subscriptions import SubscriptionStore
 from order_engine.sweeper import Sweeper
+from order_engine.watch import PriceWatch, WatchStore
 
 # Fail fast and let SQS redelivery or the sweeper retry, rather than hang a handler.
 # One client serves every thread of the process: the records of a batch run at once
@@ -135,6 +136,8 @@ class Engine:
         urls = {step.value: url for step, url in self.settings.step_queue_urls.items()}
         if self.settings.notify_queue_url:
             urls[NOTIFY_TOPIC] = self.settings.notify_queue_url
+        if self.settings.watch_queue_url:
+            urls[WATCH_TOPIC] = self.settings.watch_queue_url
         return Publisher(self.sqs, urls)
 
     @cached_property
@@ -151,7 +154,7 @@ class Engine:
         faults, as a flaky network would have). The router and the pipeline over it
         are built anew on next use."""
         self.venues = venues
-        for built in ("router", "pipeline"):
+        for built in ("router", "pipeline", "watch"):
             self.__dict__.pop(built, None)
 
     @cached_property
@@ -189,6 +192,8 @@ class Engine:
             lambda: self.notifier,
             self.rate_limiter,
             self.order_list,
+            # Opened on first use: answering an order must not need it before then.
+            best_price=lambda token_in, token_out: self.watch_store.best_price(token_in, token_out),
         )
 
     @cached_property
@@ -209,6 +214,26 @@ class Engine:
             self.delivering_outbox,
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
+            on_watching=self.watch.ensure_running,
+        )
+
+    @cached_property
+    def watch_store(self) -> WatchStore:
+        return WatchStore(self.database)
+
+    @cached_property
+    def watch(self) -> PriceWatch:
+        def send_tick(payload: dict[str, Any], delay_seconds: int) -> None:
+            self.publisher.send(WATCH_TOPIC, payload, delay_seconds=delay_seconds)
+
+        return PriceWatch(
+            self.watch_store,
+            self.store,
+            self.outbox_store,
+            self.outbox,
+            lambda: self.router,
+            send_tick,
+            tick_seconds=self.settings.watch_tick_seconds,
         )
 
     @cached_property

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 
+from order_engine.dex.price_path import FLAT, PricePath, now
 from order_engine.dex.venue import Quote, round_down
 from order_engine.errors import NoRoute
 from order_engine.tokens import Token, find_token, get_token
@@ -86,13 +87,15 @@ class Pool:
 class Market:
     """The pools of every venue, and the maths of a quote against them."""
 
-    def __init__(self, pools: Iterable[Pool]) -> None:
+    def __init__(self, pools: Iterable[Pool], path: PricePath = FLAT) -> None:
+        # Moves every pool's price over time, the same for both venues of a pair.
+        self.path = path
         self._pools: dict[tuple[str, frozenset[str]], Pool] = {}
         for pool in pools:
             self._pools[(pool.venue, pool.mints)] = pool
 
     @classmethod
-    def generate(cls, seed: int) -> Market:
+    def generate(cls, seed: int, path: PricePath = FLAT) -> Market:
         """The default market for `seed`: same seed, same prices, fees and depths."""
         rng = random.Random(f"market:{seed}")
         usd = {
@@ -128,7 +131,7 @@ class Market:
                         fee_bps=fee,
                     )
                 )
-        return cls(pools)
+        return cls(pools, path)
 
     def pool(self, venue: str, mint_a: str, mint_b: str) -> Pool | None:
         return self._pools.get((venue, frozenset({mint_a, mint_b})))
@@ -149,10 +152,13 @@ class Market:
         pool = self.pool(venue, input_mint, output_mint) if input_mint != output_mint else None
         if pool is None:
             raise NoRoute(f"{venue} has no pool for {_symbol(input_mint)}/{_symbol(output_mint)}")
+        moved = self.path.factor(pool.base.symbol, pool.quote.symbol, now())
         if pool.base.pool_mint == input_mint:
             reserve_in, reserve_out, token_out = pool.base_reserve, pool.quote_reserve, pool.quote
+            reserve_out *= moved
         else:
             reserve_in, reserve_out, token_out = pool.quote_reserve, pool.base_reserve, pool.base
+            reserve_out /= moved
         reserve_out *= 1 + tick
         # Constant product: the pool keeps x * y fixed, so the output falls short of the
         # mid-price output by the fraction amount_in / (reserve_in + amount_in).

@@ -5,7 +5,8 @@ What is modelled, and why:
 - Latency: a quote takes 150-250 ms, build and submit tens of ms, a swap is final
   2-3 s after submission. `DexSettings.latency_scale` multiplies every delay; at 0
   nothing sleeps at all, which is what the fast tests rely on.
-- Prices, fees, depth: see market.py (one Market shared by both venues).
+- Prices, fees, depth: see market.py (one Market shared by both venues); how prices
+  move over time (a seeded walk per pair, or a test's script): see price_path.py.
 - Execution drift: between quote and execution the price moves (normal, slightly
   negative mean, sd 0.5 %), so with the default 1 % tolerance a few percent of swaps
   fail on slippage. The outcome of a signature is derived from the seed and the
@@ -34,6 +35,7 @@ from enum import StrEnum
 from typing import Literal
 
 from order_engine.dex.market import METEORA, RAYDIUM, TICK, Market
+from order_engine.dex.price_path import FLAT, PricePath, ScriptedPath, SeededWalk
 from order_engine.dex.venue import (
     Confirmation,
     InMemoryLedger,
@@ -320,13 +322,20 @@ def simulated_venues(
     if unknown:
         raise ValueError(f"faults for unknown venues: {sorted(unknown)}")
     seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(64)
-    market = Market.generate(seed)
+    market = Market.generate(seed, price_path(settings, seed))
     if ledger is None:
         ledger = InMemoryLedger()
     return [
         SimulatedVenue(name, market, settings, ledger, seed=seed, fault=faults.get(name))
         for name in (RAYDIUM, METEORA)
     ]
+
+
+def price_path(settings: DexSettings, seed: int) -> PricePath:
+    """How prices move: the test's script, else a seeded walk, else not at all."""
+    if settings.price_path:
+        return ScriptedPath.from_json(settings.price_path)
+    return SeededWalk(seed) if settings.price_walk else FLAT
 
 
 def _sleep(seconds: float) -> None:
