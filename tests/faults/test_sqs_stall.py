@@ -1,8 +1,9 @@
 """SQS stalls (its process SIGSTOPped) while orders are posted: once an order is
 committed its publishing is best effort (the sweeper relays what is left), so every
 POST whose order was committed answers 202 within a short bound, `/health` answers 503
-naming SQS, and once SQS resumes every order ends. reliability.md B5 #8, with a stall
-instead of a refusal: a stopped process accepts connections and never answers.
+naming SQS, and once SQS resumes every order ends. The SQS outage of test_sqs_outage.py,
+with a stall instead of a refusal: a stopped process accepts connections and never
+answers.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The PostgreSQL repository: orders as durable state machines.
 
 Every state change is one conditional UPDATE (`… WHERE id = %s AND status = <from>`)
-committed together with its event row and the outbox rows of what must happen next
-(GUIDE invariants 1, 2 and 4), all three in one statement (see `_EVENT_AND_OUTBOX`).
+committed together with its event row and the outbox rows of what must happen next,
+all three in one statement (see `_EVENT_AND_OUTBOX`): one transition per message,
+nothing lost between PostgreSQL and SQS, events in order (docs/architecture.md).
 When the UPDATE matches nothing, the current row is read and the outcome classified,
 never guessed from an error message.
 
