@@ -32,6 +32,9 @@ from order_engine.errors import (
 # Header names as they arrive: API Gateway and Chalice hand them over lower-cased.
 AUTHORIZATION = "authorization"
 IDEMPOTENCY_KEY = "idempotency-key"
+# The engine's inputs that arrive over HTTP as headers: an answer names the header the
+# client sent, not the engine's name for the value.
+HEADER_OF_FIELD = {"idempotencyKey": "Idempotency-Key"}
 # Answer headers, spelled as sent.
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 WWW_AUTHENTICATE = "WWW-Authenticate"
@@ -78,7 +81,10 @@ def error_answer(exc: OrderEngineError) -> ErrorAnswer:
     status calls for."""
     status = status_of(type(exc))
     if isinstance(exc, RequestError):
-        return ErrorAnswer(status, {"error": exc.to_dict()}, _headers(exc))
+        body = exc.to_dict()
+        if body.get("field") in HEADER_OF_FIELD:
+            body["field"] = HEADER_OF_FIELD[body["field"]]
+        return ErrorAnswer(status, {"error": body}, _headers(exc))
     # Our own trouble: say which kind, never the detail (hosts, SQL) behind it.
     message = (
         "a dependency is unavailable; retry shortly"

@@ -80,8 +80,7 @@ _OPTIONS = [
         "it sets the venues-alone reference latency.",
     ),
     sqs_option(
-        default="localstack",
-        what="SQS of the stack we start",
+        what="SQS of the stack we start (by default the one `up` runs on)",
         note="moto's receives slow down with the backlog: a reference, not a load test.",
     ),
     concurrency_option("--stack-concurrency"),

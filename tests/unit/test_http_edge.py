@@ -77,3 +77,10 @@ def test_a_body_over_the_limit_is_refused_before_parsing() -> None:
     edge.check_body_size(b"x" * edge.MAX_BODY_BYTES)
     with pytest.raises(errors.PayloadTooLarge):
         edge.check_body_size("é" * (edge.MAX_BODY_BYTES // 2 + 1))  # counted in bytes
+
+
+def test_an_error_about_a_header_borne_input_names_the_header() -> None:
+    """The engine names the value (idempotencyKey); over HTTP it came as a header, so the
+    answer names the header the client sent."""
+    answer = http_edge().error_answer(errors.IdempotencyConflict("used", field="idempotencyKey"))
+    assert answer.body["error"]["field"] == "Idempotency-Key"

@@ -64,7 +64,7 @@ class NotFound(RequestError):
 
 
 class IdempotencyConflict(RequestError):
-    """The Idempotency-Key was used before with a different request body."""
+    """The idempotency key was used before with a different request body."""
 
     code = "idempotency_conflict"
 

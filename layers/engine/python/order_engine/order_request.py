@@ -65,7 +65,7 @@ class OrderRequest:
     type: str = "market"
     # A limit order's: its price, and its expiry as the client gave it (None: the
     # default, MAX_LIMIT_WAIT after it is written; kept None so a retry with the same
-    # Idempotency-Key a second later is still the same request).
+    # idempotency key a second later is still the same request).
     limit_price: Decimal | None = None
     expires_at: datetime | None = None
 

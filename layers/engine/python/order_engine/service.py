@@ -40,7 +40,7 @@ CONNECT_SUBSCRIBE_DELAY_SECONDS = 1
 @dataclass(frozen=True)
 class PlacedOrder:
     order: Order
-    created: bool  # False when an Idempotency-Key returned an existing order
+    created: bool  # False when an idempotency key returned an existing order
 
 
 def parse_order_id(raw: object, field: str = "orderId") -> UUID:
@@ -105,9 +105,9 @@ class OrderService:
             or any(_is_control(char) for char in idempotency_key)
         ):
             raise ValidationError(
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, "
+                f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, "
                 "none of them a control character",
-                field="Idempotency-Key",
+                field="idempotencyKey",
             )
         order_id = uuid.uuid4()
         created = self._store.create_order(

@@ -124,8 +124,8 @@ class Store(Repository):
             return None
         if row["key_fingerprint"] != fingerprint:
             raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request",
-                field="Idempotency-Key",
+                "this idempotency key was already used with a different request",
+                field="idempotencyKey",
             )
         return CreatedOrder(order=Order.from_row(row), created=False)
 
@@ -261,7 +261,7 @@ SELECT moved.*,
  ORDER BY written.id"""
 )
 
-# With an Idempotency-Key, the key's insert comes first: it waits for a concurrent
+# With an idempotency key, the key's insert comes first: it waits for a concurrent
 # insert of the same key, and if that one commits the order is not inserted at all.
 _CREATE = (
     """WITH key AS (
