@@ -15,7 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import psycopg
 import pytest
 
 from order_engine.orders import CANCELLABLE, TERMINAL, Status, Step
@@ -69,15 +68,6 @@ class RaceGate:
         return answer
 
 
-def swaps(stack: FaultStack, order_id: str) -> int:
-    with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM dex_submissions WHERE order_id = %s", (order_id,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 @pytest.mark.pinned_seeds(1, 5)  # a cancel racing route was refused as "routing"
 def test_cancel_racing_routing_and_building_ends_each_order_in_exactly_one_outcome(
     stack: FaultStack, fault_seed: int, monkeypatch: pytest.MonkeyPatch
@@ -109,7 +99,7 @@ def test_cancel_racing_routing_and_building_ends_each_order_in_exactly_one_outco
         outcome = f"{order_id} ({moment}): answered {status} {body}, ended {order.status}"
         if status == 200:
             assert order.status is Status.CANCELLED, outcome
-            assert swaps(stack, order_id) == 0, outcome
+            assert stack.swaps(order_id) == 0, outcome
         else:
             assert status == 409, outcome
             assert Status(body["error"]["status"]) not in CANCELLABLE, outcome

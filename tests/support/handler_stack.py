@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import boto3
+import psycopg
 from chalice.test import Client
 
 from order_engine.accounts import IssuedKey
@@ -139,6 +140,15 @@ class Stack:
     @property
     def auth(self) -> dict[str, str]:
         return bearer(self.api_key)
+
+    def swaps(self, order_id: object) -> int:
+        """How many swaps the simulated chain recorded for `order_id` (at most one)."""
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM dex_submissions WHERE order_id = %s", (order_id,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def open_connection(self, connection_id: str) -> str:
         """Record a WebSocket connection as $connect does, under this stack's key, so

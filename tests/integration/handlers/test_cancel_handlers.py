@@ -25,15 +25,6 @@ def statuses(stack: Stack, order_id: str) -> list[str]:
     return [event.to_status.value for event in stack.engine.store.get_events(order_id)]
 
 
-def swaps(stack: Stack, order_id: str) -> int:
-    with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM dex_submissions WHERE order_id = %s", (order_id,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def order(stack: Stack, order_id: str) -> Order:
     found = stack.engine.store.get_order(uuid.UUID(order_id))
     assert found is not None
@@ -69,7 +60,7 @@ def test_cancelling_a_routing_order_means_no_transaction_is_built_and_no_swap_ha
     fresh.run(order_id)  # everything left in every queue is delivered, and acked
     assert order(fresh, order_id).transaction is None
     assert statuses(fresh, order_id) == ["pending", "routing", "cancelled"]
-    assert swaps(fresh, order_id) == 0
+    assert fresh.swaps(order_id) == 0
 
 
 def test_a_build_step_that_loses_the_race_to_a_cancel_builds_nothing_and_is_acked(
