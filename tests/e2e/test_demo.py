@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from local_runtime.runtime import LocalRuntime
 from order_engine.orders import HAPPY_PATH
+from order_engine_cli import demo
 from order_engine_cli.demo import run_demo
 
 
@@ -36,8 +39,11 @@ def test_the_demo_follows_five_orders_at_once_through_every_state(
 
 
 def test_the_limit_demo_shows_orders_waiting_then_firing_or_expiring(
-    runtime: LocalRuntime, fresh_api_key: str
+    runtime: LocalRuntime, fresh_api_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The demo's orders wait 20 s for a user to watch; the orders this test checks fire
+    # at once or never, so a shorter wait shows the same.
+    monkeypatch.setattr(demo, "LIMIT_WAIT_SECONDS", 8)
     rows = asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60, limit=True))
 
     for row in rows:

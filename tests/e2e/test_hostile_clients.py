@@ -34,7 +34,7 @@ from tests.support.stack import ORDER, new_api_key
 
 STUCK_SOCKETS = 5
 ORDERS_PER_STUCK_SOCKET = 10
-SAMPLES = 12
+SAMPLES = 8
 
 
 # --- sockets that never read ----------------------------------------------------------
