@@ -102,14 +102,18 @@ def engine_on(arn: str, client: Any, monkeypatch: pytest.MonkeyPatch, **env: str
     return Engine(Settings.from_env({"DATABASE_SECRET_ARN": arn, "AWS_REGION": "us-east-1", **env}))
 
 
+def new_secret(secrets: Any, secret: str) -> str:
+    """The ARN of a new secret holding `secret`, under a name of its own."""
+    return str(
+        secrets.create_secret(Name=f"orders-db-{uuid.uuid4().hex[:6]}", SecretString=secret)["ARN"]
+    )
+
+
 def test_the_engine_connects_with_the_credentials_in_the_secret(
     secrets: Any, migrated_url: str, make_role: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user, password = make_role()
-    arn = secrets.create_secret(
-        Name=f"orders-db-{uuid.uuid4().hex[:6]}",
-        SecretString=secret_string(migrated_url, user, password),
-    )["ARN"]
+    arn = new_secret(secrets, secret_string(migrated_url, user, password))
     reads = count_reads(secrets)
 
     engine = engine_on(arn, secrets, monkeypatch)
@@ -127,10 +131,7 @@ def test_after_a_rotation_the_engine_rereads_the_secret_once_and_reconnects(
 ) -> None:
     old_user, old_password = make_role()
     new_user, new_password = make_role()
-    arn = secrets.create_secret(
-        Name=f"orders-db-{uuid.uuid4().hex[:6]}",
-        SecretString=secret_string(migrated_url, old_user, old_password),
-    )["ARN"]
+    arn = new_secret(secrets, secret_string(migrated_url, old_user, old_password))
     reads = count_reads(secrets)
     engine = engine_on(arn, secrets, monkeypatch)
     try:
@@ -158,10 +159,7 @@ def test_credentials_that_stay_refused_are_an_infrastructure_error_read_once_mor
 ) -> None:
     user, password = make_role()
     admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(user)))
-    arn = secrets.create_secret(
-        Name=f"orders-db-{uuid.uuid4().hex[:6]}",
-        SecretString=secret_string(migrated_url, user, password),
-    )["ARN"]
+    arn = new_secret(secrets, secret_string(migrated_url, user, password))
     reads = count_reads(secrets)
     engine = engine_on(arn, secrets, monkeypatch)
     try:
@@ -190,10 +188,7 @@ def test_rds_master_user_secret_connects_where_the_template_says(
     template's DatabaseHost / DatabaseName (PGHOST / PGDATABASE) say where to connect,
     as they name RDS Proxy's endpoint instead of a secret's host."""
     user, password = make_role()
-    arn = secrets.create_secret(
-        Name=f"rds-master-{uuid.uuid4().hex[:6]}",
-        SecretString=json.dumps({"username": user, "password": password}),
-    )["ARN"]
+    arn = new_secret(secrets, json.dumps({"username": user, "password": password}))
     where = psycopg.conninfo.conninfo_to_dict(migrated_url)
     engine = engine_on(
         arn,
