@@ -7,6 +7,15 @@ invocation only the messages that succeeded are deleted (DeleteMessageBatch, gat
 across invocations: sqs_deletes.py says why); failed ones are left alone and reappear
 when their visibility timeout ends, which is also how SQS counts receives toward the
 queue's own redrive to its dead-letter queue.
+
+The next batch is received only once the previous one has a sandbox (`_unstarted`). A
+received message is hidden for the queue's visibility timeout and no longer: a batch
+that waits in the runtime for a sandbox (all busy, the next one still starting) has
+that clock running, and when it runs out SQS hands the message out again, a second copy
+and a receive counted toward the dead-letter queue for a message whose function never
+failed. Nor is the wait for a sandbox a queue: the newest waiter may win. Left in SQS,
+messages wait with their clock stopped, oldest first, and the next receive takes up to
+BatchSize of them.
 """
 
 from __future__ import annotations
@@ -88,6 +97,8 @@ class SqsPoller:
         )
         self._wait_seconds = max(0, min(MAX_WAIT_SECONDS, wait_seconds))
         self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
+        # Held from a receive until its batch has a sandbox: one batch waits at a time.
+        self._unstarted = threading.BoundedSemaphore(1)
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
         self._batches_lock = threading.Lock()
@@ -123,9 +134,13 @@ class SqsPoller:
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
+            if not self._unstarted.acquire(timeout=0.5):
+                self._slots.release()
+                continue  # the last batch still waits for a sandbox
             try:
                 messages = self._gather()
             except Exception as error:
+                self._unstarted.release()
                 self._slots.release()
                 if self._stopping.is_set():
                     continue
@@ -137,9 +152,11 @@ class SqsPoller:
                 continue
             if self._stopping.is_set():
                 self._release(messages)
+                self._unstarted.release()
                 self._slots.release()
                 break
             if not messages:
+                self._unstarted.release()
                 self._slots.release()
                 continue
             self._dispatch(messages)
@@ -210,6 +227,13 @@ class SqsPoller:
         thread.start()
 
     def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+        waiting = [True]  # for a sandbox; invoke's callback runs on this thread
+
+        def started() -> None:
+            if waiting:
+                waiting.clear()
+                self._unstarted.release()
+
         try:
             event = sqs_event(messages, queue_arn=self.queue.arn, region=self.region)
             ids = [m["MessageId"] for m in messages]
@@ -226,11 +250,12 @@ class SqsPoller:
                 verdicts.append(verdict)
                 return verdict.describe() if result.succeeded else result.outcome
 
-            self.function.invoke(event, describe)
+            self.function.invoke(event, describe, started=started)
             self._deletes.add([m for m in messages if m["MessageId"] in verdicts[0].succeeded])
         except Exception:
             log.exception("%s: batch handling failed", self.name)
         finally:
+            started()  # the invocation never got a sandbox: let the next batch come
             with self._batches_lock:
                 self._batches.discard(threading.current_thread())
             self._slots.release()

@@ -63,7 +63,15 @@ class InProcessFunction:
         self.namespace: dict[str, Any] = {}
         exec(body, self.namespace)  # noqa: S102 (the tests' own handler code)
 
-    def invoke(self, event: Any, describe: Callable[[InvocationResult], str]) -> InvocationResult:
+    def invoke(
+        self,
+        event: Any,
+        describe: Callable[[InvocationResult], str],
+        *,
+        started: Callable[[], None] | None = None,
+    ) -> InvocationResult:
+        if started is not None:
+            started()  # no sandbox to wait for
         try:
             result = InvocationResult("F", "r", OK, value=self.namespace["h"](event, None))
         except Exception as error:
