@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +276,52 @@ def test_a_sandbox_killed_while_idle_fails_one_invocation_and_is_replaced(
     time.sleep(0.2)
     assert function.invoke({}).outcome == "error"
     assert function.invoke({}).value not in (pid, None)
+
+
+RUNTIME_MAIN = """\
+import os, pathlib, sys
+if __name__ == "__mp_main__":  # multiprocessing re-running this file in a child
+    pathlib.Path(os.environ["RERUN_MARKER"]).write_text(str(os.getpid()))
+if __name__ == "__main__":
+    from local_runtime.function_sandboxes import make_functions
+    from local_runtime.functions import InFlight
+    from local_runtime.specs import FunctionSpec
+
+    code = pathlib.Path(sys.argv[1])
+    spec = FunctionSpec("Fmain", "fn-main", "arn:aws:lambda:us-east-1:1:function:m", code, "h.h")
+    functions = make_functions(
+        [spec], {"Fmain": dict(os.environ)}, InFlight(),
+        correlation_keys=(), websocket_endpoint=None, runtime_cap=2,
+    )
+    try:
+        print(functions["Fmain"].invoke({}).value)
+    finally:
+        functions["Fmain"].sandboxes.stop(1)
+"""
+
+
+def test_a_sandbox_does_not_rerun_the_runtimes_main_module(tmp_path: Path) -> None:
+    # `order-engine up` is a script: multiprocessing would re-run it (the whole CLI) in
+    # every sandbox it starts, before the function's own code.
+    main = write(tmp_path, {"runtime_main.py": RUNTIME_MAIN})
+    code = write(
+        tmp_path / "code",
+        {
+            "h.py": (
+                "import sys\n"
+                "def h(e, c):\n"
+                "    return getattr(sys.modules['__main__'], '__file__', None)\n"
+            )
+        },
+    )
+    marker = tmp_path / "rerun"
+    done = subprocess.run(
+        [sys.executable, str(main / "runtime_main.py"), str(code)],
+        env={**os.environ, "RERUN_MARKER": str(marker)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "None", done.stderr
+    assert not marker.exists()
