@@ -1,13 +1,12 @@
 """A function's sandboxes: its own warm processes, started on demand, at most `limit`.
 
 As on Lambda, a sandbox runs one invocation at a time. The pool hands out a warm (idle)
-sandbox if there is one. If not, and none comes back within SCALE_UP_AFTER, and the
-function has fewer than `limit`, it starts one (a cold start, logged with its duration),
-one at a time per function, and the caller takes whichever sandbox is free first: the
-new one, or a warm one that finished meanwhile. Lambda would start one sandbox per
-waiting invocation at once; here a cold start costs a second or more of a shared CPU
-while an invocation takes milliseconds, and a burst that started a sandbox per request
-(twenty WebSocket connections at once) stalled every function for seconds.
+sandbox if there is one. If not, the invocation waits in line; once it has waited
+SCALE_UP_AFTER (at once if the function has no sandbox yet) it may have a cold start of
+its own, logged with its duration, if the function has fewer than `limit`. Cold starts
+run side by side, one per such waiter, as Lambda starts one environment per waiting
+invocation, and every sandbox that comes free (a new one, or a warm one that finished
+meanwhile) goes to the invocation that has waited longest.
 
 A sandbox that timed out or crashed is killed and never comes back, so the next
 invocation gets a fresh one; after a code change (`recycle`) the idle ones stop at once
@@ -33,6 +32,7 @@ import logging
 import multiprocessing
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -183,8 +183,38 @@ class Sandbox:
             self.kill()
 
 
+class _Waiter:
+    """An invocation waiting for a sandbox. What it gets (a sandbox, or the error of a
+    cold start) is set under its pool's lock; then `wake` tells it."""
+
+    __slots__ = ("due", "error", "sandbox", "wake")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.due = False  # it may have a cold start of its own (see SandboxPool._scale_up)
+        self.sandbox: Sandbox | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.sandbox is not None or self.error is not None
+
+    def result(self) -> Sandbox:
+        if self.error is not None:
+            raise self.error
+        assert self.sandbox is not None
+        return self.sandbox
+
+
 class SandboxPool:
-    """The sandboxes of one function."""
+    """The sandboxes of one function.
+
+    Invocations that find none idle wait in line, and a sandbox that comes back (or
+    starts) goes straight to the one that has waited longest: one wake-up per sandbox,
+    where waking every waiter to look cost the gateways' event loop a tenth of its CPU
+    in a burst. A waiter becomes *due* after SCALE_UP_AFTER (at once when the function
+    has no sandbox yet), and there are as many cold starts under way as due waiters,
+    within the function's limit: a burst's sandboxes start side by side, as on Lambda."""
 
     def __init__(self, plan: SandboxPlan, limit: int, emf_sink: EmfSink | None = None) -> None:
         self.plan = plan
@@ -195,9 +225,10 @@ class SandboxPool:
         self._idle: list[Sandbox] = []
         self._all: set[Sandbox] = set()
         self._starting = 0
-        self._failure: BaseException | None = None  # the last cold start that failed
-        self._failures = 0
-        self._changed = threading.Condition()
+        self._waiters: deque[_Waiter] = deque()
+        self._due = 0  # waiters in line that are due
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # for stop(): nothing running
         self._stopping = False
 
     @property
@@ -206,47 +237,122 @@ class SandboxPool:
 
     @property
     def pids(self) -> list[int]:
-        with self._changed:
+        with self._lock:
             return [sandbox.pid for sandbox in self._all]
-
-    def take_idle(self) -> Sandbox | None:
-        """A warm sandbox if one is free now (never waits)."""
-        with self._changed:
-            return self._idle.pop() if self._idle else None
 
     def take(self) -> Sandbox:
         """A warm sandbox, or the first to be free (a new one, or one that comes back)."""
-        scale_up_at = time.monotonic() + SCALE_UP_AFTER
-        with self._changed:
-            failures = self._failures
-            while True:
-                if self._stopping:
-                    raise RuntimeError(f"{self.name}: the runtime is stopping")
-                if self._idle:
-                    return self._idle.pop()  # the most recently used: the warmest
-                if self._failures != failures and self._failure is not None:
-                    raise self._failure
-                wait = scale_up_at - time.monotonic() if self._all else 0.0
-                if wait <= 0 and not self._starting and len(self._all) < self.limit:
-                    self._starting = 1
-                    generation = self.generation
-                    threading.Thread(
-                        target=self._start_in_background,
-                        args=(generation,),
-                        name=f"cold-start-{self.name}",
-                        daemon=True,
-                    ).start()
-                self._changed.wait(wait if wait > 0 else None)
+        gate = threading.Lock()
+        gate.acquire()
+        with self._lock:
+            sandbox = self._take_now()
+            if sandbox is not None:
+                return sandbox
+            waiter = self._line_up(gate.release)
+        if not waiter.due and gate.acquire(timeout=SCALE_UP_AFTER):
+            return waiter.result()
+        self._due_now(waiter)
+        gate.acquire()
+        return waiter.result()
+
+    async def take_async(self) -> Sandbox:
+        """take(), awaited: the event loop waits without a thread of its own."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        loop_thread = threading.get_ident()
+
+        def wake() -> None:
+            if threading.get_ident() == loop_thread:
+                _resolve(woken)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(_resolve, woken)
+
+        with self._lock:
+            sandbox = self._take_now()
+            if sandbox is not None:
+                return sandbox
+            waiter = self._line_up(wake)
+        timer = None if waiter.due else loop.call_later(SCALE_UP_AFTER, self._due_now, waiter)
+        try:
+            await woken
+        except BaseException:  # cancelled: out of line, and what it got goes back
+            with self._lock:
+                if not waiter.answered:
+                    self._leave_line(waiter)
+            if waiter.sandbox is not None:
+                self.give_back(waiter.sandbox)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return waiter.result()
+
+    def _due_now(self, waiter: _Waiter) -> None:
+        """It has waited SCALE_UP_AFTER."""
+        with self._lock:
+            if not waiter.answered and not waiter.due:
+                self._make_due(waiter)
+
+    # -- under the lock ----------------------------------------------------------------
+
+    def _take_now(self) -> Sandbox | None:
+        if self._stopping:
+            raise RuntimeError(f"{self.name}: the runtime is stopping")
+        return self._idle.pop() if self._idle else None  # the most recently used: warmest
+
+    def _line_up(self, wake: Callable[[], None]) -> _Waiter:
+        waiter = _Waiter(wake)
+        self._waiters.append(waiter)
+        if not self._all:  # nothing warm will come back: start one now
+            self._make_due(waiter)
+        return waiter
+
+    def _make_due(self, waiter: _Waiter) -> None:
+        waiter.due = True
+        self._due += 1
+        self._scale_up()
+
+    def _leave_line(self, waiter: _Waiter) -> None:
+        self._waiters.remove(waiter)
+        if waiter.due:
+            self._due -= 1
+
+    def _answer(
+        self, waiter: _Waiter, sandbox: Sandbox | None, error: BaseException | None
+    ) -> None:
+        self._leave_line(waiter)
+        waiter.sandbox, waiter.error = sandbox, error
+        waiter.wake()
+
+    def _scale_up(self) -> None:
+        """As many cold starts under way as due waiters, within the limit."""
+        while (
+            not self._stopping
+            and self._starting < self._due
+            and len(self._all) + self._starting < self.limit
+        ):
+            self._starting += 1
+            threading.Thread(
+                target=self._start_in_background,
+                args=(self.generation,),
+                name=f"cold-start-{self.name}",
+                daemon=True,
+            ).start()
+
+    # -- starting ------------------------------------------------------------------------
 
     def _start_in_background(self, generation: int) -> None:
         try:
             sandbox = self._start(generation)
         except BaseException as error:
-            with self._changed:
-                self._failure = error
-                self._failures += 1
-                self._changed.notify_all()
             log.error("%s: %s", self.name, error)
+            with self._lock:
+                # The due waiters that the starts still under way cannot serve get the
+                # error (all of them when none is: an import error fails every one).
+                due = [waiter for waiter in self._waiters if waiter.due]
+                for waiter in due[self._starting :] or due[:1]:
+                    self._answer(waiter, None, error)
             return
         self.give_back(sandbox)
 
@@ -254,62 +360,70 @@ class SandboxPool:
         try:
             sandbox = Sandbox(self.plan, generation, self.emf_sink)
         except BaseException:
-            with self._changed:
+            with self._lock:
                 self._starting -= 1
-                self._changed.notify_all()
+                self._settled.notify_all()
             raise
-        with self._changed:
+        with self._lock:
             self._starting -= 1
             self._all.add(sandbox)
             self.cold_starts += 1
+            count = len(self._all)
         log.info(
             "%s cold start: sandbox pid %d ready in %.0f ms (%d of at most %d)",
             self.name,
             sandbox.pid,
             sandbox.cold_start_ms,
-            len(self._all),
+            count,
             self.limit,
         )
         return sandbox
 
+    # -- coming back -----------------------------------------------------------------------
+
     def give_back(self, sandbox: Sandbox) -> None:
-        """A sandbox whose invocation ended normally: warm for the next one."""
-        with self._changed:
+        """A sandbox whose invocation ended normally: to the longest waiter, or warm."""
+        with self._lock:
             stale = self._stopping or sandbox.generation != self.generation
             if stale:
                 self._all.discard(sandbox)
+                self._scale_up()  # its place is free for a fresh one
+                self._settled.notify_all()
+            elif self._waiters:
+                self._answer(self._waiters[0], sandbox, None)
             else:
                 self._idle.append(sandbox)
-            self._changed.notify_all()
+                if self._stopping:
+                    self._settled.notify_all()
         if stale:
             sandbox.retire()
 
     def discard(self, sandbox: Sandbox) -> None:
         """Kill a sandbox that timed out or crashed; a fresh one will replace it."""
         sandbox.kill()
-        with self._changed:
+        with self._lock:  # its place is freed only now that it is dead
             self._all.discard(sandbox)
-            self._changed.notify_all()
+            self._scale_up()
+            self._settled.notify_all()
 
     def replan(self, plan: SandboxPlan) -> None:
         """New settings (an environment): later invocations run in sandboxes made so."""
-        with self._changed:
+        with self._lock:
             self.plan = plan
         self.recycle()
 
     def recycle(self) -> None:
         """New code: idle sandboxes end now, busy ones when their invocation returns."""
-        with self._changed:
+        with self._lock:
             self.generation += 1
             idle, self._idle = self._idle, []
             self._all.difference_update(idle)
-            self._changed.notify_all()
         for sandbox in idle:
             sandbox.retire()
 
     def warm_up(self) -> None:
         """Start one sandbox now (import errors raise here) and keep it warm."""
-        with self._changed:
+        with self._lock:
             self._starting += 1
             generation = self.generation
         self.give_back(self._start(generation))
@@ -317,10 +431,12 @@ class SandboxPool:
     def stop(self, timeout: float) -> None:
         """No new invocations; wait (bounded) for running ones, then end every sandbox."""
         deadline = time.monotonic() + timeout
-        with self._changed:
+        with self._lock:
             self._stopping = True
-            self._changed.notify_all()
-            self._changed.wait_for(
+            stopping = RuntimeError(f"{self.name}: the runtime is stopping")
+            while self._waiters:
+                self._answer(self._waiters[0], None, stopping)
+            self._settled.wait_for(
                 lambda: len(self._idle) == len(self._all) and not self._starting,
                 max(0.0, deadline - time.monotonic()),
             )
@@ -334,6 +450,11 @@ class SandboxPool:
             sandbox.join(2)
         for sandbox in busy:
             sandbox.kill()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def start_all(pools: list[SandboxPool], action: Callable[[SandboxPool], None]) -> None:

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,6 +226,40 @@ def test_concurrent_invocations_run_in_separate_sandboxes_up_to_the_limit(
     assert len(set(pids)) == 2  # ReservedConcurrentExecutions 2: two sandboxes, reused
     cold = [r.getMessage() for r in caplog.records if "cold start" in r.getMessage()]
     assert len(cold) == 2 and all(" ms " in line for line in cold)
+
+
+SLOW_INIT = (
+    "import os, time\n"
+    "time.sleep(1)  # a slow init phase: every cold start takes a second\n"
+    "def h(e, c):\n"
+    "    time.sleep(0.2)\n"
+    "    return os.getpid()\n"
+)
+
+
+@pytest.mark.parametrize("caller", ["event loop", "threads"])
+def test_cold_starts_of_one_function_run_side_by_side_within_its_limit(
+    tmp_path: Path, sandboxed: list[LambdaFunction], caller: str
+) -> None:
+    write(tmp_path / "slow", {"h.py": SLOW_INIT})
+    (function,) = start(sandboxed, spec(tmp_path / "slow", "h.h", reserved=4))
+    started = time.monotonic()
+    if caller == "event loop":  # the gateways
+
+        async def burst() -> list[Any]:
+            return await asyncio.gather(*(function.invoke_async({}) for _ in range(6)))
+
+        results = asyncio.run(burst())
+    else:  # the SQS pollers and runtime.invoke
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: function.invoke({}), range(6)))
+    waited = time.monotonic() - started
+    assert all(r.succeeded for r in results)
+    # One cold start at a time would take 4 s for the four sandboxes the limit allows;
+    # side by side they are ready after about one (the slack is for a busy machine).
+    assert len({r.value for r in results}) == 4
+    assert function.sandboxes.cold_starts == 4
+    assert waited < 2.6
 
 
 def test_a_changed_layer_file_recycles_every_function_using_the_layer(
