@@ -62,6 +62,7 @@ SANDBOX_PRELOAD = (
     "psycopg_pool",
     "pydantic",
     "requests",
+    "local_runtime.botocore_warmup",  # after boto3: parses its data files once
 )
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(list(SANDBOX_PRELOAD))

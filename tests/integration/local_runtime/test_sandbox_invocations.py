@@ -361,3 +361,34 @@ def test_a_sandbox_does_not_rerun_the_runtimes_main_module(tmp_path: Path) -> No
     )
     assert done.stdout.strip() == "None", done.stderr
     assert not marker.exists()
+
+
+COUNT_BOTOCORE_FILES = """\
+import boto3
+from botocore import loaders
+
+def h(e, c):
+    read = []
+    load_file = loaders.JSONFileLoader.load_file
+    def counted(self, path):
+        read.append(path)
+        return load_file(self, path)
+    loaders.JSONFileLoader.load_file = counted
+    try:
+        boto3.client("sqs", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+        boto3.client("apigatewaymanagementapi", region_name="us-east-1",
+                     endpoint_url="http://127.0.0.1:9/v1")
+    finally:
+        loaders.JSONFileLoader.load_file = load_file
+    return read
+"""
+
+
+def test_a_sandbox_makes_its_first_sqs_and_connections_clients_without_parsing_botocore_data(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "clients", {"h.py": COUNT_BOTOCORE_FILES})
+    (function,) = start(sandboxed, spec(tmp_path / "clients", "h.h"))
+    result = function.invoke({})
+    assert result.succeeded, result.error_message()
+    assert result.value == [], result.value  # the fork server parsed them once
