@@ -4,15 +4,19 @@ environment, its sandbox limit, and the logging its sandboxes copy from the pare
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from local_runtime.functions import InFlight, LambdaFunction
 from local_runtime.sandbox_process import SandboxPlan
-from local_runtime.sandboxes import EmfSink, SandboxPool
+from local_runtime.sandboxes import EmfSink, SandboxBudget, SandboxPool
 from local_runtime.specs import FunctionSpec
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Sandboxes in all per CPU when RuntimeOptions.max_sandboxes_total is 0 (measured on
+# two cores: docs/local-runtime.md, "How many sandboxes").
+SANDBOXES_PER_CPU = 16
 
 
 def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
@@ -28,6 +32,11 @@ def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
     if sqs and not spec.api_events and not spec.schedule_events:
         limits.append(sum(event.maximum_concurrency for event in sqs))
     return max(1, min(limits))
+
+
+def total_sandboxes(asked: int) -> int:
+    """The runtime's budget of sandboxes: as asked, or SANDBOXES_PER_CPU per CPU."""
+    return asked if asked > 0 else SANDBOXES_PER_CPU * (os.cpu_count() or 1)
 
 
 def _root_log_format() -> str:
@@ -61,8 +70,10 @@ def make_functions(
     websocket_endpoint: str | None,
     runtime_cap: int,
     emf_sink: EmfSink | None = None,
+    budget: SandboxBudget | None = None,
 ) -> dict[str, LambdaFunction]:
-    """Every function with its (not yet started) pool of sandboxes."""
+    """Every function with its (not yet started) pool of sandboxes; with a `budget`,
+    the pools share it (at most that many sandboxes in all)."""
     logging_now = log_settings()
     functions = {}
     for spec in specs:
@@ -72,6 +83,8 @@ def make_functions(
             websocket_endpoint=websocket_endpoint,
             **logging_now,
         )
-        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink)
+        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink, budget)
+        if budget is not None:
+            budget.pools.append(pool)
         functions[spec.logical_id] = LambdaFunction(spec, pool, in_flight, correlation_keys)
     return functions

@@ -184,6 +184,78 @@ class Sandbox:
             self.kill()
 
 
+class SandboxBudget:
+    """The most sandboxes the whole runtime may have at once, over all its functions
+    (Lambda's account-wide concurrency limit, sized for the machine: every sandbox is a
+    process with its own memory, clients and database connections).
+
+    A function that needs one more sandbox when the budget is spent gets the place of
+    the least recently used idle sandbox of another function, which ends, as Lambda
+    reclaims idle environments; with none idle, it waits until one is. That is done by
+    one thread of the budget's (`_reclaim`), which holds no pool's lock while it works,
+    so pools (which call the budget under their own lock) never wait on each other."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.used = 0
+        self.pools: list[SandboxPool] = []
+        self._hungry: list[SandboxPool] = []  # pools whose due waiters found no room
+        self._lock = threading.Lock()  # taken last: under a pool's lock, never around one
+        self._wake = threading.Event()
+        self._reclaimer: threading.Thread | None = None
+
+    def take(self, pool: SandboxPool, *, force: bool = False) -> bool:
+        """A place for one more sandbox of `pool`; False (and `pool` kicked later) if none."""
+        with self._lock:
+            if force or self.used < self.total:
+                self.used += 1
+                return True
+            if pool in self._hungry:
+                return False
+            self._hungry.append(pool)
+            if self._reclaimer is None:
+                self._reclaimer = threading.Thread(
+                    target=self._reclaim, name="sandbox-budget", daemon=True
+                )
+                self._reclaimer.start()
+        self._wake.set()
+        return False
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self.used -= count
+            hungry = bool(self._hungry)
+        if hungry:
+            self._wake.set()
+
+    def idle_now(self) -> None:
+        """A sandbox has just become idle: a hungry pool may take its place."""
+        if self._hungry:
+            self._wake.set()
+
+    def _reclaim(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                hungry = list(self._hungry)
+            for pool in hungry:
+                with self._lock:
+                    room = self.used < self.total
+                if not room and not self._reclaim_for(pool):
+                    continue  # stays hungry until a sandbox ends or becomes idle
+                with self._lock:
+                    self._hungry.remove(pool)
+                pool.kick()
+
+    def _reclaim_for(self, pool: SandboxPool) -> bool:
+        others = sorted(
+            (other for other in self.pools if other is not pool and other.idle_count),
+            key=lambda other: -other.idle_count,
+        )
+        return any(other.reclaim_idle() for other in others)
+
+
 class _Waiter:
     """An invocation waiting for a sandbox. What it gets (a sandbox, or the error of a
     cold start) is set under its pool's lock; then `wake` tells it."""
@@ -217,10 +289,17 @@ class SandboxPool:
     has no sandbox yet), and there are as many cold starts under way as due waiters,
     within the function's limit: a burst's sandboxes start side by side, as on Lambda."""
 
-    def __init__(self, plan: SandboxPlan, limit: int, emf_sink: EmfSink | None = None) -> None:
+    def __init__(
+        self,
+        plan: SandboxPlan,
+        limit: int,
+        emf_sink: EmfSink | None = None,
+        budget: SandboxBudget | None = None,
+    ) -> None:
         self.plan = plan
         self.emf_sink = emf_sink
         self.limit = max(1, limit)
+        self.budget = budget
         self.generation = 0
         self.cold_starts = 0
         self._idle: list[Sandbox] = []
@@ -333,6 +412,8 @@ class SandboxPool:
             and self._starting < self._due
             and len(self._all) + self._starting < self.limit
         ):
+            if self.budget is not None and not self.budget.take(self):
+                return  # the budget calls `kick` when there is room again
             self._starting += 1
             threading.Thread(
                 target=self._start_in_background,
@@ -340,6 +421,38 @@ class SandboxPool:
                 name=f"cold-start-{self.name}",
                 daemon=True,
             ).start()
+
+    def _forget(self, sandbox: Sandbox) -> None:
+        if sandbox in self._all:  # not after stop(), which forgot them all
+            self._all.discard(sandbox)
+            self._release(1)
+
+    def _release(self, count: int) -> None:
+        if self.budget is not None and count:
+            self.budget.release(count)
+
+    # -- the runtime's budget ------------------------------------------------------------
+
+    def kick(self) -> None:
+        """There may be room in the budget again: start what the due waiters need."""
+        with self._lock:
+            self._scale_up()
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def reclaim_idle(self) -> bool:
+        """End the least recently used idle sandbox, for another function; False if none."""
+        with self._lock:
+            if not self._idle:
+                return False
+            sandbox = self._idle.pop(0)
+            self._all.discard(sandbox)
+            self._release(1)
+        log.info("%s: idle sandbox pid %d ends, for another function", self.name, sandbox.pid)
+        sandbox.retire()
+        return True
 
     # -- starting ------------------------------------------------------------------------
 
@@ -363,6 +476,7 @@ class SandboxPool:
         except BaseException:
             with self._lock:
                 self._starting -= 1
+                self._release(1)
                 self._settled.notify_all()
             raise
         with self._lock:
@@ -387,15 +501,15 @@ class SandboxPool:
         with self._lock:
             stale = self._stopping or sandbox.generation != self.generation
             if stale:
-                self._all.discard(sandbox)
+                self._forget(sandbox)
                 self._scale_up()  # its place is free for a fresh one
                 self._settled.notify_all()
             elif self._waiters:
                 self._answer(self._waiters[0], sandbox, None)
             else:
                 self._idle.append(sandbox)
-                if self._stopping:
-                    self._settled.notify_all()
+                if self.budget is not None:
+                    self.budget.idle_now()
         if stale:
             sandbox.retire()
 
@@ -403,7 +517,7 @@ class SandboxPool:
         """Kill a sandbox that timed out or crashed; a fresh one will replace it."""
         sandbox.kill()
         with self._lock:  # its place is freed only now that it is dead
-            self._all.discard(sandbox)
+            self._forget(sandbox)
             self._scale_up()
             self._settled.notify_all()
 
@@ -419,12 +533,15 @@ class SandboxPool:
             self.generation += 1
             idle, self._idle = self._idle, []
             self._all.difference_update(idle)
+            self._release(len(idle))
         for sandbox in idle:
             sandbox.retire()
 
     def warm_up(self) -> None:
         """Start one sandbox now (import errors raise here) and keep it warm."""
         with self._lock:
+            if self.budget is not None:
+                self.budget.take(self, force=True)
             self._starting += 1
             generation = self.generation
         self.give_back(self._start(generation))
@@ -442,6 +559,7 @@ class SandboxPool:
                 max(0.0, deadline - time.monotonic()),
             )
             idle, busy = list(self._idle), [s for s in self._all if s not in self._idle]
+            self._release(len(self._all))
             self._idle, self._all = [], set()
         if busy:
             log.warning("%s: %d invocation(s) still running; stopping them", self.name, len(busy))

@@ -21,7 +21,9 @@ import pytest
 from local_runtime.function_code import HandlerImportError
 from local_runtime.function_sandboxes import make_functions
 from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.processes import pid_alive
 from local_runtime.reloader import Reloader
+from local_runtime.sandboxes import SandboxBudget
 from local_runtime.specs import FunctionSpec, LayerSpec
 
 
@@ -62,7 +64,12 @@ def sandboxed() -> Iterator[list[LambdaFunction]]:
         function.sandboxes.stop(1)
 
 
-def start(made: list[LambdaFunction], *specs: FunctionSpec, cap: int = 10) -> list[LambdaFunction]:
+def start(
+    made: list[LambdaFunction],
+    *specs: FunctionSpec,
+    cap: int = 10,
+    budget: SandboxBudget | None = None,
+) -> list[LambdaFunction]:
     functions = make_functions(
         specs,
         {s.logical_id: {**os.environ} for s in specs},
@@ -70,6 +77,7 @@ def start(made: list[LambdaFunction], *specs: FunctionSpec, cap: int = 10) -> li
         correlation_keys=(),
         websocket_endpoint=None,
         runtime_cap=cap,
+        budget=budget,
     )
     made.extend(functions.values())
     return list(functions.values())
@@ -260,6 +268,37 @@ def test_cold_starts_of_one_function_run_side_by_side_within_its_limit(
     assert len({r.value for r in results}) == 4
     assert function.sandboxes.cold_starts == 4
     assert waited < 2.6
+
+
+def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    handler = (
+        "import os, time\ndef h(e, c):\n    time.sleep(e.get('sleep', 0))\n    return os.getpid()\n"
+    )
+    a, b = start(
+        sandboxed,
+        spec(write(tmp_path / "a", {"h.py": handler}), "h.h"),
+        spec(write(tmp_path / "b", {"h.py": handler}), "h.h"),
+        budget=SandboxBudget(2),
+    )
+    first_b = b.invoke({}).value
+    assert a.invoke({}).succeeded  # one sandbox each: the budget is spent
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(a.invoke_async({"sleep": 0.5}) for _ in range(4)))
+
+    results = asyncio.run(burst())
+    # A got a second sandbox in the place of B's idle one, which ended.
+    assert all(r.succeeded for r in results) and len({r.value for r in results}) == 2
+    assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (2, 0)
+    deadline = time.monotonic() + 5
+    while pid_alive(first_b) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(first_b)
+    # And B, with none, takes the place of one of A's, now idle.
+    assert b.invoke({}).value not in (first_b, None)
+    assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (1, 1)
 
 
 def test_a_changed_layer_file_recycles_every_function_using_the_layer(
