@@ -49,6 +49,11 @@ START_TIMEOUT = 60.0  # fork + imports of a big handler on a busy machine
 # warm invocation takes milliseconds; five orders at once took 6-8 s to show their first
 # state when every waiting invocation started a sandbox, against 0.3 s in one process.
 SCALE_UP_AFTER = 0.2
+# When the runtime's budget of sandboxes is spent (SandboxBudget): how long another
+# function's sandbox must have been idle before its place is taken, and how often a
+# function waiting for a place looks again.
+RECLAIM_IDLE_AFTER = 10.0
+RECLAIM_CHECK = 1.0
 # Libraries Lambda functions commonly import, loaded once in the fork server; those that
 # are not installed are skipped. Nothing a function's own code or layers define, and
 # nothing that reads the environment or starts threads when imported.
@@ -83,6 +88,7 @@ class Sandbox:
         self._emf_sink = emf_sink
         self.generation = generation
         self.invocations = 0
+        self.idle_since = 0.0  # when it last became idle (time.monotonic)
         started = time.perf_counter()
         self._pipe, theirs = _CONTEXT.Pipe()
         self._process: BaseProcess = _CONTEXT.Process(
@@ -235,7 +241,8 @@ class SandboxBudget:
 
     def _reclaim(self) -> None:
         while True:
-            self._wake.wait()
+            # Looks again every second while some pool is hungry: idle sandboxes age.
+            self._wake.wait(RECLAIM_CHECK if self._hungry else None)
             self._wake.clear()
             with self._lock:
                 hungry = list(self._hungry)
@@ -243,17 +250,22 @@ class SandboxBudget:
                 with self._lock:
                     room = self.used < self.total
                 if not room and not self._reclaim_for(pool):
-                    continue  # stays hungry until a sandbox ends or becomes idle
+                    continue  # stays hungry until a sandbox ends or ages
                 with self._lock:
                     self._hungry.remove(pool)
                 pool.kick()
 
     def _reclaim_for(self, pool: SandboxPool) -> bool:
+        """A function with no sandbox takes any idle one's place; one that has some
+        (its own will come back) only the place of one idle for RECLAIM_IDLE_AFTER:
+        in a burst, every stage's sandboxes are idle for moments between batches, and
+        taking those places cost a cold start each, back and forth."""
+        idle_for = 0.0 if not pool.pids else RECLAIM_IDLE_AFTER
         others = sorted(
             (other for other in self.pools if other is not pool and other.idle_count),
             key=lambda other: -other.idle_count,
         )
-        return any(other.reclaim_idle() for other in others)
+        return any(other.reclaim_idle(idle_for) for other in others)
 
 
 class _Waiter:
@@ -442,10 +454,11 @@ class SandboxPool:
     def idle_count(self) -> int:
         return len(self._idle)
 
-    def reclaim_idle(self) -> bool:
-        """End the least recently used idle sandbox, for another function; False if none."""
+    def reclaim_idle(self, idle_for: float) -> bool:
+        """End the least recently used idle sandbox, if idle for `idle_for` seconds,
+        for another function; False if there is none such."""
         with self._lock:
-            if not self._idle:
+            if not self._idle or time.monotonic() - self._idle[0].idle_since < idle_for:
                 return False
             sandbox = self._idle.pop(0)
             self._all.discard(sandbox)
@@ -507,6 +520,7 @@ class SandboxPool:
             elif self._waiters:
                 self._answer(self._waiters[0], sandbox, None)
             else:
+                sandbox.idle_since = time.monotonic()
                 self._idle.append(sandbox)
                 if self.budget is not None:
                     self.budget.idle_now()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from local_runtime import sandboxes
 from local_runtime.function_code import HandlerImportError
 from local_runtime.function_sandboxes import make_functions
 from local_runtime.functions import InFlight, LambdaFunction
@@ -267,12 +268,13 @@ def test_cold_starts_of_one_function_run_side_by_side_within_its_limit(
     # side by side they are ready after about one (the slack is for a busy machine).
     assert len({r.value for r in results}) == 4
     assert function.sandboxes.cold_starts == 4
-    assert waited < 2.6
+    assert waited < 3.0
 
 
 def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
-    tmp_path: Path, sandboxed: list[LambdaFunction]
+    tmp_path: Path, sandboxed: list[LambdaFunction], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sandboxes, "RECLAIM_IDLE_AFTER", 1.0)
     handler = (
         "import os, time\ndef h(e, c):\n    time.sleep(e.get('sleep', 0))\n    return os.getpid()\n"
     )
@@ -286,17 +288,18 @@ def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
     assert a.invoke({}).succeeded  # one sandbox each: the budget is spent
 
     async def burst() -> list[Any]:
-        return await asyncio.gather(*(a.invoke_async({"sleep": 0.5}) for _ in range(4)))
+        return await asyncio.gather(*(a.invoke_async({"sleep": 0.4}) for _ in range(8)))
 
     results = asyncio.run(burst())
-    # A got a second sandbox in the place of B's idle one, which ended.
-    assert all(r.succeeded for r in results) and len({r.value for r in results}) == 2
+    assert all(r.succeeded for r in results)
+    # Once B's sandbox had been idle RECLAIM_IDLE_AFTER, A got its place: B's ended.
+    assert len({r.value for r in results}) == 2
     assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (2, 0)
     deadline = time.monotonic() + 5
     while pid_alive(first_b) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(first_b)
-    # And B, with none, takes the place of one of A's, now idle.
+    # B, which has none left, takes the place of one of A's at once.
     assert b.invoke({}).value not in (first_b, None)
     assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (1, 1)
 
