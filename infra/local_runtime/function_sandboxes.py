@@ -16,7 +16,7 @@ from local_runtime.specs import FunctionSpec
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Sandboxes in all per CPU when RuntimeOptions.max_sandboxes_total is 0 (measured on
 # two cores: docs/local-runtime.md, "How many sandboxes").
-SANDBOXES_PER_CPU = 16
+SANDBOXES_PER_CPU = 24
 
 
 def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
