@@ -14,9 +14,10 @@ from local_runtime.sandboxes import EmfSink, SandboxBudget, SandboxPool
 from local_runtime.specs import FunctionSpec
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# Sandboxes in all per CPU when RuntimeOptions.max_sandboxes_total is 0 (measured on
-# two cores: docs/local-runtime.md, "How many sandboxes").
+# Sandboxes in all per CPU when RuntimeOptions.max_sandboxes_total is 0, and cold
+# starts at once per CPU (measured on two cores: docs/local-runtime.md, "Sandboxes").
 SANDBOXES_PER_CPU = 24
+COLD_STARTS_PER_CPU = 2
 
 
 def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
@@ -34,9 +35,12 @@ def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
     return max(1, min(limits))
 
 
-def total_sandboxes(asked: int) -> int:
-    """The runtime's budget of sandboxes: as asked, or SANDBOXES_PER_CPU per CPU."""
-    return asked if asked > 0 else SANDBOXES_PER_CPU * (os.cpu_count() or 1)
+def runtime_budget(asked_total: int) -> SandboxBudget:
+    """The runtime's budget of sandboxes: `asked_total` in all, or SANDBOXES_PER_CPU per
+    CPU; COLD_STARTS_PER_CPU of them starting at once."""
+    cpus = os.cpu_count() or 1
+    total = asked_total if asked_total > 0 else SANDBOXES_PER_CPU * cpus
+    return SandboxBudget(total, starting=COLD_STARTS_PER_CPU * cpus)
 
 
 def _root_log_format() -> str:

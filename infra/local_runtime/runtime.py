@@ -35,14 +35,14 @@ from local_runtime.environment import (
 )
 from local_runtime.event_source_mapping import SqsPoller, check_visibility_timeouts
 from local_runtime.event_sources import start_pollers, start_schedules
-from local_runtime.function_sandboxes import make_functions, total_sandboxes
+from local_runtime.function_sandboxes import make_functions, runtime_budget
 from local_runtime.functions import InFlight, InvocationResult, LambdaFunction
 from local_runtime.gateways import build_gateways
 from local_runtime.options import RuntimeOptions
 from local_runtime.processes import free_port
 from local_runtime.reloader import Reloader
 from local_runtime.resources import TemplatePlanner
-from local_runtime.sandboxes import SandboxBudget, SandboxPool, start_all
+from local_runtime.sandboxes import SandboxPool, start_all
 from local_runtime.schedules import Schedule
 from local_runtime.servers import AsgiServers
 from local_runtime.specs import FunctionSpec, QueueSpec, RestApiSpec, WebSocketApiSpec
@@ -276,7 +276,7 @@ class LocalRuntime:
             websocket_endpoint=self._websocket_endpoint(),
             runtime_cap=self.options.max_sandboxes,
             emf_sink=self.metrics.add_lines,
-            budget=SandboxBudget(total_sandboxes(self.options.max_sandboxes_total)),
+            budget=runtime_budget(self.options.max_sandboxes_total),
         )
 
     def _websocket_endpoint(self) -> str | None:

@@ -195,15 +195,22 @@ class SandboxBudget:
     (Lambda's account-wide concurrency limit, sized for the machine: every sandbox is a
     process with its own memory, clients and database connections).
 
+    At most `starting` of them start at once, over all functions (a cold start is an
+    import, CPU-bound: side by side beyond the cores they only slow each other down,
+    and a burst of 300 requests at --concurrency 50 started 48 API sandboxes at once
+    while every other function waited); Lambda too bounds how fast functions scale.
+
     A function that needs one more sandbox when the budget is spent gets the place of
     the least recently used idle sandbox of another function, which ends, as Lambda
     reclaims idle environments; with none idle, it waits until one is. That is done by
     one thread of the budget's (`_reclaim`), which holds no pool's lock while it works,
     so pools (which call the budget under their own lock) never wait on each other."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, starting: int) -> None:
         self.total = max(1, total)
+        self.max_starting = max(1, starting)
         self.used = 0
+        self.starting = 0
         self.pools: list[SandboxPool] = []
         self._hungry: list[SandboxPool] = []  # pools whose due waiters found no room
         self._lock = threading.Lock()  # taken last: under a pool's lock, never around one
@@ -211,10 +218,12 @@ class SandboxBudget:
         self._reclaimer: threading.Thread | None = None
 
     def take(self, pool: SandboxPool, *, force: bool = False) -> bool:
-        """A place for one more sandbox of `pool`; False (and `pool` kicked later) if none."""
+        """A place for one more sandbox of `pool`, to start now; False (and `pool` kicked
+        later) if there is none, or if as many as may start at once are starting."""
         with self._lock:
-            if force or self.used < self.total:
+            if force or (self.used < self.total and self.starting < self.max_starting):
                 self.used += 1
+                self.starting += 1
                 return True
             if pool in self._hungry:
                 return False
@@ -234,6 +243,14 @@ class SandboxBudget:
         if hungry:
             self._wake.set()
 
+    def started(self) -> None:
+        """A cold start has ended (ready or failed)."""
+        with self._lock:
+            self.starting -= 1
+            hungry = bool(self._hungry)
+        if hungry:
+            self._wake.set()
+
     def idle_now(self) -> None:
         """A sandbox has just become idle: a hungry pool may take its place."""
         if self._hungry:
@@ -248,6 +265,8 @@ class SandboxBudget:
                 hungry = list(self._hungry)
             for pool in hungry:
                 with self._lock:
+                    if self.starting >= self.max_starting:
+                        break  # until a start ends (`started`)
                     room = self.used < self.total
                 if not room and not self._reclaim_for(pool):
                     continue  # stays hungry until a sandbox ends or ages
@@ -487,11 +506,15 @@ class SandboxPool:
         try:
             sandbox = Sandbox(self.plan, generation, self.emf_sink)
         except BaseException:
+            if self.budget is not None:
+                self.budget.started()
             with self._lock:
                 self._starting -= 1
                 self._release(1)
                 self._settled.notify_all()
             raise
+        if self.budget is not None:
+            self.budget.started()
         with self._lock:
             self._starting -= 1
             self._all.add(sandbox)

@@ -282,7 +282,7 @@ def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
         sandboxed,
         spec(write(tmp_path / "a", {"h.py": handler}), "h.h"),
         spec(write(tmp_path / "b", {"h.py": handler}), "h.h"),
-        budget=SandboxBudget(2),
+        budget=SandboxBudget(2, starting=2),
     )
     first_b = b.invoke({}).value
     assert a.invoke({}).succeeded  # one sandbox each: the budget is spent
