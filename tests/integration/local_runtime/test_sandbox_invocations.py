@@ -271,6 +271,28 @@ def test_cold_starts_of_one_function_run_side_by_side_within_its_limit(
     assert waited < 3.0
 
 
+def test_the_runtime_budget_bounds_how_many_cold_starts_run_at_once(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    slow = SLOW_INIT.replace("time.sleep(0.2)", "time.sleep(e['hold'])")
+    write(tmp_path / "one-by-one", {"h.py": slow})
+    (function,) = start(
+        sandboxed,
+        spec(tmp_path / "one-by-one", "h.h", reserved=3, timeout=10),
+        budget=SandboxBudget(10, starting=1),
+    )
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(function.invoke_async({"hold": 3}) for _ in range(3)))
+
+    started = time.monotonic()
+    results = asyncio.run(burst())
+    waited = time.monotonic() - started
+    assert all(r.succeeded for r in results) and len({r.value for r in results}) == 3
+    # Three 1 s cold starts one after the other: the last invocation starts at 3 s.
+    assert waited >= 5.5
+
+
 def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
     tmp_path: Path, sandboxed: list[LambdaFunction], monkeypatch: pytest.MonkeyPatch
 ) -> None:
