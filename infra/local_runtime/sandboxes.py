@@ -55,8 +55,10 @@ SCALE_UP_AFTER = 0.2
 RECLAIM_IDLE_AFTER = 10.0
 RECLAIM_CHECK = 1.0
 # Libraries Lambda functions commonly import, loaded once in the fork server; those that
-# are not installed are skipped. Nothing a function's own code or layers define, and
-# nothing that reads the environment or starts threads when imported.
+# are not installed are skipped. Nothing a function's own code or layers define, nothing
+# that starts threads when imported, and nothing that keeps what the environment says
+# (botocore_warmup's session reads credentials, region and endpoints only later, in the
+# sandbox).
 SANDBOX_PRELOAD = (
     "local_runtime.sandbox_process",
     "boto3",
