@@ -216,10 +216,7 @@ class LambdaFunction:
     ) -> InvocationResult:
         self._in_flight.enter()
         try:
-            # A cold start or a wait for a busy function blocks: off the loop for those.
-            sandbox = self.sandboxes.take_idle()
-            if sandbox is None:
-                sandbox = await asyncio.to_thread(self.sandboxes.take)
+            sandbox = await self.sandboxes.take_async()
             started = time.perf_counter()
             try:
                 sandbox.send(request_id, event, self.spec.timeout)
