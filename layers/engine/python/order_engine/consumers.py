@@ -68,6 +68,10 @@ def batch_processor() -> BatchProcessor:
 
 
 def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict[str, Any]:
+    """The batch's records, each advancing its order by one state; the messages their
+    transitions wrote go out together once all are done (outbox.OutboxBatch)."""
+    outbox = engine.delivering_outbox.batch()
+
     def record_handler(record: SQSRecord) -> None:
         with _poison_goes_to_the_dlq(engine, step.value, record):
             message = decode_step_message(record.body)
@@ -75,14 +79,17 @@ def handle_step_batch(engine: Engine, step: Step, event: dict[str, Any]) -> dict
                 raise PoisonMessage(f"a {message.step} message arrived on the {step} queue")
         with order_context(message.order_id), step_span(step.value, message.order_id):
             try:
-                result = engine.pipeline.handle(message)
+                result = engine.pipeline.handle(message, outbox=outbox)
             except RetryLater as retry:
                 _set_visibility(engine, step.value, record, retry.delay_seconds)
                 log.info("step %s: %s", step, retry)
                 raise
             log.info("step %s: %s", step, result)
 
-    return dict(process_partial_response(event, record_handler, batch_processor()))
+    try:
+        return dict(process_partial_response(event, record_handler, batch_processor()))
+    finally:
+        outbox.flush()
 
 
 def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]:
