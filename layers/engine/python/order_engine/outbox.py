@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -371,7 +372,7 @@ class Outbox:
 class OutboxBatch:
     """The fast path of one SQS batch of step records, whose records run at once on
     threads (consumers.py): `publish` from each record's thread right after its commit,
-    `flush` once, when every record is done.
+    `flush` once, when every record is done (or use it as a context manager).
 
     Each event still goes to the order's subscribers as soon as its transition commits
     (the client is waiting for it). The messages wait for the batch: its step messages
@@ -392,6 +393,21 @@ class OutboxBatch:
         self._lock = threading.Lock()
         self._to_send: list[OutboxRow] = []
         self._delivered: list[int] = []
+
+    def __enter__(self) -> OutboxBatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Flush, also after an error (the records that committed before it); not when
+        the process is going down (a BaseException that is not an Exception): the
+        relay sends what a dead process could not."""
+        if exc_type is None or issubclass(exc_type, Exception):
+            self.flush()
 
     def publish(self, rows: Sequence[OutboxRow]) -> None:
         """Rows a record's transition just committed: its event is delivered now, the

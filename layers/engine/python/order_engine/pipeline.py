@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from order_engine import telemetry
 from order_engine.dex.router import RouteDecision, Router
@@ -86,16 +87,26 @@ class Pipeline:
         }
 
     def handle(
-        self, message: StepMessage, *, outbox: Outbox | OutboxBatch | None = None
+        self,
+        message: StepMessage,
+        *,
+        outbox: Outbox | OutboxBatch | None = None,
+        orders: Mapping[UUID, Order] | None = None,
     ) -> StepResult:
         """Run one step message. Raises RetryLater, or an infrastructure error.
 
         `outbox`: where the transition's rows are published after its commit; the
         batch of the SQS batch this message came in (consumers.py), or by default
-        the pipeline's own outbox, at once."""
+        the pipeline's own outbox, at once. `orders`: the orders of that batch, read
+        together just before (an order missing from them does not exist); without it,
+        the message's order is read here. Either read may be overtaken by another
+        delivery's commit: the conditional transition settles that, as ever."""
         step = message.step
         out = self._outbox if outbox is None else outbox
-        order = self._store.get_order(message.order_id)
+        if orders is None:
+            order = self._store.get_order(message.order_id)
+        else:
+            order = orders.get(message.order_id)
         if order is None:
             log.warning("step %s for unknown order %s: dropped", step, message.order_id)
             return StepResult.SKIPPED
