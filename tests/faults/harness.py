@@ -103,11 +103,11 @@ class DeliveryLog:
         log = self
         handle, transition, record = Pipeline.handle, Store.transition, PostgresLedger.record
 
-        def recording_handle(pipeline: Pipeline, message: Any) -> Any:
+        def recording_handle(pipeline: Pipeline, message: Any, **options: Any) -> Any:
             current = log._local.current = _Current()
             result = "error"
             try:
-                outcome = handle(pipeline, message)
+                outcome = handle(pipeline, message, **options)
                 result = outcome.value
                 return outcome
             except RetryLater:

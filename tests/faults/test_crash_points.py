@@ -116,9 +116,10 @@ def test_a_crash_after_publish_before_marking_sent_is_a_harmless_duplicate(
 def test_a_crash_before_the_direct_delivery_leaves_the_notification_to_the_sweeper(
     stack: FaultStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker committed `routing` and sent the build message, then died before it
-    could post the event to the order's subscriber: the notify row, never marked sent,
-    is relayed, and the subscriber still gets every event, in order, once."""
+    """The worker committed `routing`, then died before it could post the event to the
+    order's subscriber, and so before its batch sent the build message: both rows,
+    never marked sent, are relayed, and the subscriber still gets every event, in
+    order, once."""
     order_id = stack.place()
     watcher = stack.open_connection(new_connection_id())
     assert stack.engine.subscriptions.subscribe(watcher, order_id)
@@ -131,9 +132,9 @@ def test_a_crash_before_the_direct_delivery_leaves_the_notification_to_the_sweep
     assert crashed
 
     assert status(stack, order_id) is Status.ROUTING
-    assert unsent(stack, order_id) == ["notify"]  # the build message went out
+    assert unsent(stack, order_id) == ["notify", "build"]  # the batch sent nothing
     assert stack.management.messages(watcher) == []
-    assert stack.new_sweeper(grace=0).relay_outbox() == 1
+    assert stack.new_sweeper(grace=0).relay_outbox() == 2
     assert stack.deliver("notify", stack.receive_all("notify", 1))["batchItemFailures"] == []
     assert stack.management.messages(watcher)[0]["status"] == "routing"
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
-from order_engine.consumers import batch_processor
+from order_engine.consumers import SQSRecord, process_batch
 
 
 def batch(*bodies: str) -> dict[str, Any]:
@@ -38,7 +35,7 @@ def test_records_of_a_batch_run_at_once() -> None:
     def handler(record: SQSRecord) -> None:
         together.wait()
 
-    answer = process_partial_response(batch("a", "b", "c"), handler, batch_processor())
+    answer = process_batch(batch("a", "b", "c"), handler)
 
     assert answer == {"batchItemFailures": []}
 
@@ -49,7 +46,7 @@ def test_only_the_records_that_raised_are_reported() -> None:
             raise ValueError(record.body)
 
     event = batch("ok", "bad-1", "ok", "bad-2")
-    answer = process_partial_response(event, handler, batch_processor())
+    answer = process_batch(event, handler)
 
     failed = sorted(item["itemIdentifier"] for item in answer["batchItemFailures"])
     assert failed == ["m-1", "m-3"]
@@ -61,6 +58,6 @@ def test_a_single_record_runs_on_the_calling_thread() -> None:
     def handler(record: SQSRecord) -> None:
         threads.append(threading.current_thread())
 
-    process_partial_response(batch("only"), handler, batch_processor())
+    process_batch(batch("only"), handler)
 
     assert threads == [threading.current_thread()]

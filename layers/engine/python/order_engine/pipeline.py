@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from order_engine import telemetry
 from order_engine.dex.router import RouteDecision, Router
@@ -30,7 +31,7 @@ from order_engine.dex.venue import SignedTransaction, Submission, Venue
 from order_engine.errors import BusinessError, SlippageExceeded, StepError, TransientError
 from order_engine.messaging import StepMessage
 from order_engine.orders import Status, Step, progress
-from order_engine.outbox import Outbox, transition_messages
+from order_engine.outbox import Outbox, OutboxBatch, transition_messages
 from order_engine.records import Order
 from order_engine.store import Outcome, Store, TransitionResult
 
@@ -85,23 +86,40 @@ class Pipeline:
             Step.CONFIRM: self._confirm,
         }
 
-    def handle(self, message: StepMessage) -> StepResult:
-        """Run one step message. Raises RetryLater, or an infrastructure error."""
+    def handle(
+        self,
+        message: StepMessage,
+        *,
+        outbox: Outbox | OutboxBatch | None = None,
+        orders: Mapping[UUID, Order] | None = None,
+    ) -> StepResult:
+        """Run one step message. Raises RetryLater, or an infrastructure error.
+
+        `outbox`: where the transition's rows are published after its commit; the
+        batch of the SQS batch this message came in (consumers.py), or by default
+        the pipeline's own outbox, at once. `orders`: the orders of that batch, read
+        together just before (an order missing from them does not exist); without it,
+        the message's order is read here. Either read may be overtaken by another
+        delivery's commit: the conditional transition settles that, as ever."""
         step = message.step
-        order = self._store.get_order(message.order_id)
+        out = self._outbox if outbox is None else outbox
+        if orders is None:
+            order = self._store.get_order(message.order_id)
+        else:
+            order = orders.get(message.order_id)
         if order is None:
             log.warning("step %s for unknown order %s: dropped", step, message.order_id)
             return StepResult.SKIPPED
         if step is Step.ROUTE and order.limit_price is not None:
-            return self._limit_route(order, message.trigger)
+            return self._limit_route(order, message.trigger, out)
         if order.status != step.from_status:
             return self._not_ready(order, step)
         try:
             work = self._work[step](order)
         except BusinessError as exc:
-            return self._fail(order, step, exc, exc.reason, attempts=order.attempts + 1)
+            return self._fail(order, step, exc, exc.reason, out, attempts=order.attempts + 1)
         except TransientError as exc:
-            return self._retry_or_fail(order, step, exc)
+            return self._retry_or_fail(order, step, exc, out)
         result = self._store.transition(
             order.id,
             step.from_status,
@@ -110,16 +128,18 @@ class Pipeline:
             changes=work.changes,
             outbox=transition_messages(order.id, step.to_status),
         )
-        return self._after_transition(result)
+        return self._after_transition(result, out)
 
     # --- a limit order's route step -------------------------------------------------
 
-    def _limit_route(self, order: Order, trigger: Mapping[str, Any] | None) -> StepResult:
+    def _limit_route(
+        self, order: Order, trigger: Mapping[str, Any] | None, outbox: Outbox | OutboxBatch
+    ) -> StepResult:
         """A limit order's first route message starts its watch (pending -> watching);
         the one the price watch sends once the price came (with `trigger`, the quote
         that fired it) routes it like a market order, the limit as the floor."""
         if order.status is Status.PENDING:
-            return self._start_watching(order)
+            return self._start_watching(order, outbox)
         if order.status is not Status.WATCHING or trigger is None:
             # Past watching (a duplicate trigger), or the first message again: nothing to do.
             log.info("route for limit order %s (now %s): acked", order.id, order.status)
@@ -127,9 +147,11 @@ class Pipeline:
         try:
             work = self._route_at_limit(order)
         except BusinessError as exc:
-            return self._fail(order, Step.ROUTE, exc, exc.reason, attempts=order.attempts + 1)
+            return self._fail(
+                order, Step.ROUTE, exc, exc.reason, outbox, attempts=order.attempts + 1
+            )
         except TransientError as exc:
-            return self._retry_or_fail(order, Step.ROUTE, exc)
+            return self._retry_or_fail(order, Step.ROUTE, exc, outbox)
         if work is None:
             log.info("limit order %s: price gone again before routing; still watching", order.id)
             return StepResult.SKIPPED
@@ -141,9 +163,9 @@ class Pipeline:
             changes=work.changes,
             outbox=transition_messages(order.id, Status.ROUTING),
         )
-        return self._after_transition(result)
+        return self._after_transition(result, outbox)
 
-    def _start_watching(self, order: Order) -> StepResult:
+    def _start_watching(self, order: Order, outbox: Outbox | OutboxBatch) -> StepResult:
         assert order.limit_price is not None and order.expires_at is not None
         result = self._store.transition(
             order.id,
@@ -155,7 +177,7 @@ class Pipeline:
             },
             outbox=transition_messages(order.id, Status.WATCHING),
         )
-        outcome = self._after_transition(result)
+        outcome = self._after_transition(result, outbox)
         if result.applied and self._on_watching is not None:
             self._on_watching()
         return outcome
@@ -256,18 +278,27 @@ class Pipeline:
         log.info("step %s for order %s (now %s): duplicate, acked", step, order.id, order.status)
         return StepResult.SKIPPED
 
-    def _retry_or_fail(self, order: Order, step: Step, exc: TransientError) -> StepResult:
+    def _retry_or_fail(
+        self, order: Order, step: Step, exc: TransientError, outbox: Outbox | OutboxBatch
+    ) -> StepResult:
         attempts = self._store.record_failed_attempt(order.id, order.status, exc.reason)
         if attempts is None:  # the order moved on meanwhile: this message is stale
             return StepResult.SKIPPED
         if attempts >= self._max_attempts:
             reason = f"{exc.reason} (gave up after {attempts} attempts)"
-            return self._fail(order, step, exc, reason, attempts=attempts)
+            return self._fail(order, step, exc, reason, outbox, attempts=attempts)
         delay = round(self._retry_base_seconds * 2 ** (attempts - 1))
         raise RetryLater(exc.reason, delay)
 
     def _fail(
-        self, order: Order, step: Step, error: StepError, reason: str, *, attempts: int
+        self,
+        order: Order,
+        step: Step,
+        error: StepError,
+        reason: str,
+        outbox: Outbox | OutboxBatch,
+        *,
+        attempts: int,
     ) -> StepResult:
         result = self._store.transition(
             order.id,
@@ -277,17 +308,19 @@ class Pipeline:
             changes={"failure_reason": reason},
             outbox=transition_messages(order.id, Status.FAILED),
         )
-        self._after_transition(result)
+        self._after_transition(result, outbox)
         if result.outcome is not Outcome.APPLIED:
             return StepResult.SKIPPED
         telemetry.order_failed(order.id, error.code)
         return StepResult.FAILED
 
-    def _after_transition(self, result: TransitionResult) -> StepResult:
+    def _after_transition(
+        self, result: TransitionResult, outbox: Outbox | OutboxBatch
+    ) -> StepResult:
         if result.outcome is Outcome.APPLIED:
             if result.order is not None:
                 telemetry.order_moved(result.order)
-            self._outbox.publish(result.outbox)
+            outbox.publish(result.outbox)
             return StepResult.ADVANCED
         if result.outcome is Outcome.OUT_OF_ORDER:
             raise RetryLater("order changed underneath this step", 1)

@@ -203,10 +203,11 @@ class OrderService:
     def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str | UUID) -> None:
         """Subscribe an open connection to one of the caller's orders and send its
         snapshot now."""
-        order_id = self._owned_order_id(caller, raw_order_id)
+        order_id = parse_order_id(raw_order_id)
         # The subscription row comes first, the snapshot after: an event committed in
-        # between is then past the cursor and delivered, never skipped.
-        if not self._subscriptions.subscribe(connection_id, order_id):
+        # between is then past the cursor and delivered, never skipped. Its statement
+        # also checks that the order is the caller's (no read of the order before it).
+        if not self._subscriptions.subscribe(connection_id, order_id, account_id=caller.account_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
 

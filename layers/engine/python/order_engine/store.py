@@ -17,7 +17,7 @@ one `Database`. Every order belongs to an account: reads made for a caller pass 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -222,6 +222,15 @@ class Store(Repository):
                 )
             row = cur.fetchone()
             return None if row is None else Order.from_row(row)
+
+    def get_orders(self, order_ids: Collection[UUID]) -> dict[UUID, Order]:
+        """The orders of `order_ids` that exist, by id, read in one statement."""
+        if not order_ids:
+            return {}
+        with self.database.statement() as cur:
+            cur.execute("SELECT * FROM orders WHERE id = ANY(%s)", (list(order_ids),))
+            orders = [Order.from_row(row) for row in cur.fetchall()]
+        return {order.id: order for order in orders}
 
     def get_events(self, order_id: UUID, *, after_seq: int = 0) -> list[OrderEvent]:
         """The order's events with seq > after_seq, in seq order."""

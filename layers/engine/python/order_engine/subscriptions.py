@@ -66,10 +66,13 @@ class SubscriptionStore(Repository):
         with self.database.statement() as cur:
             cur.execute("DELETE FROM connections WHERE connection_id = %s", (connection_id,))
 
-    def subscribe(self, connection_id: str, order_id: UUID) -> bool:
-        """Follow `order_id` from `connection_id`; False when the order does not exist,
-        or the connection is not open under a live key of the order's account.
-        Subscribing twice changes nothing (the cursor stays).
+    def subscribe(
+        self, connection_id: str, order_id: UUID, *, account_id: str | None = None
+    ) -> bool:
+        """Follow `order_id` from `connection_id`; False when the order does not exist
+        (or, with `account_id`, is not that account's), or the connection is not open
+        under a live key of the order's account. Subscribing twice changes nothing (the
+        cursor stays).
 
         The key is checked by the statement that writes the row, so a revoke cannot
         slip in between a check and the write. Revoking updates the key and deletes its
@@ -81,7 +84,8 @@ class SubscriptionStore(Repository):
         """
         with self.database.statement() as cur:
             cur.execute(
-                "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s),"
+                "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s"
+                "  AND (%(account)s::uuid IS NULL OR account_id = %(account)s::uuid)),"
                 " live AS (SELECT c.connection_id FROM connections c"
                 "  JOIN api_keys k ON k.prefix = c.key_prefix AND k.account_id = c.account_id"
                 "  JOIN target t ON t.account_id = c.account_id"
@@ -90,7 +94,7 @@ class SubscriptionStore(Repository):
                 " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
                 "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING)"
                 " SELECT EXISTS (SELECT FROM live) AS subscribed",
-                {"order": order_id, "connection": connection_id},
+                {"order": order_id, "connection": connection_id, "account": account_id},
             )
             return bool(fetch_one(cur)["subscribed"])
 

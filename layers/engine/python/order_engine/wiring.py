@@ -138,7 +138,7 @@ class Engine:
             urls[NOTIFY_TOPIC] = self.settings.notify_queue_url
         if self.settings.watch_queue_url:
             urls[WATCH_TOPIC] = self.settings.watch_queue_url
-        return Publisher(self.sqs, urls)
+        return Publisher(lambda: self.sqs, urls)
 
     @cached_property
     def outbox(self) -> Outbox:

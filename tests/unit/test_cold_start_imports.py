@@ -1,0 +1,41 @@
+"""What a function's cold start loads: its handler's import is paid by every new
+container (and every sandbox of the local runtime), so libraries it does not use stay
+out of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each costs a cold start tens of milliseconds of CPU and serves no running code: the
+# X-Ray SDK where tracing is off (~100 ms, its sampler building a botocore client), and
+# Powertools' batch utility with the event classes and pydantic models it builds
+# (40-80 ms), where consumers.process_batch does the job.
+UNUSED = ("aws_xray_sdk", "aws_lambda_powertools.utilities.batch")
+
+
+@pytest.mark.parametrize("handler", ["workers", "notifier", "websocket", "api"])
+def test_a_handlers_import_loads_no_library_it_does_not_use(handler: str) -> None:
+    check = (
+        f"import {handler}, sys\n"
+        f"loaded = [name for name in {UNUSED!r} if name in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {
+        "PATH": os.defpath,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "functions"), str(ROOT / "layers/engine/python")]
+        ),
+        "POWERTOOLS_TRACE_DISABLED": "true",  # what template.yaml sets unless Tracing=Active
+        "AWS_LAMBDA_FUNCTION_NAME": f"{handler}-function",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
