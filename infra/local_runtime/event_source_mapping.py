@@ -1,8 +1,10 @@
-"""SQS event source mappings: what Lambda's pollers do, on a thread per mapping.
+"""SQS event source mappings: what Lambda's pollers do, on threads of each mapping.
 
-One receive loop per mapping long-polls the queue and hands each batch to the function
-on a thread of its own, holding one of `MaximumConcurrency` slots until the batch is
-settled, so at most that many invocations of the mapping run at once. After the
+Several receive loops per mapping long-poll the queue, as Lambda's pollers do (five to
+start with, never more than `MaximumConcurrency`), and hand each batch to the function
+on a thread of its own. A loop takes one of `MaximumConcurrency` slots before it
+receives, and the batch keeps it until it is settled, so at most that many invocations
+of the mapping run at once, however many loops there are. After the
 invocation only the messages that succeeded are deleted (DeleteMessageBatch, gathered
 across invocations: sqs_deletes.py says why); failed ones are left alone and reappear
 when their visibility timeout ends, which is also how SQS counts receives toward the
@@ -29,6 +31,16 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 20  # SQS's ceiling for long polling
 DEFAULT_VISIBILITY_SECONDS = 30  # SQS's, for a queue that does not set its own
+# Lambda starts five pollers per SQS mapping, and keeps five when traffic is low if the
+# mapping sets MaximumConcurrency (AWS: "Configuring scaling behavior for SQS event
+# source mappings").
+RECEIVE_LOOPS = 5
+# MiniStack, the default SQS, answers a long poll by looking at the queue every 100 ms:
+# a message sent to an idle queue waited 50 ms on average for one loop's next look, on
+# every hop of a chain of queues. Loops started this span apart between them look
+# several times in it. (SQS servers that answer a long poll as soon as a message
+# arrives lose nothing by it.)
+SLOWEST_LOOK_SECONDS = 0.1
 
 
 def check_visibility_timeouts(
@@ -53,6 +65,17 @@ def check_visibility_timeouts(
                     "event source mapping. Raise the queue's VisibilityTimeout (AWS "
                     "advises 6 times the Timeout) or lower the function's Timeout."
                 )
+
+
+def receive_loops(mapping: SqsEventSpec) -> int:
+    """How many loops receive for a mapping at once.
+
+    One when the mapping has a batching window: it waits for messages on purpose, and
+    loops side by side would split between their batches what one window should gather.
+    """
+    if mapping.batching_window > 0:
+        return 1
+    return max(1, min(RECEIVE_LOOPS, mapping.maximum_concurrency))
 
 
 def mapping_name(function: str, mapping: SqsEventSpec, queue: QueueSpec) -> str:
@@ -91,9 +114,16 @@ class SqsPoller:
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
         self._batches_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"esm-{function.name}-{mapping.name}", daemon=True
-        )
+        self._loops = [
+            threading.Thread(
+                target=self._loop,
+                args=(index * SLOWEST_LOOK_SECONDS / count,),
+                name=f"esm-{function.name}-{mapping.name}-{index}",
+                daemon=True,
+            )
+            for count in [receive_loops(mapping)]
+            for index in range(count)
+        ]
         self.max_running_seen = 0  # observed concurrency, for tests and diagnostics
 
     @property
@@ -101,7 +131,8 @@ class SqsPoller:
         return mapping_name(self.function.name, self.mapping, self.queue)
 
     def start(self) -> None:
-        self._thread.start()
+        for loop in self._loops:
+            loop.start()
 
     def stop_polling(self) -> None:
         """No more receives; the receive in flight (if any) releases what it gets."""
@@ -115,11 +146,13 @@ class SqsPoller:
         for thread in running:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._deletes.close(max(0.5, deadline - time.monotonic()))
-        self._thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
+        for loop in self._loops:
+            loop.join(max(0.0, min(0.5, deadline - time.monotonic())))
 
     # -- receiving -------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, delay: float) -> None:
+        self._stopping.wait(delay)
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
