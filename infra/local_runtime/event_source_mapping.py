@@ -1,8 +1,8 @@
 """SQS event source mappings: what Lambda's pollers do, on threads of each mapping.
 
-Several receive loops per mapping long-poll the queue, as Lambda's pollers do (five to
-start with, never more than `MaximumConcurrency`), and hand each batch to the function
-on a thread of its own. A loop takes one of `MaximumConcurrency` slots before it
+Several receive loops per mapping long-poll the queue, as Lambda's pollers do
+(poller_scaling.py says how many, and when each polls), and hand each batch to the
+function on a thread of its own. A loop takes one of `MaximumConcurrency` slots before it
 receives, and the batch keeps it until it is settled, so at most that many invocations
 of the mapping run at once, however many loops there are. After the
 invocation only the messages that succeeded are deleted (DeleteMessageBatch, gathered
@@ -21,6 +21,7 @@ from typing import Any
 
 from local_runtime.batch_results import BatchVerdict, judge_batch
 from local_runtime.functions import InvocationResult, LambdaFunction
+from local_runtime.poller_scaling import ReceiveLoops
 from local_runtime.queue_restore import QueueRestorer, is_missing_queue
 from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
@@ -31,16 +32,6 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 20  # SQS's ceiling for long polling
 DEFAULT_VISIBILITY_SECONDS = 30  # SQS's, for a queue that does not set its own
-# Lambda starts five pollers per SQS mapping, and keeps five when traffic is low if the
-# mapping sets MaximumConcurrency (AWS: "Configuring scaling behavior for SQS event
-# source mappings").
-RECEIVE_LOOPS = 5
-# MiniStack, the default SQS, answers a long poll by looking at the queue every 100 ms:
-# a message sent to an idle queue waited 50 ms on average for one loop's next look, on
-# every hop of a chain of queues. Loops started this span apart between them look
-# several times in it. (SQS servers that answer a long poll as soon as a message
-# arrives lose nothing by it.)
-SLOWEST_LOOK_SECONDS = 0.1
 
 
 def check_visibility_timeouts(
@@ -65,17 +56,6 @@ def check_visibility_timeouts(
                     "event source mapping. Raise the queue's VisibilityTimeout (AWS "
                     "advises 6 times the Timeout) or lower the function's Timeout."
                 )
-
-
-def receive_loops(mapping: SqsEventSpec) -> int:
-    """How many loops receive for a mapping at once.
-
-    One when the mapping has a batching window: it waits for messages on purpose, and
-    loops side by side would split between their batches what one window should gather.
-    """
-    if mapping.batching_window > 0:
-        return 1
-    return max(1, min(RECEIVE_LOOPS, mapping.maximum_concurrency))
 
 
 def mapping_name(function: str, mapping: SqsEventSpec, queue: QueueSpec) -> str:
@@ -114,15 +94,15 @@ class SqsPoller:
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
         self._batches_lock = threading.Lock()
+        self._receive_loops = ReceiveLoops(mapping, self._stopping)
         self._loops = [
             threading.Thread(
                 target=self._loop,
-                args=(index * SLOWEST_LOOK_SECONDS / count,),
+                args=(index,),
                 name=f"esm-{function.name}-{mapping.name}-{index}",
                 daemon=True,
             )
-            for count in [receive_loops(mapping)]
-            for index in range(count)
+            for index in range(self._receive_loops.count)
         ]
         self.max_running_seen = 0  # observed concurrency, for tests and diagnostics
 
@@ -137,6 +117,7 @@ class SqsPoller:
     def stop_polling(self) -> None:
         """No more receives; the receive in flight (if any) releases what it gets."""
         self._stopping.set()
+        self._receive_loops.stop()
 
     def join(self, timeout: float) -> None:
         """Wait (bounded) for running batches to be settled and the loop to end."""
@@ -151,19 +132,29 @@ class SqsPoller:
 
     # -- receiving -------------------------------------------------------------------
 
-    def _loop(self, delay: float) -> None:
-        self._stopping.wait(delay)
+    def _loop(self, index: int) -> None:
+        """Receive and dispatch until stopped. Loop 0 always polls; the others (index > 0)
+        rest while the queue is quiet (poller_scaling.py)."""
+        loops = self._receive_loops
+        full = min(10, self.mapping.batch_size)
+        read_on = False  # the last receive took a full batch: more may be waiting
         while not self._stopping.is_set():
+            if not read_on:
+                loops.wait_for_place(index)
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
             try:
                 messages = self._gather()
             except Exception as error:
                 self._slots.release()
+                read_on = False
                 if self._stopping.is_set():
                     continue
                 if self._restorer is not None and is_missing_queue(error):
                     self._restorer.restore()
+                    continue
+                if index:  # loop 0 retries, and says so once
+                    loops.rest()
                     continue
                 log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
                 self._stopping.wait(1.0)
@@ -172,9 +163,13 @@ class SqsPoller:
                 self._release(messages)
                 self._slots.release()
                 break
+            read_on = len(messages) >= full
             if not messages:
                 self._slots.release()
+                if index:
+                    loops.rest()
                 continue
+            loops.received()
             self._dispatch(messages)
 
     def _gather(self) -> list[dict[str, Any]]:

@@ -160,3 +160,46 @@ def test_a_window_with_nothing_more_coming_is_waited_out_not_polled(tmp_path: Pa
     assert cast(InProcessFunction, function).namespace["sizes"] == [1]  # after the window
     # The window's own receives: not one per turn of a loop for a second.
     assert sqs.short_polls <= 2, sqs.short_polls
+
+
+class WatchedSqs(FakeSqs):
+    """FakeSqs that notes which loop (thread) made each receive, and what it got."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.receives: list[tuple[str, int]] = []  # (thread, messages received)
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        response = super().receive_message(**kwargs)
+        self.receives.append((threading.current_thread().name, len(response["Messages"])))
+        return response
+
+    def add(self, total: int) -> None:
+        self._ids = iter(f"m{i}" for i in range(total))
+
+
+def test_extra_receive_loops_rest_while_the_queue_is_quiet_and_all_read_it_once_active(
+    tmp_path: Path,
+) -> None:
+    """Lambda's five pollers per mapping (poller_scaling.py): while the queue is quiet
+    only the first loop polls; once it receives, the others read the queue too."""
+    function = make_function(
+        tmp_path, "import time\ndef h(event, context):\n    time.sleep(0.05)\n"
+    )
+    sqs = WatchedSqs(total=0)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=1, maximum_concurrency=10)
+    poller = SqsPoller(function, mapping, QUEUE, lambda: sqs, region="us-east-1")
+    poller.start()
+    try:
+        time.sleep(0.5)  # every loop has come back empty from a long poll by now
+        sqs.receives.clear()
+        time.sleep(0.5)
+        assert len({loop for loop, _ in sqs.receives}) == 1  # the first loop alone
+        sqs.add(40)  # the queue becomes active
+        time.sleep(1.0)
+        receivers = {loop for loop, got in sqs.receives if got}
+        assert len(receivers) == 5, sqs.receives  # Lambda's five pollers
+        assert sorted(sqs.deleted, key=lambda i: int(i[1:])) == [f"m{i}" for i in range(40)]
+    finally:
+        poller.stop_polling()
+        poller.join(3)
