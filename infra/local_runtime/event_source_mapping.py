@@ -120,7 +120,7 @@ class SqsPoller:
         self._receive_loops.stop()
 
     def join(self, timeout: float) -> None:
-        """Wait (bounded) for running batches to be settled and the loop to end."""
+        """Wait (bounded) for running batches to be settled and the loops to end."""
         deadline = time.monotonic() + timeout
         with self._batches_lock:
             running = list(self._batches)
@@ -153,7 +153,7 @@ class SqsPoller:
                 if self._restorer is not None and is_missing_queue(error):
                     self._restorer.restore()
                     continue
-                if index:  # loop 0 retries, and says so once
+                if index:  # loop 0 alone retries, and says so
                     loops.rest()
                     continue
                 log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
