@@ -127,8 +127,11 @@ class SqsPoller:
         for thread in running:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._deletes.close(max(0.5, deadline - time.monotonic()))
+        # Half a second for all the loops together: one inside a long poll ends only
+        # with it, or when its SQS is gone (the runtime joins again after that).
+        loops_deadline = min(deadline, time.monotonic() + 0.5)
         for loop in self._loops:
-            loop.join(max(0.0, min(0.5, deadline - time.monotonic())))
+            loop.join(max(0.0, loops_deadline - time.monotonic()))
 
     # -- receiving -------------------------------------------------------------------
 
