@@ -63,7 +63,7 @@ def handler(event, context):
 """
 
 WARM_UP = 3  # the first messages start the sandbox: a cold start, not a poll
-SAMPLES = 30
+SAMPLES = 40
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,8 @@ def test_a_message_sent_to_an_idle_queue_reaches_its_function_in_a_fraction_of_1
             describe("send to handler", to_handler),
         ]
     )
-    # One loop waits 0-100 ms (p50 50); five spread over the 100 ms wait a fifth of that
-    # when evenly apart, about a third when their polls have drifted together.
-    assert statistics.median(mapping) < 0.5 * statistics.median(alone), seen
+    # One loop waits 0-100 ms (p50 and mean 50); five spread over the 100 ms wait a fifth
+    # of that when evenly apart, and a loaded machine adds to both sides alike. The
+    # bounds leave room for that load; one loop (a ratio near 1) does not pass them.
     assert statistics.mean(mapping) < 0.6 * statistics.mean(alone), seen
+    assert statistics.median(mapping) < 0.6 * statistics.median(alone), seen
