@@ -9,6 +9,17 @@ invocation only the messages that succeeded are deleted (DeleteMessageBatch, gat
 across invocations: sqs_deletes.py says why); failed ones are left alone and reappear
 when their visibility timeout ends, which is also how SQS counts receives toward the
 queue's own redrive to its dead-letter queue.
+
+Loop 0 receives the next batch only once the previous one has a sandbox (`_unstarted`). A
+received message is hidden for the queue's visibility timeout and no longer: a batch
+that waits in the runtime for a sandbox (all busy, the next one still starting) has
+that clock running, and when it runs out SQS hands the message out again, a second copy
+and a receive counted toward the dead-letter queue for a message whose function never
+failed. Nor is the wait for a sandbox a queue: the newest waiter may win. Left in SQS,
+messages wait with their clock stopped, oldest first, and the next receive takes up to
+BatchSize of them. The other receive loops poll only with an idle sandbox of the
+function to spare for what they receive (`_claim_idle_sandbox`), so their batches start
+at once: beside loop 0, they never leave a batch waiting in the runtime.
 """
 
 from __future__ import annotations
@@ -91,6 +102,11 @@ class SqsPoller:
         )
         self._wait_seconds = max(0, min(MAX_WAIT_SECONDS, wait_seconds))
         self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
+        # Held from a receive until its batch has a sandbox: one batch waits at a time.
+        self._unstarted = threading.BoundedSemaphore(1)
+        # Idle sandboxes claimed by the other loops: polling, or received and not started.
+        self._claims = 0
+        self._claims_lock = threading.Lock()
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
         self._batches_lock = threading.Lock()
@@ -146,9 +162,22 @@ class SqsPoller:
                 loops.wait_for_place(index)
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
+            unclaim: Callable[[], None]
+            if index == 0:
+                if not self._unstarted.acquire(timeout=0.5):
+                    self._slots.release()
+                    continue  # the last batch still waits for a sandbox
+                unclaim = self._unstarted.release
+            else:
+                if not self._claim_idle_sandbox():
+                    self._slots.release()
+                    loops.rest()  # until loop 0 receives again; sandboxes free by then
+                    continue
+                unclaim = self._release_claim
             try:
                 messages = self._gather()
             except Exception as error:
+                unclaim()
                 self._slots.release()
                 read_on = False
                 if self._stopping.is_set():
@@ -164,16 +193,31 @@ class SqsPoller:
                 continue
             if self._stopping.is_set():
                 self._release(messages)
+                unclaim()
                 self._slots.release()
                 break
             read_on = len(messages) >= full
             if not messages:
+                unclaim()
                 self._slots.release()
                 if index:
                     loops.rest()
                 continue
             loops.received()
-            self._dispatch(messages)
+            self._dispatch(messages, unclaim)
+
+    def _claim_idle_sandbox(self) -> bool:
+        """Whether another loop than loop 0 may poll now: only with an idle sandbox the
+        other loops have not claimed, and one more left for loop 0's batch."""
+        with self._claims_lock:
+            if self.function.sandboxes.idle_count < self._claims + 2:
+                return False
+            self._claims += 1
+            return True
+
+    def _release_claim(self) -> None:
+        with self._claims_lock:
+            self._claims -= 1
 
     def _gather(self) -> list[dict[str, Any]]:
         """One batch: a single receive, or several within the batching window."""
@@ -228,10 +272,10 @@ class SqsPoller:
 
     # -- invoking --------------------------------------------------------------------
 
-    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+    def _dispatch(self, messages: list[dict[str, Any]], on_started: Callable[[], None]) -> None:
         thread = threading.Thread(
             target=self._run_batch,
-            args=(messages,),
+            args=(messages, on_started),
             name=f"batch-{self.function.name}",
             daemon=True,
         )
@@ -240,7 +284,14 @@ class SqsPoller:
             self.max_running_seen = max(self.max_running_seen, len(self._batches))
         thread.start()
 
-    def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+    def _run_batch(self, messages: list[dict[str, Any]], on_started: Callable[[], None]) -> None:
+        waiting = [True]  # for a sandbox; invoke's callback runs on this thread
+
+        def started() -> None:
+            if waiting:
+                waiting.clear()
+                on_started()
+
         try:
             event = sqs_event(messages, queue_arn=self.queue.arn, region=self.region)
             ids = [m["MessageId"] for m in messages]
@@ -257,11 +308,12 @@ class SqsPoller:
                 verdicts.append(verdict)
                 return verdict.describe() if result.succeeded else result.outcome
 
-            self.function.invoke(event, describe)
+            self.function.invoke(event, describe, started=started)
             self._deletes.add([m for m in messages if m["MessageId"] in verdicts[0].succeeded])
         except Exception:
             log.exception("%s: batch handling failed", self.name)
         finally:
+            started()  # the invocation never got a sandbox: let the next batch come
             with self._batches_lock:
                 self._batches.discard(threading.current_thread())
             self._slots.release()

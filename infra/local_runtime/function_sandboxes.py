@@ -4,15 +4,20 @@ environment, its sandbox limit, and the logging its sandboxes copy from the pare
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from local_runtime.functions import InFlight, LambdaFunction
 from local_runtime.sandbox_process import SandboxPlan
-from local_runtime.sandboxes import EmfSink, SandboxPool
+from local_runtime.sandboxes import EmfSink, SandboxBudget, SandboxPool
 from local_runtime.specs import FunctionSpec
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Sandboxes in all per CPU when RuntimeOptions.max_sandboxes_total is 0, and cold
+# starts at once per CPU (measured on two cores: docs/local-runtime.md, "Sandboxes").
+SANDBOXES_PER_CPU = 24
+COLD_STARTS_PER_CPU = 2
 
 
 def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
@@ -28,6 +33,14 @@ def sandbox_limit(spec: FunctionSpec, runtime_cap: int) -> int:
     if sqs and not spec.api_events and not spec.schedule_events:
         limits.append(sum(event.maximum_concurrency for event in sqs))
     return max(1, min(limits))
+
+
+def runtime_budget(asked_total: int) -> SandboxBudget:
+    """The runtime's budget of sandboxes: `asked_total` in all, or SANDBOXES_PER_CPU per
+    CPU; COLD_STARTS_PER_CPU of them starting at once."""
+    cpus = os.cpu_count() or 1
+    total = asked_total if asked_total > 0 else SANDBOXES_PER_CPU * cpus
+    return SandboxBudget(total, starting=COLD_STARTS_PER_CPU * cpus)
 
 
 def _root_log_format() -> str:
@@ -61,8 +74,10 @@ def make_functions(
     websocket_endpoint: str | None,
     runtime_cap: int,
     emf_sink: EmfSink | None = None,
+    budget: SandboxBudget | None = None,
 ) -> dict[str, LambdaFunction]:
-    """Every function with its (not yet started) pool of sandboxes."""
+    """Every function with its (not yet started) pool of sandboxes; with a `budget`,
+    the pools share it (at most that many sandboxes in all)."""
     logging_now = log_settings()
     functions = {}
     for spec in specs:
@@ -72,6 +87,8 @@ def make_functions(
             websocket_endpoint=websocket_endpoint,
             **logging_now,
         )
-        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink)
+        pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink, budget)
+        if budget is not None:
+            budget.pools.append(pool)
         functions[spec.logical_id] = LambdaFunction(spec, pool, in_flight, correlation_keys)
     return functions

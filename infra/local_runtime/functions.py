@@ -151,14 +151,21 @@ class LambdaFunction:
         self.sandboxes.recycle()
 
     def invoke(
-        self, event: Any, describe: Callable[[InvocationResult], str] | None = None
+        self,
+        event: Any,
+        describe: Callable[[InvocationResult], str] | None = None,
+        *,
+        started: Callable[[], None] | None = None,
     ) -> InvocationResult:
-        """Invoke and wait, at most the function's Timeout; logs one line."""
+        """Invoke and wait, at most the function's Timeout; logs one line. `started` is
+        called once the invocation has its sandbox (not at all if it gets none)."""
         request_id = str(uuid.uuid4())
         self._in_flight.enter()
         try:
             sandbox = self.sandboxes.take()
-            started = time.perf_counter()
+            if started is not None:
+                started()
+            started_at = time.perf_counter()
             try:
                 sandbox.send(request_id, event, self.spec.timeout)
                 reply = sandbox.reply_within(self.spec.timeout)
@@ -167,7 +174,7 @@ class LambdaFunction:
             except BaseException:
                 self.sandboxes.discard(sandbox)  # its reply would be the next caller's
                 raise
-            result = self._settle(sandbox, request_id, reply, started)
+            result = self._settle(sandbox, request_id, reply, started_at)
         except Exception as error:  # the sandbox could not start or be reached
             result = InvocationResult(self.name, request_id, ERROR, error=error)
         finally:
@@ -209,10 +216,7 @@ class LambdaFunction:
     ) -> InvocationResult:
         self._in_flight.enter()
         try:
-            # A cold start or a wait for a busy function blocks: off the loop for those.
-            sandbox = self.sandboxes.take_idle()
-            if sandbox is None:
-                sandbox = await asyncio.to_thread(self.sandboxes.take)
+            sandbox = await self.sandboxes.take_async()
             started = time.perf_counter()
             try:
                 sandbox.send(request_id, event, self.spec.timeout)

@@ -43,6 +43,11 @@ class RuntimeOptions:
     # At most this many sandboxes (processes) per function, whatever the template allows
     # (see function_sandboxes.sandbox_limit).
     max_sandboxes: int = 10
+    # At most this many sandboxes in all, over every function: each is a process with
+    # its own memory, clients and database connections. When they are all taken, a
+    # function that needs one more takes the place of another function's idle one.
+    # 0: SANDBOXES_PER_CPU for each CPU of this machine (see docs/local-runtime.md).
+    max_sandboxes_total: int = 0
     idle_timeout: float = 600.0  # WebSocket idle timeout, seconds (AWS: 10 minutes)
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish

@@ -20,6 +20,9 @@ soon as a message arrives neither gain nor lose by it.
 
 Why resting: every waiting long poll costs MiniStack a look at the queue every 100 ms,
 for nothing while the queue is quiet.
+
+The loops other than the first also poll only with an idle sandbox of the function to
+spare each (event_source_mapping.py says why), so the gain needs warm sandboxes.
 """
 
 from __future__ import annotations

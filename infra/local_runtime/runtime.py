@@ -35,7 +35,7 @@ from local_runtime.environment import (
 )
 from local_runtime.event_source_mapping import SqsPoller, check_visibility_timeouts
 from local_runtime.event_sources import start_pollers, start_schedules
-from local_runtime.function_sandboxes import make_functions
+from local_runtime.function_sandboxes import make_functions, runtime_budget
 from local_runtime.functions import InFlight, InvocationResult, LambdaFunction
 from local_runtime.gateways import build_gateways
 from local_runtime.options import RuntimeOptions
@@ -276,6 +276,7 @@ class LocalRuntime:
             websocket_endpoint=self._websocket_endpoint(),
             runtime_cap=self.options.max_sandboxes,
             emf_sink=self.metrics.add_lines,
+            budget=runtime_budget(self.options.max_sandboxes_total),
         )
 
     def _websocket_endpoint(self) -> str | None:

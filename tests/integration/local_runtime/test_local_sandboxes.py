@@ -97,6 +97,25 @@ def test_maximum_concurrency_holds_when_every_invocation_times_out(
     assert max(end - start for start, end in spans.values()) < 1.5  # stopped at Timeout
 
 
+def test_a_burst_waits_in_the_queue_not_in_the_runtime_so_no_message_is_received_twice(
+    app: LocalRuntime, records: Records
+) -> None:
+    # Ten messages at once for a function with one warm sandbox, 1 s invocations and 3 s
+    # cold starts (as on a busy machine): most must wait for a sandbox. A message the
+    # poller took meanwhile would outwait its 3 s visibility timeout and be received
+    # again (running twice, and counting toward the dead-letter queue) although its
+    # function never failed; waiting in the queue, each is received once.
+    marker = uuid.uuid4().hex
+    sent = [f"{marker}-{n}" for n in range(10)]
+    send(app, "ColdStartQueue", *sent)
+    mine = lambda r: r["marker"].startswith(marker)  # noqa: E731
+    records.wait_for("worked", mine, count=len(sent), timeout=40)
+    time.sleep(4)  # a message received twice would have its second run by now
+    runs = [r for r in records.all("worked") if mine(r)]
+    assert [(r["marker"], r["receives"]) for r in runs if r["receives"] != 1] == []
+    assert sorted(r["marker"] for r in runs) == sorted(sent)  # each ran once
+
+
 def test_functions_see_only_their_own_environment(app: LocalRuntime) -> None:
     status, red = get(f"{app.http_url}/env/red")
     assert status == 200

@@ -8,16 +8,23 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from local_runtime import sandboxes
 from local_runtime.function_code import HandlerImportError
 from local_runtime.function_sandboxes import make_functions
 from local_runtime.functions import InFlight, LambdaFunction
+from local_runtime.processes import pid_alive
 from local_runtime.reloader import Reloader
+from local_runtime.sandboxes import SandboxBudget
 from local_runtime.specs import FunctionSpec, LayerSpec
 
 
@@ -58,7 +65,12 @@ def sandboxed() -> Iterator[list[LambdaFunction]]:
         function.sandboxes.stop(1)
 
 
-def start(made: list[LambdaFunction], *specs: FunctionSpec, cap: int = 10) -> list[LambdaFunction]:
+def start(
+    made: list[LambdaFunction],
+    *specs: FunctionSpec,
+    cap: int = 10,
+    budget: SandboxBudget | None = None,
+) -> list[LambdaFunction]:
     functions = make_functions(
         specs,
         {s.logical_id: {**os.environ} for s in specs},
@@ -66,6 +78,7 @@ def start(made: list[LambdaFunction], *specs: FunctionSpec, cap: int = 10) -> li
         correlation_keys=(),
         websocket_endpoint=None,
         runtime_cap=cap,
+        budget=budget,
     )
     made.extend(functions.values())
     return list(functions.values())
@@ -224,6 +237,95 @@ def test_concurrent_invocations_run_in_separate_sandboxes_up_to_the_limit(
     assert len(cold) == 2 and all(" ms " in line for line in cold)
 
 
+SLOW_INIT = (
+    "import os, time\n"
+    "time.sleep(1)  # a slow init phase: every cold start takes a second\n"
+    "def h(e, c):\n"
+    "    time.sleep(0.2)\n"
+    "    return os.getpid()\n"
+)
+
+
+@pytest.mark.parametrize("caller", ["event loop", "threads"])
+def test_cold_starts_of_one_function_run_side_by_side_within_its_limit(
+    tmp_path: Path, sandboxed: list[LambdaFunction], caller: str
+) -> None:
+    write(tmp_path / "slow", {"h.py": SLOW_INIT})
+    (function,) = start(sandboxed, spec(tmp_path / "slow", "h.h", reserved=4))
+    started = time.monotonic()
+    if caller == "event loop":  # the gateways
+
+        async def burst() -> list[Any]:
+            return await asyncio.gather(*(function.invoke_async({}) for _ in range(6)))
+
+        results = asyncio.run(burst())
+    else:  # the SQS pollers and runtime.invoke
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: function.invoke({}), range(6)))
+    waited = time.monotonic() - started
+    assert all(r.succeeded for r in results)
+    # One cold start at a time would take 4 s for the four sandboxes the limit allows;
+    # side by side they are ready after about one (the slack is for a busy machine).
+    assert len({r.value for r in results}) == 4
+    assert function.sandboxes.cold_starts == 4
+    assert waited < 3.0
+
+
+def test_the_runtime_budget_bounds_how_many_cold_starts_run_at_once(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    slow = SLOW_INIT.replace("time.sleep(0.2)", "time.sleep(e['hold'])")
+    write(tmp_path / "one-by-one", {"h.py": slow})
+    (function,) = start(
+        sandboxed,
+        spec(tmp_path / "one-by-one", "h.h", reserved=3, timeout=10),
+        budget=SandboxBudget(10, starting=1),
+    )
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(function.invoke_async({"hold": 3}) for _ in range(3)))
+
+    started = time.monotonic()
+    results = asyncio.run(burst())
+    waited = time.monotonic() - started
+    assert all(r.succeeded for r in results) and len({r.value for r in results}) == 3
+    # Three 1 s cold starts one after the other: the last invocation starts at 3 s.
+    assert waited >= 5.5
+
+
+def test_the_runtime_has_at_most_its_budget_of_sandboxes_and_reuses_idle_places(
+    tmp_path: Path, sandboxed: list[LambdaFunction], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandboxes, "RECLAIM_IDLE_AFTER", 1.0)
+    handler = (
+        "import os, time\ndef h(e, c):\n    time.sleep(e.get('sleep', 0))\n    return os.getpid()\n"
+    )
+    a, b = start(
+        sandboxed,
+        spec(write(tmp_path / "a", {"h.py": handler}), "h.h"),
+        spec(write(tmp_path / "b", {"h.py": handler}), "h.h"),
+        budget=SandboxBudget(2, starting=2),
+    )
+    first_b = b.invoke({}).value
+    assert a.invoke({}).succeeded  # one sandbox each: the budget is spent
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(a.invoke_async({"sleep": 0.4}) for _ in range(8)))
+
+    results = asyncio.run(burst())
+    assert all(r.succeeded for r in results)
+    # Once B's sandbox had been idle RECLAIM_IDLE_AFTER, A got its place: B's ended.
+    assert len({r.value for r in results}) == 2
+    assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (2, 0)
+    deadline = time.monotonic() + 5
+    while pid_alive(first_b) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(first_b)
+    # B, which has none left, takes the place of one of A's at once.
+    assert b.invoke({}).value not in (first_b, None)
+    assert (len(a.sandboxes.pids), len(b.sandboxes.pids)) == (1, 1)
+
+
 def test_a_changed_layer_file_recycles_every_function_using_the_layer(
     tmp_path: Path, sandboxed: list[LambdaFunction]
 ) -> None:
@@ -274,3 +376,83 @@ def test_a_sandbox_killed_while_idle_fails_one_invocation_and_is_replaced(
     time.sleep(0.2)
     assert function.invoke({}).outcome == "error"
     assert function.invoke({}).value not in (pid, None)
+
+
+RUNTIME_MAIN = """\
+import os, pathlib, sys
+if __name__ == "__mp_main__":  # multiprocessing re-running this file in a child
+    pathlib.Path(os.environ["RERUN_MARKER"]).write_text(str(os.getpid()))
+if __name__ == "__main__":
+    from local_runtime.function_sandboxes import make_functions
+    from local_runtime.functions import InFlight
+    from local_runtime.specs import FunctionSpec
+
+    code = pathlib.Path(sys.argv[1])
+    spec = FunctionSpec("Fmain", "fn-main", "arn:aws:lambda:us-east-1:1:function:m", code, "h.h")
+    functions = make_functions(
+        [spec], {"Fmain": dict(os.environ)}, InFlight(),
+        correlation_keys=(), websocket_endpoint=None, runtime_cap=2,
+    )
+    try:
+        print(functions["Fmain"].invoke({}).value)
+    finally:
+        functions["Fmain"].sandboxes.stop(1)
+"""
+
+
+def test_a_sandbox_does_not_rerun_the_runtimes_main_module(tmp_path: Path) -> None:
+    # `order-engine up` is a script: multiprocessing would re-run it (the whole CLI) in
+    # every sandbox it starts, before the function's own code.
+    main = write(tmp_path, {"runtime_main.py": RUNTIME_MAIN})
+    code = write(
+        tmp_path / "code",
+        {
+            "h.py": (
+                "import sys\n"
+                "def h(e, c):\n"
+                "    return getattr(sys.modules['__main__'], '__file__', None)\n"
+            )
+        },
+    )
+    marker = tmp_path / "rerun"
+    done = subprocess.run(
+        [sys.executable, str(main / "runtime_main.py"), str(code)],
+        env={**os.environ, "RERUN_MARKER": str(marker)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "None", done.stderr
+    assert not marker.exists()
+
+
+COUNT_BOTOCORE_FILES = """\
+import boto3
+from botocore import loaders
+
+def h(e, c):
+    read = []
+    load_file = loaders.JSONFileLoader.load_file
+    def counted(self, path):
+        read.append(path)
+        return load_file(self, path)
+    loaders.JSONFileLoader.load_file = counted
+    try:
+        boto3.client("sqs", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+        boto3.client("apigatewaymanagementapi", region_name="us-east-1",
+                     endpoint_url="http://127.0.0.1:9/v1")
+    finally:
+        loaders.JSONFileLoader.load_file = load_file
+    return read
+"""
+
+
+def test_a_sandbox_makes_its_first_sqs_and_connections_clients_without_parsing_botocore_data(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    write(tmp_path / "clients", {"h.py": COUNT_BOTOCORE_FILES})
+    (function,) = start(sandboxed, spec(tmp_path / "clients", "h.h"))
+    result = function.invoke({})
+    assert result.succeeded, result.error_message()
+    assert result.value == [], result.value  # the fork server parsed them once

@@ -53,17 +53,33 @@ class FakeSqs:
         return {"Successful": Entries}
 
 
+class IdleSandboxes:
+    """A function's sandboxes as the poller sees them: how many are idle."""
+
+    def __init__(self, idle_count: int) -> None:
+        self.idle_count = idle_count
+
+
 class InProcessFunction:
-    """What the poller needs of a function (a name, invoke), with the handler run right
-    here: these tests are about the mapping, not about sandboxes."""
+    """What the poller needs of a function (a name, invoke, its idle sandboxes), with the
+    handler run right here: these tests are about the mapping, not about sandboxes."""
 
     name = "F"
+    sandboxes = IdleSandboxes(idle_count=100)  # no sandbox to wait for
 
     def __init__(self, body: str) -> None:
         self.namespace: dict[str, Any] = {}
         exec(body, self.namespace)  # noqa: S102 (the tests' own handler code)
 
-    def invoke(self, event: Any, describe: Callable[[InvocationResult], str]) -> InvocationResult:
+    def invoke(
+        self,
+        event: Any,
+        describe: Callable[[InvocationResult], str],
+        *,
+        started: Callable[[], None] | None = None,
+    ) -> InvocationResult:
+        if started is not None:
+            started()  # no sandbox to wait for
         try:
             result = InvocationResult("F", "r", OK, value=self.namespace["h"](event, None))
         except Exception as error:
@@ -203,3 +219,20 @@ def test_extra_receive_loops_rest_while_the_queue_is_quiet_and_all_read_it_once_
     finally:
         poller.stop_polling()
         poller.join(3)
+
+
+def test_without_an_idle_sandbox_to_spare_the_first_loop_alone_receives(
+    tmp_path: Path,
+) -> None:
+    """What the other loops receive must start at once (a batch waiting in the runtime for
+    a sandbox outwaits its visibility timeout): with one idle sandbox, which loop 0's
+    batch may need, only loop 0 receives, as a mapping with one loop did."""
+    function = make_function(
+        tmp_path, "import time\ndef h(event, context):\n    time.sleep(0.05)\n"
+    )
+    cast(Any, function).sandboxes = IdleSandboxes(idle_count=1)
+    sqs = WatchedSqs(total=40)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=1, maximum_concurrency=10)
+    run_poller(function, mapping, sqs, seconds=1.0, wait_seconds=1)
+    assert {loop for loop, got in sqs.receives if got} == {"esm-F-E-0"}
+    assert len(sqs.deleted) >= 10  # loop 0 went on receiving
