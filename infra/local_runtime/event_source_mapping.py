@@ -1,21 +1,25 @@
-"""SQS event source mappings: what Lambda's pollers do, on a thread per mapping.
+"""SQS event source mappings: what Lambda's pollers do, on threads of each mapping.
 
-One receive loop per mapping long-polls the queue and hands each batch to the function
-on a thread of its own, holding one of `MaximumConcurrency` slots until the batch is
-settled, so at most that many invocations of the mapping run at once. After the
+Several receive loops per mapping long-poll the queue, as Lambda's pollers do
+(poller_scaling.py says how many, and when each polls), and hand each batch to the
+function on a thread of its own. A loop takes one of `MaximumConcurrency` slots before it
+receives, and the batch keeps it until it is settled, so at most that many invocations
+of the mapping run at once, however many loops there are. After the
 invocation only the messages that succeeded are deleted (DeleteMessageBatch, gathered
 across invocations: sqs_deletes.py says why); failed ones are left alone and reappear
 when their visibility timeout ends, which is also how SQS counts receives toward the
 queue's own redrive to its dead-letter queue.
 
-The next batch is received only once the previous one has a sandbox (`_unstarted`). A
+Loop 0 receives the next batch only once the previous one has a sandbox (`_unstarted`). A
 received message is hidden for the queue's visibility timeout and no longer: a batch
 that waits in the runtime for a sandbox (all busy, the next one still starting) has
 that clock running, and when it runs out SQS hands the message out again, a second copy
 and a receive counted toward the dead-letter queue for a message whose function never
 failed. Nor is the wait for a sandbox a queue: the newest waiter may win. Left in SQS,
 messages wait with their clock stopped, oldest first, and the next receive takes up to
-BatchSize of them.
+BatchSize of them. The other receive loops poll only with an idle sandbox of the
+function to spare for what they receive (`_claim_idle_sandbox`), so their batches start
+at once: beside loop 0, they never leave a batch waiting in the runtime.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from local_runtime.batch_results import BatchVerdict, judge_batch
 from local_runtime.functions import InvocationResult, LambdaFunction
+from local_runtime.poller_scaling import ReceiveLoops
 from local_runtime.queue_restore import QueueRestorer, is_missing_queue
 from local_runtime.specs import FunctionSpec, QueueSpec, SqsEventSpec
 from local_runtime.sqs_deletes import DEFAULT_LINGER_SECONDS, BatchedDeletes
@@ -99,12 +104,22 @@ class SqsPoller:
         self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
         # Held from a receive until its batch has a sandbox: one batch waits at a time.
         self._unstarted = threading.BoundedSemaphore(1)
+        # Idle sandboxes claimed by the other loops: polling, or received and not started.
+        self._claims = 0
+        self._claims_lock = threading.Lock()
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
         self._batches_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"esm-{function.name}-{mapping.name}", daemon=True
-        )
+        self._receive_loops = ReceiveLoops(mapping, self._stopping)
+        self._loops = [
+            threading.Thread(
+                target=self._loop,
+                args=(index,),
+                name=f"esm-{function.name}-{mapping.name}-{index}",
+                daemon=True,
+            )
+            for index in range(self._receive_loops.count)
+        ]
         self.max_running_seen = 0  # observed concurrency, for tests and diagnostics
 
     @property
@@ -112,54 +127,97 @@ class SqsPoller:
         return mapping_name(self.function.name, self.mapping, self.queue)
 
     def start(self) -> None:
-        self._thread.start()
+        for loop in self._loops:
+            loop.start()
 
     def stop_polling(self) -> None:
         """No more receives; the receive in flight (if any) releases what it gets."""
         self._stopping.set()
+        self._receive_loops.stop()
 
     def join(self, timeout: float) -> None:
-        """Wait (bounded) for running batches to be settled and the loop to end."""
+        """Wait (bounded) for running batches to be settled and the loops to end."""
         deadline = time.monotonic() + timeout
         with self._batches_lock:
             running = list(self._batches)
         for thread in running:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._deletes.close(max(0.5, deadline - time.monotonic()))
-        self._thread.join(max(0.0, min(0.5, deadline - time.monotonic())))
+        # Half a second for all the loops together: one inside a long poll ends only
+        # with it, or when its SQS is gone (the runtime joins again after that).
+        loops_deadline = min(deadline, time.monotonic() + 0.5)
+        for loop in self._loops:
+            loop.join(max(0.0, loops_deadline - time.monotonic()))
 
     # -- receiving -------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, index: int) -> None:
+        """Receive and dispatch until stopped. Loop 0 always polls; the others (index > 0)
+        rest while the queue is quiet (poller_scaling.py)."""
+        loops = self._receive_loops
+        full = min(10, self.mapping.batch_size)
+        read_on = False  # the last receive took a full batch: more may be waiting
         while not self._stopping.is_set():
+            if not read_on:
+                loops.wait_for_place(index)
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
-            if not self._unstarted.acquire(timeout=0.5):
-                self._slots.release()
-                continue  # the last batch still waits for a sandbox
+            unclaim: Callable[[], None]
+            if index == 0:
+                if not self._unstarted.acquire(timeout=0.5):
+                    self._slots.release()
+                    continue  # the last batch still waits for a sandbox
+                unclaim = self._unstarted.release
+            else:
+                if not self._claim_idle_sandbox():
+                    self._slots.release()
+                    loops.rest()  # until loop 0 receives again; sandboxes free by then
+                    continue
+                unclaim = self._release_claim
             try:
                 messages = self._gather()
             except Exception as error:
-                self._unstarted.release()
+                unclaim()
                 self._slots.release()
+                read_on = False
                 if self._stopping.is_set():
                     continue
                 if self._restorer is not None and is_missing_queue(error):
                     self._restorer.restore()
+                    continue
+                if index:  # loop 0 alone retries, and says so
+                    loops.rest()
                     continue
                 log.warning("%s: receive failed (%s); retrying in 1 s", self.name, error)
                 self._stopping.wait(1.0)
                 continue
             if self._stopping.is_set():
                 self._release(messages)
-                self._unstarted.release()
+                unclaim()
                 self._slots.release()
                 break
+            read_on = len(messages) >= full
             if not messages:
-                self._unstarted.release()
+                unclaim()
                 self._slots.release()
+                if index:
+                    loops.rest()
                 continue
-            self._dispatch(messages)
+            loops.received()
+            self._dispatch(messages, unclaim)
+
+    def _claim_idle_sandbox(self) -> bool:
+        """Whether another loop than loop 0 may poll now: only with an idle sandbox the
+        other loops have not claimed, and one more left for loop 0's batch."""
+        with self._claims_lock:
+            if self.function.sandboxes.idle_count < self._claims + 2:
+                return False
+            self._claims += 1
+            return True
+
+    def _release_claim(self) -> None:
+        with self._claims_lock:
+            self._claims -= 1
 
     def _gather(self) -> list[dict[str, Any]]:
         """One batch: a single receive, or several within the batching window."""
@@ -214,10 +272,10 @@ class SqsPoller:
 
     # -- invoking --------------------------------------------------------------------
 
-    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+    def _dispatch(self, messages: list[dict[str, Any]], on_started: Callable[[], None]) -> None:
         thread = threading.Thread(
             target=self._run_batch,
-            args=(messages,),
+            args=(messages, on_started),
             name=f"batch-{self.function.name}",
             daemon=True,
         )
@@ -226,13 +284,13 @@ class SqsPoller:
             self.max_running_seen = max(self.max_running_seen, len(self._batches))
         thread.start()
 
-    def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+    def _run_batch(self, messages: list[dict[str, Any]], on_started: Callable[[], None]) -> None:
         waiting = [True]  # for a sandbox; invoke's callback runs on this thread
 
         def started() -> None:
             if waiting:
                 waiting.clear()
-                self._unstarted.release()
+                on_started()
 
         try:
             event = sqs_event(messages, queue_arn=self.queue.arn, region=self.region)

@@ -53,11 +53,19 @@ class FakeSqs:
         return {"Successful": Entries}
 
 
+class IdleSandboxes:
+    """A function's sandboxes as the poller sees them: how many are idle."""
+
+    def __init__(self, idle_count: int) -> None:
+        self.idle_count = idle_count
+
+
 class InProcessFunction:
-    """What the poller needs of a function (a name, invoke), with the handler run right
-    here: these tests are about the mapping, not about sandboxes."""
+    """What the poller needs of a function (a name, invoke, its idle sandboxes), with the
+    handler run right here: these tests are about the mapping, not about sandboxes."""
 
     name = "F"
+    sandboxes = IdleSandboxes(idle_count=100)  # no sandbox to wait for
 
     def __init__(self, body: str) -> None:
         self.namespace: dict[str, Any] = {}
@@ -168,3 +176,63 @@ def test_a_window_with_nothing_more_coming_is_waited_out_not_polled(tmp_path: Pa
     assert cast(InProcessFunction, function).namespace["sizes"] == [1]  # after the window
     # The window's own receives: not one per turn of a loop for a second.
     assert sqs.short_polls <= 2, sqs.short_polls
+
+
+class WatchedSqs(FakeSqs):
+    """FakeSqs that notes which loop (thread) made each receive, and what it got."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.receives: list[tuple[str, int]] = []  # (thread, messages received)
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        response = super().receive_message(**kwargs)
+        self.receives.append((threading.current_thread().name, len(response["Messages"])))
+        return response
+
+    def add(self, total: int) -> None:
+        self._ids = iter(f"m{i}" for i in range(total))
+
+
+def test_extra_receive_loops_rest_while_the_queue_is_quiet_and_all_read_it_once_active(
+    tmp_path: Path,
+) -> None:
+    """Lambda's five pollers per mapping (poller_scaling.py): while the queue is quiet
+    only the first loop polls; once it receives, the others read the queue too."""
+    function = make_function(
+        tmp_path, "import time\ndef h(event, context):\n    time.sleep(0.05)\n"
+    )
+    sqs = WatchedSqs(total=0)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=1, maximum_concurrency=10)
+    poller = SqsPoller(function, mapping, QUEUE, lambda: sqs, region="us-east-1")
+    poller.start()
+    try:
+        time.sleep(0.5)  # every loop has come back empty from a long poll by now
+        sqs.receives.clear()
+        time.sleep(0.5)
+        assert len({loop for loop, _ in sqs.receives}) == 1  # the first loop alone
+        sqs.add(40)  # the queue becomes active
+        time.sleep(1.0)
+        receivers = {loop for loop, got in sqs.receives if got}
+        assert len(receivers) == 5, sqs.receives  # Lambda's five pollers
+        assert sorted(sqs.deleted, key=lambda i: int(i[1:])) == [f"m{i}" for i in range(40)]
+    finally:
+        poller.stop_polling()
+        poller.join(3)
+
+
+def test_without_an_idle_sandbox_to_spare_the_first_loop_alone_receives(
+    tmp_path: Path,
+) -> None:
+    """What the other loops receive must start at once (a batch waiting in the runtime for
+    a sandbox outwaits its visibility timeout): with one idle sandbox, which loop 0's
+    batch may need, only loop 0 receives, as a mapping with one loop did."""
+    function = make_function(
+        tmp_path, "import time\ndef h(event, context):\n    time.sleep(0.05)\n"
+    )
+    cast(Any, function).sandboxes = IdleSandboxes(idle_count=1)
+    sqs = WatchedSqs(total=40)
+    mapping = SqsEventSpec("E", QUEUE.arn, batch_size=1, maximum_concurrency=10)
+    run_poller(function, mapping, sqs, seconds=1.0, wait_seconds=1)
+    assert {loop for loop, got in sqs.receives if got} == {"esm-F-E-0"}
+    assert len(sqs.deleted) >= 10  # loop 0 went on receiving
