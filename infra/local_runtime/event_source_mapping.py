@@ -17,9 +17,11 @@ that clock running, and when it runs out SQS hands the message out again, a seco
 and a receive counted toward the dead-letter queue for a message whose function never
 failed. Nor is the wait for a sandbox a queue: the newest waiter may win. Left in SQS,
 messages wait with their clock stopped, oldest first, and the next receive takes up to
-BatchSize of them. The other receive loops poll only with an idle sandbox of the
-function to spare for what they receive (`_claim_idle_sandbox`), so their batches start
-at once: beside loop 0, they never leave a batch waiting in the runtime.
+BatchSize of them. The other receive loops poll only with a sandbox of the function
+to spare for what they receive (`_claim_a_sandbox`): an idle one, or a cold start the
+function's limit and the runtime's budget allow, when its cold starts have taken well
+under the visibility timeout. So their batches start at once, or after a short cold
+start, and never wait in the runtime for a busy sandbox to come back.
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ class SqsPoller:
         self._slots = threading.BoundedSemaphore(max(1, mapping.maximum_concurrency))
         # Held from a receive until its batch has a sandbox: one batch waits at a time.
         self._unstarted = threading.BoundedSemaphore(1)
-        # Idle sandboxes claimed by the other loops: polling, or received and not started.
+        # Sandboxes claimed by the other loops: polling, or received and not started.
         self._claims = 0
+        self._cold_start_allowance = visibility / 4
         self._claims_lock = threading.Lock()
         self._stopping = threading.Event()
         self._batches: set[threading.Thread] = set()
@@ -169,7 +172,7 @@ class SqsPoller:
                     continue  # the last batch still waits for a sandbox
                 unclaim = self._unstarted.release
             else:
-                if not self._claim_idle_sandbox():
+                if not self._claim_a_sandbox():
                     self._slots.release()
                     loops.rest()  # until loop 0 receives again; sandboxes free by then
                     continue
@@ -206,11 +209,16 @@ class SqsPoller:
             loops.received()
             self._dispatch(messages, unclaim)
 
-    def _claim_idle_sandbox(self) -> bool:
-        """Whether another loop than loop 0 may poll now: only with an idle sandbox the
-        other loops have not claimed, and one more left for loop 0's batch."""
+    def _claim_a_sandbox(self) -> bool:
+        """Whether another loop than loop 0 may poll now: only with a sandbox to spare
+        that the other loops have not claimed, and one more left for loop 0's batch. A
+        cold start counts as one when it would take under a quarter of the visibility
+        timeout: at a steady trickle the step functions keep one or two sandboxes warm,
+        and counting only idle ones left the other loops resting (the floor's overhead
+        p99 stayed at 198 ms on MiniStack)."""
         with self._claims_lock:
-            if self.function.sandboxes.idle_count < self._claims + 2:
+            spare = self.function.sandboxes.ready_within(self._cold_start_allowance)
+            if spare < self._claims + 2:
                 return False
             self._claims += 1
             return True

@@ -21,8 +21,8 @@ soon as a message arrives neither gain nor lose by it.
 Why resting: every waiting long poll costs MiniStack a look at the queue every 100 ms,
 for nothing while the queue is quiet.
 
-The loops other than the first also poll only with an idle sandbox of the function to
-spare each (event_source_mapping.py says why), so the gain needs warm sandboxes.
+The loops other than the first also poll only with a sandbox of the function to spare
+each, idle or quick to start (event_source_mapping.py says why).
 """
 
 from __future__ import annotations

@@ -335,6 +335,7 @@ class SandboxPool:
         self.budget = budget
         self.generation = 0
         self.cold_starts = 0
+        self.slowest_cold_start = 0.0  # seconds, the longest of this function's so far
         self._idle: list[Sandbox] = []
         self._all: set[Sandbox] = set()
         self._starting = 0
@@ -475,6 +476,20 @@ class SandboxPool:
     def idle_count(self) -> int:
         return len(self._idle)
 
+    def ready_within(self, seconds: float) -> int:
+        """How many more invocations would have a sandbox within `seconds`: the idle
+        ones, less those already waiting, plus the cold starts the function's limit and
+        the runtime's budget still allow, if every cold start of this function so far
+        (one at least) took less than `seconds`."""
+        with self._lock:
+            ready = len(self._idle) - len(self._waiters)
+            if self.cold_starts and self.slowest_cold_start < seconds:
+                room = self.limit - len(self._all) - self._starting
+                if self.budget is not None:
+                    room = min(room, self.budget.total - self.budget.used)
+                ready += max(0, room)
+            return ready
+
     def reclaim_idle(self, idle_for: float) -> bool:
         """End the least recently used idle sandbox, if idle for `idle_for` seconds,
         for another function; False if there is none such."""
@@ -521,6 +536,7 @@ class SandboxPool:
             self._starting -= 1
             self._all.add(sandbox)
             self.cold_starts += 1
+            self.slowest_cold_start = max(self.slowest_cold_start, sandbox.cold_start_ms / 1000)
             count = len(self._all)
         log.info(
             "%s cold start: sandbox pid %d ready in %.0f ms (%d of at most %d)",

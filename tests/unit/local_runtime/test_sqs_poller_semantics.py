@@ -54,10 +54,14 @@ class FakeSqs:
 
 
 class IdleSandboxes:
-    """A function's sandboxes as the poller sees them: how many are idle."""
+    """A function's sandboxes as the poller sees them: how many are idle (and none may
+    start quickly enough to count)."""
 
     def __init__(self, idle_count: int) -> None:
         self.idle_count = idle_count
+
+    def ready_within(self, seconds: float) -> int:
+        return self.idle_count
 
 
 class InProcessFunction:
