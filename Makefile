@@ -4,6 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# pytest's workers in `make test` (pytest-xdist). The suite mostly waits (stacks starting,
+# sockets, sleeps), so more workers than CI's two cores overlap the waits; more than three
+# leave too little CPU for the tests that time answers. tests/support/parallel.py says
+# how the tests are shared out. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+
 .PHONY: up test lint typecheck unit bench clean help
 
 help:  ## list the targets
@@ -19,7 +25,7 @@ up: $(STAMP)  ## run the whole system on this machine (Ctrl-C stops it)
 	$(BIN)/order-engine up
 
 test: lint typecheck  ## lint, type-check and run every test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,7 +11,9 @@ swap fates, which messages are duplicated, reordered or crashed on) from one see
   (id `run-seed`) and with every pinned one (id `pinned-1234`), every time.
 
 The hooks are imported by tests/conftest.py, which pytest loads before it prints the
-header (a conftest.py in tests/faults/ is loaded too late for that).
+header (a conftest.py in tests/faults/ is loaded too late for that). Under pytest-xdist
+the controller draws the seed and hands it to every worker, and hears back whether any
+of them used it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 SEED_VARIABLE = "FAULT_SEED"
 _SEED_KEY = pytest.StashKey[int]()
 _USED_KEY = pytest.StashKey[bool]()
+_USED_OUTPUT = "fault_seed_used"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,7 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def run_seed(config: pytest.Config) -> int:
     """This run's seed: --fault-seed, else $FAULT_SEED, else a fresh random one."""
     if _SEED_KEY not in config.stash:
-        given = config.getoption("--fault-seed", default=None)
+        given = getattr(config, "workerinput", {}).get(SEED_VARIABLE)  # an xdist worker
+        if given is None:
+            given = config.getoption("--fault-seed", default=None)
         if given is None and os.environ.get(SEED_VARIABLE):
             given = int(os.environ[SEED_VARIABLE])
         config.stash[_SEED_KEY] = (
@@ -60,6 +65,25 @@ def use_seed(config: pytest.Config) -> int:
     """The run's seed, for a test about to be generated with it (see the summary)."""
     config.stash[_USED_KEY] = True
     return run_seed(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(xdist, controller) Each worker runs with the seed the header shows."""
+    node.workerinput[SEED_VARIABLE] = run_seed(node.config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)  # an xdist worker
+    if workeroutput is not None:
+        workeroutput[_USED_OUTPUT] = session.config.stash.get(_USED_KEY, False)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """(xdist, controller) A worker that used the seed gets it into the summary."""
+    if getattr(node, "workeroutput", {}).get(_USED_OUTPUT):
+        node.config.stash[_USED_KEY] = True
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
