@@ -23,7 +23,13 @@ from rich.console import Console
 
 from order_engine_cli import cpu_split
 from order_engine_cli.bench_load import LoadPlan
-from order_engine_cli.bench_report import add_work_floor, command_line, finite, render
+from order_engine_cli.bench_report import (
+    add_cpu_per_order,
+    add_work_floor,
+    command_line,
+    finite,
+    render,
+)
 from order_engine_cli.bench_sampling import check_key, sample_run
 from order_engine_cli.bench_stack import PROFILES, start_stack, stop_stack
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
@@ -192,6 +198,7 @@ def run_bench(run: BenchRun, *, split_cpu: bool) -> None:
         report = sample_run(console, api_url, plan, stack, split_dir)
     if run.profile == "realistic":
         add_work_floor(report["results"]["latency_seconds"])
+    add_cpu_per_order(report)
     started = stack is not None
     report["config"] = {
         "api": "started: " + " ".join(stack.argv[1:]) if stack is not None else api_url,

@@ -25,6 +25,25 @@ def add_work_floor(latency: dict[str, Any]) -> None:
     }
 
 
+def add_cpu_per_order(report: dict[str, Any]) -> None:
+    """The CPU the whole local stack spent per order that ended: the runtime (`up`, whose
+    process the sampler names "root") with its sandboxes, the SQS server and PostgreSQL;
+    the bench client is not counted. Only when the bench sampled the stack."""
+    resources, ended = report["resources"], report["results"]["orders"]["terminal"]
+    if "stack" not in resources or not ended:
+        return
+    seconds = {
+        ("up" if name == "root" else name): value
+        for name, value in resources["stack"]["cpu_seconds_by_process"].items()
+    }
+    if "postgres" in resources:
+        seconds["postgres"] = resources["postgres"]["cpu_seconds"]
+    resources["cpu_ms_per_order"] = {
+        "all": sum(seconds.values()) * 1000 / ended,
+        "by_process": {name: value * 1000 / ended for name, value in seconds.items() if value},
+    }
+
+
 def render(report: dict[str, Any]) -> Table:
     results, resources = report["results"], report["resources"]
     counts, throughput = results["orders"], results["throughput"]
@@ -81,6 +100,10 @@ def render(report: dict[str, Any]) -> Table:
                 f"{name} CPU / peak RSS",
                 f"{figures['cpu_seconds']} s ({split}) / {figures['peak_rss_mb']} MB",
             )
+    if "cpu_ms_per_order" in resources:
+        per_order = resources["cpu_ms_per_order"]
+        by_process = ", ".join(f"{name} {ms:.1f}" for name, ms in per_order["by_process"].items())
+        table.add_row("CPU per order (ms)", f"{per_order['all']:.1f} in all ({by_process})")
     table.add_row("bench client CPU", f"{resources['bench_client']['cpu_seconds']} s")
     for name, split in resources.get("cpu_split", {}).items():
         if split[cpu_split.AWS]["by_call"] or split[cpu_split.DATABASE]["by_call"]:
