@@ -11,9 +11,9 @@ from order_engine_cli.project import POSTGRES_DIR
 
 
 @contextmanager
-def migrated_database(url: str | None = None) -> Iterator[Database]:
+def migrated_database(url: str | None = None, *, min_connections: int = 0) -> Iterator[Database]:
     """Open (or start) the database and bring its schema up to date."""
-    database = open_database(POSTGRES_DIR, url)
+    database = open_database(POSTGRES_DIR, url, min_connections=min_connections)
     try:
         migrate(database.url)
         yield database

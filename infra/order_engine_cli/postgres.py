@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 log = logging.getLogger(__name__)
 
 
@@ -34,17 +37,41 @@ class Database:
             self._server = None
 
 
-def open_database(data_dir: Path, url: str | None = None) -> Database:
-    """The database at `url` (default: $DATABASE_URL), else an embedded one in `data_dir`."""
+def open_database(data_dir: Path, url: str | None = None, *, min_connections: int = 0) -> Database:
+    """The database at `url` (default: $DATABASE_URL), else an embedded one in `data_dir`
+    that accepts at least `min_connections` at once (PostgreSQL's default is 100). A
+    server of one's own is sized by its owner: `min_connections` applies to the embedded
+    one only."""
     url = url or os.environ.get("DATABASE_URL")
     if url:
         return Database(url=url, embedded=False)
+    database = _start_embedded(data_dir)
+    if _max_connections(database.url) >= min_connections:
+        return database
+    with psycopg.connect(database.url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(min_connections))
+        )
+    # The setting applies from the next start: stop the server (if no other process
+    # holds it) and start it again. It stays in the data folder for the runs after.
+    database.stop()
+    return _start_embedded(data_dir)
+
+
+def _start_embedded(data_dir: Path) -> Database:
     import pgserver  # imported here: only laptops without DATABASE_URL need it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", data_dir)
     return Database(url=server.get_uri(), embedded=True, _server=server)
+
+
+def _max_connections(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _redact(url: str) -> str:

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.panel import Panel
 
+from local_runtime.function_sandboxes import runtime_budget
 from local_runtime.options import RuntimeOptions
 from local_runtime.runtime import LocalRuntime
 from order_engine_cli.database import migrated_database
@@ -66,6 +67,16 @@ def _describe_key(dev_key: DevKey | None) -> str:
     path = dev_key.path.relative_to(ROOT) if dev_key.path.is_relative_to(ROOT) else dev_key.path
     made = "new, " if dev_key.created else ""
     return f"{dev_key.key}\n               ({made}account local-dev, saved in {path})"
+
+
+def _connections_needed() -> int:
+    """What the embedded PostgreSQL must accept: every sandbox the runtime may have at
+    once (its budget) with a full pool, and room for the CLI and psql beside them.
+    PostgreSQL's default is 100 connections: 48 sandboxes with 2 each come within 4 of
+    it (a burst at concurrency 100 saw 102 server processes, its own included), and a
+    sandbox refused a connection fails its whole batch ("too many clients")."""
+    pool = int(os.environ.get("DB_POOL_MAX") or SANDBOX_DB_POOL)
+    return runtime_budget(0).total * pool + 20
 
 
 def _pool_env() -> dict[str, str]:
@@ -139,7 +150,9 @@ def up(
     console = Console()
     with ExitStack() as stack:
         with console.status("starting PostgreSQL and applying migrations…"):
-            database = stack.enter_context(migrated_database(database_url))
+            database = stack.enter_context(
+                migrated_database(database_url, min_connections=_connections_needed())
+            )
             dev_key = ensure_dev_key(database.url, dev_key_file)
         options = RuntimeOptions(
             sqs=sqs,

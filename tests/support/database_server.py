@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from order_engine_cli.postgres import Database, open_database
 
 DATA_DIR = Path(__file__).resolve().parents[2] / ".data" / "postgres-test"
@@ -24,21 +21,4 @@ MAX_CONNECTIONS = 400
 
 def open_test_server() -> Database:
     """The server, started (or joined) with room for MAX_CONNECTIONS."""
-    database = open_database(DATA_DIR, os.environ.get("DATABASE_URL"))
-    if not database.embedded or _max_connections(database.url) >= MAX_CONNECTIONS:
-        return database
-    with psycopg.connect(database.url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(MAX_CONNECTIONS))
-        )
-    # The setting applies from the next start: stop the server (if no other process
-    # holds it) and start it again. It stays in the data folder for the runs after.
-    database.stop()
-    return open_database(DATA_DIR)
-
-
-def _max_connections(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SHOW max_connections").fetchone()
-    assert row is not None
-    return int(row[0])
+    return open_database(DATA_DIR, os.environ.get("DATABASE_URL"), min_connections=MAX_CONNECTIONS)
