@@ -238,6 +238,12 @@ class SandboxBudget:
         self._wake.set()
         return False
 
+    @property
+    def free(self) -> int:
+        """Places left for sandboxes of any function."""
+        with self._lock:
+            return self.total - self.used
+
     def release(self, count: int) -> None:
         with self._lock:
             self.used -= count
@@ -486,7 +492,7 @@ class SandboxPool:
             if self.cold_starts and self.slowest_cold_start < seconds:
                 room = self.limit - len(self._all) - self._starting
                 if self.budget is not None:
-                    room = min(room, self.budget.total - self.budget.used)
+                    room = min(room, self.budget.free)
                 ready += max(0, room)
             return ready
 

@@ -46,7 +46,8 @@ def open_database(data_dir: Path, url: str | None = None, *, min_connections: in
     if url:
         return Database(url=url, embedded=False)
     database = _start_embedded(data_dir)
-    if _max_connections(database.url) >= min_connections:
+    # Asked only when something is asked: every CLI command opens the database.
+    if not min_connections or max_connections(database.url) >= min_connections:
         return database
     with psycopg.connect(database.url, autocommit=True) as admin:
         admin.execute(
@@ -67,7 +68,8 @@ def _start_embedded(data_dir: Path) -> Database:
     return Database(url=server.get_uri(), embedded=True, _server=server)
 
 
-def _max_connections(url: str) -> int:
+def max_connections(url: str) -> int:
+    """How many connections the server at `url` accepts at once."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SHOW max_connections").fetchone()
     assert row is not None

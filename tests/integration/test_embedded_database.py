@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
-
 from local_runtime.function_sandboxes import runtime_budget
-from order_engine_cli.postgres import open_database
+from order_engine_cli.postgres import max_connections, open_database
 from order_engine_cli.up import SANDBOX_DB_POOL, _connections_needed
-
-
-def max_connections(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SHOW max_connections").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_a_new_embedded_server_accepts_the_connections_asked_for_and_keeps_them(

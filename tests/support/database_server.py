@@ -8,7 +8,6 @@ embedded server takes more connections than PostgreSQL's default 100.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from order_engine_cli.postgres import Database, open_database
@@ -21,4 +20,4 @@ MAX_CONNECTIONS = 400
 
 def open_test_server() -> Database:
     """The server, started (or joined) with room for MAX_CONNECTIONS."""
-    return open_database(DATA_DIR, os.environ.get("DATABASE_URL"), min_connections=MAX_CONNECTIONS)
+    return open_database(DATA_DIR, min_connections=MAX_CONNECTIONS)
