@@ -32,9 +32,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -99,15 +98,12 @@ def step_span(step: str, order_id: uuid.UUID) -> Iterator[None]:
         emit("StepDuration", elapsed_ms, MetricUnit.Milliseconds, order_id=order_id, step=step)
 
 
-def _subsegment(name: str, order_id: uuid.UUID) -> Any:
-    if tracer is None:
-        return nullcontext()
-    return _annotated_subsegment(tracer, name, order_id)
-
-
 @contextmanager
-def _annotated_subsegment(active: Tracer, name: str, order_id: uuid.UUID) -> Iterator[None]:
-    with active.provider.in_subsegment(name) as subsegment:
+def _subsegment(name: str, order_id: uuid.UUID) -> Iterator[None]:
+    if tracer is None:
+        yield
+        return
+    with tracer.provider.in_subsegment(name) as subsegment:
         subsegment.put_annotation("order_id", str(order_id))
         yield
 
