@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+# (pid, function version) -> the log stream of this sandbox. Lambda writes an execution
+# environment's invocations to one stream, named when the environment starts; a
+# sandbox is forked from a process that may have imported this module, hence the pid.
+_streams: dict[tuple[int, str], str] = {}
+
+
+def _log_stream_name(function_version: str) -> str:
+    key = (os.getpid(), function_version)
+    if key not in _streams:
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        _streams[key] = f"{day}/[{function_version}]{uuid.uuid4().hex}"
+    return _streams[key]
 
 
 @dataclass
@@ -23,9 +37,8 @@ class LambdaContext:
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout_seconds
-        day = datetime.now(UTC).strftime("%Y/%m/%d")
         self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"{day}/[{self.function_version}]{uuid.uuid4().hex}"
+        self.log_stream_name = _log_stream_name(self.function_version)
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before this invocation is reported as timed out."""

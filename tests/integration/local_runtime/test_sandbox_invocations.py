@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,12 @@ def test_an_invocation_gets_a_lambda_context(
     assert result.value["aws_request_id"] == result.request_id
     assert result.value["log_group_name"] == "/aws/lambda/fn-ctx"
     assert 2000 < result.value["left"] <= 3000
+    # One log stream per execution environment, as on Lambda: the same for the
+    # sandbox's next invocation.
+    assert re.fullmatch(
+        r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", result.value["log_stream_name"]
+    )
+    assert function.invoke({}).value["log_stream_name"] == result.value["log_stream_name"]
 
 
 def test_a_timed_out_invocation_is_stopped_and_the_next_runs_in_a_fresh_sandbox(
