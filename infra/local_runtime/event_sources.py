@@ -42,7 +42,7 @@ def start_pollers(
             connections = mapping.maximum_concurrency + 1
 
             def client_factory(connections: int = connections) -> Any:
-                return sqs.client(region, max_attempts=2, max_connections=connections)
+                return sqs.poll_client(region, max_connections=connections)
 
             poller = SqsPoller(
                 function,

@@ -72,6 +72,28 @@ class SqsTarget:
             kwargs["aws_secret_access_key"] = DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
         return boto3.session.Session().client("sqs", **kwargs)
 
+    def poll_client(self, region: str, *, max_connections: int) -> Any:
+        """The client of a poller's own calls (receive, delete, release), which retry once.
+
+        An emulator on this machine gets SqsPollClient: the same calls for a fraction of
+        botocore's CPU (sqs_poll_client.py), signed with the dummy credentials boto3 would
+        send, so the server sees the same region and account. The real SQS keeps boto3:
+        there a call's network time dwarfs its CPU, and botocore's credential refresh,
+        endpoint resolution, proxies and CA bundles are worth having.
+        """
+        if self.endpoint_url and self.emulated:
+            from local_runtime.sqs_poll_client import SqsPollClient
+
+            return SqsPollClient(
+                self.endpoint_url,
+                region=region,
+                access_key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                secret_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                max_attempts=2,
+                verify_tls=self.kind != "localstack",  # as localstack-client's session
+            )
+        return self.client(region, max_attempts=2, max_connections=max_connections)
+
     def environment(self) -> dict[str, str]:
         """What functions need to reach this SQS with boto3's standard variables."""
         env: dict[str, str] = {}

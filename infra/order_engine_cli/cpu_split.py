@@ -3,9 +3,11 @@
 `order-engine lab cpu-split` runs the stack it starts with this module loaded into
 each of its Python processes (through `cpu_split_site/sitecustomize.py` on the stack's
 PYTHONPATH; the stack's own code is not touched). Every call into botocore's
-`_make_api_call` and into psycopg (statements, fetches, commits, the pool's checkout
-with its check) is timed in thread CPU time (`time.thread_time`), so waiting for the
-network or for the GIL counts for nothing. Each process writes its totals to
+`_make_api_call` (and into local_runtime/sqs_poll_client.py, which makes the runtime's
+pollers' SQS calls without botocore: counted with the AWS SDK's) and into psycopg
+(statements, fetches, commits, the pool's checkout with its check) is timed in thread
+CPU time (`time.thread_time`), so waiting for the network or for the GIL counts for
+nothing. Each process writes its totals to
 `<dir>/<pid>.json` twice a second; the bench reads them when the load starts and when
 it ends and reports the difference, per kind of process.
 
@@ -87,9 +89,13 @@ def install(out_dir: Path) -> None:
     import psycopg
     import psycopg_pool
 
+    from local_runtime.sqs_poll_client import SqsPollClient
+
     accounts = _Accounts()
     # BaseClient._make_api_call(self, operation_name, api_params)
     accounts.wrap(botocore.client.BaseClient, "_make_api_call", AWS, lambda args: args[1])
+    # SqsPollClient._call(self, operation_name, parameters): the same calls, without botocore.
+    accounts.wrap(SqsPollClient, "_call", AWS, lambda args: args[1])
     for owner, attribute, label in (
         (psycopg.Cursor, "execute", "statement"),
         (psycopg.Cursor, "executemany", "statement"),

@@ -6,6 +6,7 @@ Lambda's pollers need: MiniStack (the default) and moto.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from toy_runtime import Records, batches_with, running_toy_app
 
 from local_runtime import LocalRuntime, RuntimeOptions
+from local_runtime.queue_restore import is_missing_queue
 
 
 @pytest.fixture(scope="module", params=["ministack", "moto"])
@@ -155,3 +158,102 @@ def test_the_default_sqs_server_is_started_for_the_runtime_and_stopped_with_it(
         assert dead_letters == running.queue_arn("WorkDLQ")
     with pytest.raises(ProcessLookupError):
         os.kill(server, 0)
+
+
+ATTRIBUTES = {
+    "text": {"DataType": "String", "StringValue": "héllo"},
+    "amount": {"DataType": "Number", "StringValue": "42.5"},
+    "blob": {"DataType": "Binary", "BinaryValue": b"\x00\xffraw"},
+}
+
+
+def test_message_attributes_of_every_type_reach_the_function_as_lambda_hands_them(
+    runtime: LocalRuntime,
+    records: Records,
+    marker: str,
+) -> None:
+    sent = runtime.sqs_client().send_message(
+        QueueUrl=runtime.queue_url("WorkQueue"),
+        MessageBody=json.dumps({"marker": marker}),
+        MessageAttributes=ATTRIBUTES,
+    )
+    (batch,) = records.wait_for("batch", lambda r: any(marker in b for b in r["bodies"]))
+    record = batch["first"]
+    assert record["messageAttributes"] == {
+        "text": {
+            "stringValue": "héllo",
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": "String",
+        },
+        "amount": {
+            "stringValue": "42.5",
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": "Number",
+        },
+        "blob": {
+            "binaryValue": base64.b64encode(b"\x00\xffraw").decode(),
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": "Binary",
+        },
+    }
+    assert record["md5OfMessageAttributes"] == sent["MD5OfMessageAttributes"]
+    assert record["body"] == json.dumps({"marker": marker})
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_the_pollers_client_reads_messages_and_errors_as_boto3_does(
+    runtime: LocalRuntime, marker: str
+) -> None:
+    """The pollers' own client (sqs_poll_client.py) against boto3, on this server: the
+    same messages, delete results, releases and missing-queue errors."""
+    assert runtime.sqs is not None
+    boto3_sqs = runtime.sqs_client()
+    poll_sqs = runtime.sqs.poll_client("us-east-1", max_connections=2)
+    assert type(poll_sqs).__name__ == "SqsPollClient"
+    url = boto3_sqs.create_queue(QueueName=f"compare-{marker}")["QueueUrl"]
+    receive = {
+        "QueueUrl": url,
+        "MaxNumberOfMessages": 10,
+        "WaitTimeSeconds": 1,
+        "MessageSystemAttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+
+    def received(client: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A message received twice (released in between), and deleted with a bad handle."""
+        boto3_sqs.send_message(QueueUrl=url, MessageBody=marker, MessageAttributes=ATTRIBUTES)
+        (first,) = client.receive_message(**receive)["Messages"]
+        client.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+        )
+        (message,) = client.receive_message(**receive)["Messages"]
+        deleted = client.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": "0", "ReceiptHandle": message["ReceiptHandle"]},
+                {"Id": "1", "ReceiptHandle": "not-a-receipt-handle"},
+            ],
+        )
+        message = {k: v for k, v in message.items() if k not in ("MessageId", "ReceiptHandle")}
+        times = ("SentTimestamp", "ApproximateFirstReceiveTimestamp")
+        message["Attributes"] = {
+            k: "<time>" if k in times else v for k, v in message["Attributes"].items()
+        }
+        return message, [deleted.get("Successful"), deleted.get("Failed")]
+
+    by_boto3, by_poll_client = received(boto3_sqs), received(poll_sqs)
+    assert by_poll_client == by_boto3
+    assert by_poll_client[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    assert by_poll_client[0]["MessageAttributes"]["blob"]["BinaryValue"] == b"\x00\xffraw"
+    assert poll_sqs.receive_message(**{**receive, "WaitTimeSeconds": 0}).get("Messages") is None
+
+    errors = []
+    for client in (boto3_sqs, poll_sqs):
+        with pytest.raises(ClientError) as raised:
+            client.receive_message(**{**receive, "QueueUrl": url + "-gone"})
+        errors.append(raised.value)
+    assert is_missing_queue(errors[1])
+    assert str(errors[1]) == str(errors[0])
