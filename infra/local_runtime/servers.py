@@ -50,6 +50,11 @@ class AsgiServers:
             # Both protocols add API Gateway's limits (server_protocols.py).
             http=DeadlineH11Protocol,
             ws=ApiGatewayWebSocketProtocol,
+            # No X-Forwarded-For rewriting of the client's address (uvicorn's default for
+            # requests from 127.0.0.1): API Gateway's sourceIp is the address the
+            # request came from, whatever headers the client sends; and the middleware
+            # ran on every request and frame for nothing.
+            proxy_headers=False,
             lifespan="off",
             log_level="warning",
             ws_max_size=MAX_MESSAGE_BYTES,
