@@ -21,12 +21,6 @@ soon as a message arrives neither gain nor lose by it.
 Why resting: every waiting long poll costs MiniStack a look at the queue every 100 ms,
 for nothing while the queue is quiet.
 
-A receive wakes one resting loop, not all of them; a woken loop that goes on to poll
-wakes the next (`pass_on`). So when the queue becomes active the loops join one after
-another, each at its own place in the 100 ms, and when the first one woken cannot poll
-(no sandbox to spare), the rest sleep on: waking them all at every receive, to find
-the same, was 13 % of the runtime's GIL-holding samples at a steady 600 orders/min.
-
 The loops other than the first also poll only with a sandbox of the function to spare
 each, idle or quick to start (event_source_mapping.py says why).
 """
@@ -73,17 +67,10 @@ class ReceiveLoops:
         self._stopping.wait((SLOWEST_LOOK_SECONDS - since) % SLOWEST_LOOK_SECONDS)
 
     def received(self) -> None:
-        """A loop received messages: the queue is active, wake a resting loop."""
-        self._wake_one()
-
-    def pass_on(self) -> None:
-        """A loop woken from its rest is about to poll: wake the next resting one."""
-        self._wake_one()
-
-    def _wake_one(self) -> None:
+        """A loop received messages: the queue is active, wake the resting loops."""
         with self._changed:
             self._wakes += 1
-            self._changed.notify()
+            self._changed.notify_all()
 
     def rest(self) -> None:
         """A loop found the queue quiet: wait until another receives, or the mapping stops."""
