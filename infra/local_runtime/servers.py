@@ -52,8 +52,7 @@ class AsgiServers:
             ws=ApiGatewayWebSocketProtocol,
             # No X-Forwarded-For rewriting of the client's address (uvicorn's default for
             # requests from 127.0.0.1): API Gateway's sourceIp is the address the
-            # request came from, whatever headers the client sends; and the middleware
-            # ran on every request and frame for nothing.
+            # request came from, whatever headers the client sends.
             proxy_headers=False,
             lifespan="off",
             log_level="warning",
