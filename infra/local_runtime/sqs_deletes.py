@@ -53,8 +53,12 @@ class BatchedDeletes:
         with self._changed:
             closed = self._closed
             if not closed:
+                lingering = bool(self._pending)
                 self._pending += [(now, message["ReceiptHandle"]) for message in messages]
-                self._changed.notify()
+                # Lingering over earlier ones, the sender wakes when its linger ends, or
+                # now if a request is full; waking it for every message was for nothing.
+                if not lingering or len(self._pending) >= SQS_BATCH_LIMIT:
+                    self._changed.notify()
         if closed:  # after close() nobody else would send them
             self._send([message["ReceiptHandle"] for message in messages])
 

@@ -93,6 +93,16 @@ def test_a_plain_handler_gets_a_v1_proxy_event_and_sets_multi_value_headers(
     assert headers["set-cookie"] in ("a=1, b=2", "a=1,b=2") or "a=1" in headers["set-cookie"]
 
 
+def test_the_source_ip_is_the_callers_address_whatever_x_forwarded_for_says(
+    runtime: LocalRuntime,
+) -> None:
+    """API Gateway takes requestContext.identity.sourceIp from the connection, not from a
+    header the client may write itself."""
+    status, _, body = call(runtime, "/files/a", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert status == 200
+    assert json_of(body)["event"]["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
+
+
 def test_a_base64_response_is_decoded_for_the_client(runtime: LocalRuntime) -> None:
     status, _, body = call(runtime, "/files/binary")
     assert (status, body) == (200, b"\x00\x01\xff")
