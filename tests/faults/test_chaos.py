@@ -145,8 +145,8 @@ class Chaos:
 
     def kill_connections(self) -> None:
         with psycopg.connect(self.stack.database_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            conn.execute(  # waits until they are gone, as a restart's are before it is back
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
 

@@ -145,9 +145,9 @@ def test_after_every_idle_connection_was_killed_the_next_request_gets_a_new_one_
         for thread in threads:
             thread.join(timeout=20)
         assert database._pool.get_stats()["pool_available"] >= 4
-        execute(
+        execute(  # waits until they are gone, as a restart's are before it is back
             url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
 

@@ -58,8 +58,10 @@ def make_role(admin: psycopg.Connection[Any]) -> Iterator[Any]:
 
 
 def _disconnect(admin: psycopg.Connection[Any], role: str) -> None:
+    """Ends the role's sessions and waits until they are gone (as a restart's are)."""
     admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role]
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s",
+        [role],
     )
 
 

@@ -9,11 +9,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+import order_engine.database
+from order_engine.database import fetch_one
 from order_engine.errors import IdempotencyConflict, InfrastructureError
 from order_engine.orders import HAPPY_PATH, Status
 from order_engine.records import OutboxMessage, OutboxRow
@@ -436,10 +439,54 @@ def test_connections_killed_by_a_restart_are_replaced(make_database, migrated_ur
     order = new_order()
     victim.database.ping()
 
+    # Waits until they are gone, as a restart's are before the server is back.
     killed = db.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+        " WHERE application_name = %s",
         (name,),
     ).fetchone()
 
     assert killed is not None and killed[0] >= 1
     assert victim.transition(order.id, Status.PENDING, Status.ROUTING).applied
+
+
+def test_a_statement_on_a_healthy_pooled_connection_is_one_round_trip(
+    make_database: Callable[..., Any],
+    db: psycopg.Connection[Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool's check asks the server only when a connection may be dead: a healthy
+    one costs the server each statement once, not a check before it. A killed one is
+    still replaced before the caller meets it."""
+    database = make_database(max_size=1)  # one connection: every checkout gets it
+    with database.connection() as conn:
+        pid = conn.info.backend_pid
+    trace_path = tmp_path / "libpq.trace"
+
+    def round_trips(statements: int) -> int:
+        """The exchanges with the server while `statements` statements run, each on a
+        checkout of its own (libpq's trace: one ReadyForQuery ends each)."""
+        with trace_path.open("w") as trace:
+            conn.pgconn.trace(trace.fileno())
+            try:
+                for _ in range(statements):
+                    with database.statement() as cur:
+                        cur.execute("SELECT 1")
+            finally:
+                conn.pgconn.untrace()  # flushes the trace
+        return trace_path.read_text().count("ReadyForQuery")
+
+    assert round_trips(3) == 3
+
+    # A connection unused for long may have been dropped without a word: checked.
+    monkeypatch.setattr(order_engine.database, "QUIET_CHECK_AFTER", 0.0)
+    assert round_trips(1) == 2
+    monkeypatch.undo()
+
+    # As a restart or failover would: the backend is gone (waited for) before the
+    # next checkout, which gets a new connection instead of an error.
+    db.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    with database.statement() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        assert fetch_one(cur)["pid"] != pid

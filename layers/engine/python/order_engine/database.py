@@ -2,9 +2,13 @@
 rules every query follows.
 
 - A pool is opened once and reused: a Lambda container keeps it across invocations.
-  Each checkout runs a check, so connections killed by a database restart (or by
-  RDS Proxy) are replaced instead of failing the next query; the first broken one
-  found has every idle one checked at once (see `_check_connection`).
+  Each checkout checks the connection, so connections killed by a database restart (or
+  by RDS Proxy) are replaced instead of failing the next query; the first broken one
+  found has every idle one checked at once. The check asks the server only when the
+  connection is not evidently healthy: the server has sent something since (a killed
+  connection's FATAL notice or end of file), libpq no longer sees it idle, or it lay
+  unused long enough for a middlebox to have dropped it silently
+  (see `_check_connection`).
 - Connections are in autocommit mode; a unit of work of several statements runs in an
   explicit `transaction()` block, so what commits together is visible in the code; a
   single statement runs on its own (`statement()`), already atomic.
@@ -19,7 +23,10 @@ from __future__ import annotations
 
 import functools
 import json
+import select
+import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -37,6 +44,19 @@ from order_engine.errors import InfrastructureError
 from order_engine.settings import Settings
 
 DictCursor = psycopg.Cursor[DictRow]
+
+# A connection last handed out this long ago gets a round trip anyway (one held that
+# long by its caller too: a spare round trip, harmless). A restart, a failover,
+# pg_terminate_backend or a proxy ending a connection all close its socket (a FATAL
+# notice, then end of file), which `_evidently_healthy` sees without asking the server.
+# A connection dropped without a word it cannot see: a NAT gateway or a firewall
+# forgetting a quiet flow (AWS's NAT gateway answers one idle for 350 s with a reset),
+# as happens while a Lambda container sleeps between invocations. That takes minutes of
+# quiet, so a round trip after 30 s meets the reset before the caller's query would; at
+# load it costs nothing (a connection goes back out within milliseconds), and a function
+# called seldom pays it per invocation, as every checkout did before. (A flow dropped
+# with no answer at all would hang the round trip as it would the query.)
+QUIET_CHECK_AFTER = 30.0
 
 
 def _json_default(value: Any) -> Any:
@@ -75,6 +95,11 @@ class Database:
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": 2}
         if isinstance(url, DatabaseSecret):
             kwargs["secret"] = url  # SecretConnection re-reads it when a connect fails
+        # When each connection last left the pool (see QUIET_CHECK_AFTER); weak, so a
+        # connection the pool closes takes its entry along.
+        self._handed_out_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool = ConnectionPool(
             url,
             connection_class=SecretConnection,
@@ -93,12 +118,22 @@ class Database:
     def _check_connection(self, conn: psycopg.Connection[Any]) -> None:
         """The pool's check before it hands a connection out.
 
+        A round trip (psycopg_pool's empty query) only when the connection is not
+        evidently healthy: on a connection in use it would double the statements the
+        server serves.
+
         A broken connection is seldom alone: a restarted server, a failover, a proxy
         dropping idle connections break them all. So every idle one is tested at once
         and the broken ones replaced; otherwise the caller meets them one by one, with
         the pool's back-off (1 s, then 2 s) in between, until its timeout runs out and
         it answers 503 while the database is up again.
         """
+        now = time.monotonic()
+        last = self._handed_out_at.get(conn)
+        self._handed_out_at[conn] = now
+        # A connection never handed out may have waited in the pool since a cold start.
+        if last is not None and now - last < QUIET_CHECK_AFTER and _evidently_healthy(conn):
+            return
         try:
             ConnectionPool.check_connection(conn)
         except Exception:
@@ -157,6 +192,25 @@ class Database:
         more (BEGIN, COMMIT), and a step pays for every one of them."""
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             yield cur
+
+
+def _evidently_healthy(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle autocommit connection is fine as far as the client can tell
+    without asking the server: libpq holds it open and idle, and nothing waits on its
+    socket. An idle connection's server speaks only to end it (a FATAL notice, end of
+    file); anything else there (a notice, a notification) also gets the round trip,
+    which reads it."""
+    if conn.broken or conn.closed:
+        return False
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        socket = conn.pgconn.socket
+    except psycopg.OperationalError:
+        return False
+    poller = select.poll()
+    poller.register(socket, select.POLLIN)
+    return not poller.poll(0)
 
 
 def fetch_one(cur: DictCursor) -> dict[str, Any]:
