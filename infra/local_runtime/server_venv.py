@@ -50,6 +50,11 @@ def ensure_venv(
             return python
         base = base_python()
         log.warning("installing %s into %s (first use)", " ".join(requirements), venv_dir)
+        if venv_dir.is_symlink():
+            # A link to another checkout's venv (shared to save the build): that venv
+            # is the other's, built from its constraints and under its lock, so build
+            # ours here instead of rebuilding it through the link.
+            venv_dir.unlink()
         shutil.rmtree(venv_dir, ignore_errors=True)
         _run([base, "-m", "venv", str(venv_dir)])
         _run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
