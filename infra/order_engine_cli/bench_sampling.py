@@ -89,9 +89,14 @@ def sample_run(
     }
     results = summarize(traces, finished_at=finished)
     if split_dir:
-        labels = sampler.labels() if sampler is not None else {}
+        # Named and counted as the stack's CPU per order is (bench_report.add_cpu_per_order):
+        # the runtime's process is `up`, and the orders are those that ended.
+        labels = {
+            pid: "up" if name == "root" else name
+            for pid, name in (sampler.labels() if sampler is not None else {}).items()
+        }
         resources["cpu_split"] = cpu_split.difference(
-            split_before, split_after, labels, per=results["orders"]["accepted"]
+            split_before, split_after, labels, per=results["orders"]["terminal"]
         )
     # Where the lost ones are: stuck on the server, or finished but never pushed?
     results["lost_orders"] = {

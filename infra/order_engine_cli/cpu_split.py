@@ -11,6 +11,13 @@ nothing. Each process writes its totals to
 `<dir>/<pid>.json` twice a second; the bench reads them when the load starts and when
 it ends and reports the difference, per kind of process.
 
+A process forked from one that is split accounts for itself: the runtime's sandboxes are
+forked from multiprocessing's fork server, which loaded this module at its start. A fork
+keeps the wrapped functions but neither the writer thread nor a right to the parent's
+totals, so the child starts from zero (as its own CPU time does), with a writer of its
+own, to its own `<pid>.json`. Multiprocessing's children end with `os._exit`, which
+runs no `atexit`: a sandbox that ends keeps its last file, at most DUMP_INTERVAL old.
+
 Why it exists: sampling profilers (py-spy) only see the thread holding the GIL and
 lose the samples of threads that have ended, and the stack starts a thread per
 invocation. Counting at the library boundary is exact, and it answers the question
@@ -43,6 +50,12 @@ class _Accounts:
     """Thread CPU seconds and call counts by (kind, name), for this process."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing counted yet. Also what a forked child starts from: its CPU time starts
+        at zero, the parent's calls are the parent's, and the lock may have been held by
+        the parent's writer thread at the fork (it would stay locked in the child)."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self.seconds: dict[str, dict[str, float]] = {AWS: {}, DATABASE: {}}
@@ -114,9 +127,10 @@ def install(out_dir: Path) -> None:
     ):
         accounts.wrap(owner, attribute, DATABASE, lambda _args, label=label: label)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{os.getpid()}.json"
 
     def dump() -> None:
+        # The pid of the moment, not of install(): a forked child writes its own file.
+        path = out_dir / f"{os.getpid()}.json"
         scratch = path.with_suffix(".tmp")
         scratch.write_text(json.dumps(accounts.snapshot()))
         os.replace(scratch, path)
@@ -133,9 +147,18 @@ def install(out_dir: Path) -> None:
         if out_dir.is_dir():
             dump()
 
-    dump()
-    threading.Thread(target=keep_dumping, name="cpu-split", daemon=True).start()
-    atexit.register(last_dump)
+    def start_dumping() -> None:
+        dump()
+        threading.Thread(target=keep_dumping, name="cpu-split", daemon=True).start()
+
+    def in_forked_child() -> None:
+        accounts.reset()
+        if out_dir.is_dir():  # else the bench has finished with the stack
+            start_dumping()
+
+    start_dumping()
+    atexit.register(last_dump)  # inherited by a forked child, where it writes the child's
+    os.register_at_fork(after_in_child=in_forked_child)
 
 
 def install_from_env() -> None:

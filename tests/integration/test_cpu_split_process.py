@@ -69,3 +69,93 @@ def test_without_the_variable_the_site_hook_does_nothing(tmp_path: Path) -> None
     )
     assert done.stdout.strip() == "BaseClient._make_api_call", done.stderr
     assert not (tmp_path / "split").exists()
+
+
+# Lists the queues `n` times through a stubbed client (no server): n ListQueues calls.
+LIST_QUEUES = textwrap.dedent(
+    """
+    import boto3
+    from botocore.stub import Stubber
+
+    def list_queues(n):
+        sqs = boto3.client("sqs", region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        with Stubber(sqs) as stub:
+            for _ in range(n):
+                stub.add_response("list_queues", {"QueueUrls": []})
+                sqs.list_queues()
+    """
+)
+# A forked child's part, ended as multiprocessing ends its children (os._exit, no atexit):
+# it lists the queues twice and waits (bounded) until its own file says so.
+FORKED_CHILD = LIST_QUEUES + textwrap.dedent(
+    """
+    import json, os, pathlib, time
+
+    list_queues(2)
+    mine = pathlib.Path(os.environ["ORDER_ENGINE_CPU_SPLIT_DIR"]) / f"{os.getpid()}.json"
+    for _ in range(100):
+        if mine.exists() and json.loads(mine.read_text())["calls"]["aws_sdk"]:
+            os._exit(0)
+        time.sleep(0.1)
+    os._exit(3)  # its calls never reached a file of its own
+    """
+)
+
+
+def test_a_forked_child_counts_its_calls_in_its_own_file_and_not_the_parents(
+    tmp_path: Path,
+) -> None:
+    out_dir = tmp_path / "split"
+    parent = LIST_QUEUES + textwrap.dedent(
+        """
+        import os, sys
+
+        list_queues(1)
+        child = os.fork()
+        if child == 0:
+            exec(sys.argv[1])
+        print(child, os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+        """
+    )
+    done = python(parent, FORKED_CHILD, env=stack_environment(out_dir, os.environ))
+    assert done.returncode == 0, done.stderr
+    child, child_exit = map(int, done.stdout.split())
+    assert child_exit == 0, "the child's calls never reached a file of its own"
+
+    files = read(out_dir)
+    (parent_pid,) = set(files) - {child}
+    assert files[parent_pid]["calls"][AWS] == {"ListQueues": 1}
+    assert files[child]["calls"][AWS] == {"ListQueues": 2}  # not the parent's one again
+
+
+def test_the_children_of_a_fork_server_count_their_calls_in_files_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """The runtime's sandboxes: forked from multiprocessing's fork server, which loaded
+    the split at its start and makes no calls of its own."""
+    out_dir = tmp_path / "split"
+    starter = textwrap.dedent(
+        """
+        import multiprocessing, sys
+
+        if __name__ == "__main__":
+            forkserver = multiprocessing.get_context("forkserver")
+            children = [forkserver.Process(target=exec, args=(sys.argv[1], {})) for _ in range(2)]
+            for child in children:
+                child.start()
+            for child in children:
+                child.join()
+            print(*(child.pid for child in children), *(child.exitcode for child in children))
+        """
+    )
+    done = python(starter, FORKED_CHILD, env=stack_environment(out_dir, os.environ))
+    assert done.returncode == 0, done.stderr
+    *pids, first_exit, second_exit = map(int, done.stdout.split())
+    assert (first_exit, second_exit) == (0, 0), "a child's calls never reached its own file"
+
+    files = read(out_dir)
+    for pid in pids:
+        assert files[pid]["calls"][AWS] == {"ListQueues": 2}
+    # The starter and the fork server made none.
+    assert all(not files[pid]["calls"][AWS] for pid in set(files) - set(pids))
