@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from order_engine_cli.cpu_split import AWS, DATABASE, read, stack_environment
+from order_engine_cli.cpu_split import AWS, DATABASE, collect, read, stack_environment
 
 SCRIPT = textwrap.dedent(
     """
@@ -86,21 +86,22 @@ LIST_QUEUES = textwrap.dedent(
                 sqs.list_queues()
     """
 )
-# A forked child's part, ended as multiprocessing ends its children (os._exit, no atexit):
-# it lists the queues twice and waits (bounded) until its own file says so.
-FORKED_CHILD = LIST_QUEUES + textwrap.dedent(
-    """
-    import json, os, pathlib, time
 
-    list_queues(2)
-    mine = pathlib.Path(os.environ["ORDER_ENGINE_CPU_SPLIT_DIR"]) / f"{os.getpid()}.json"
-    for _ in range(100):
-        if mine.exists() and json.loads(mine.read_text())["calls"]["aws_sdk"]:
-            os._exit(0)
-        time.sleep(0.1)
-    os._exit(3)  # its calls never reached a file of its own
-    """
-)
+
+def test_a_running_process_writes_its_totals_when_the_bench_collects_them(tmp_path: Path) -> None:
+    out_dir = tmp_path / "split"
+    running = subprocess.Popen(
+        [sys.executable, "-c", LIST_QUEUES + "list_queues(3)\nprint(flush=True)\ninput()"],
+        env={**os.environ, **stack_environment(out_dir, os.environ)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert running.stdout is not None and running.stdout.readline() == "\n"  # called
+        assert collect(out_dir)[running.pid]["calls"][AWS] == {"ListQueues": 3}
+    finally:
+        running.communicate("\n", timeout=30)
 
 
 def test_a_forked_child_counts_its_calls_in_its_own_file_and_not_the_parents(
@@ -114,14 +115,15 @@ def test_a_forked_child_counts_its_calls_in_its_own_file_and_not_the_parents(
         list_queues(1)
         child = os.fork()
         if child == 0:
-            exec(sys.argv[1])
-        print(child, os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+            list_queues(2)
+            sys.exit(0)
+        os.waitpid(child, 0)
+        print(child)
         """
     )
-    done = python(parent, FORKED_CHILD, env=stack_environment(out_dir, os.environ))
+    done = python(parent, env=stack_environment(out_dir, os.environ))
     assert done.returncode == 0, done.stderr
-    child, child_exit = map(int, done.stdout.split())
-    assert child_exit == 0, "the child's calls never reached a file of its own"
+    child = int(done.stdout)
 
     files = read(out_dir)
     (parent_pid,) = set(files) - {child}
@@ -133,7 +135,7 @@ def test_the_children_of_a_fork_server_count_their_calls_in_files_of_their_own(
     tmp_path: Path,
 ) -> None:
     """The runtime's sandboxes: forked from multiprocessing's fork server, which loaded
-    the split at its start and makes no calls of its own."""
+    the split at its start and makes no calls of its own, and ended by os._exit."""
     out_dir = tmp_path / "split"
     starter = textwrap.dedent(
         """
@@ -146,13 +148,13 @@ def test_the_children_of_a_fork_server_count_their_calls_in_files_of_their_own(
                 child.start()
             for child in children:
                 child.join()
-            print(*(child.pid for child in children), *(child.exitcode for child in children))
+            print(*(child.pid for child in children))
         """
     )
-    done = python(starter, FORKED_CHILD, env=stack_environment(out_dir, os.environ))
+    child_code = LIST_QUEUES + "list_queues(2)"
+    done = python(starter, child_code, env=stack_environment(out_dir, os.environ))
     assert done.returncode == 0, done.stderr
-    *pids, first_exit, second_exit = map(int, done.stdout.split())
-    assert (first_exit, second_exit) == (0, 0), "a child's calls never reached its own file"
+    pids = [int(pid) for pid in done.stdout.split()]
 
     files = read(out_dir)
     for pid in pids:
