@@ -119,12 +119,18 @@ def render(report: dict[str, Any]) -> Table:
 
 
 def _split(split: dict[str, Any]) -> str:
-    """One process kind's CPU per order: in all, in each library by call, the rest."""
+    """One process kind's CPU per order: in all, in each library with its calls per order,
+    in the split's own writer, the rest."""
     parts = [f"{_num(split['cpu_ms_per_order'], 1)} in all"]
     for library, title in ((cpu_split.AWS, "AWS SDK"), (cpu_split.DATABASE, "psycopg")):
         calls = split[library]["by_call"]
-        count = sum(call["calls_per_order"] for call in calls.values())
-        parts.append(f"{title} {_num(split[library]['ms_per_order'], 1)} ({count:.1f} calls)")
+        count = f"{sum(call['calls_per_order'] for call in calls.values()):.1f} calls"
+        if library == cpu_split.DATABASE:
+            # Its calls are statements, fetches and the pool's checkouts and returns.
+            statements = calls.get("statement", {}).get("calls_per_order", 0.0)
+            count = f"{statements:.1f} statements, {count}"
+        parts.append(f"{title} {_num(split[library]['ms_per_order'], 1)} ({count})")
+    parts.append(f"the split's writer {_num(split.get('split_writer_ms_per_order'), 1)}")
     parts.append(f"the rest {_num(split['rest_ms_per_order'], 1)}")
     return ", ".join(parts)
 

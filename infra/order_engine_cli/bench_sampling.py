@@ -67,15 +67,16 @@ def sample_run(
     driver = LoadDriver(api_url, plan, show)
     load_before = os.getloadavg()
     client_before = resource.getrusage(resource.RUSAGE_SELF)
+    # Collected (which takes a second) before the sampler starts, so that both begin
+    # when the load does, as they both end when it has ended.
+    split_before = cpu_split.collect(split_dir) if split_dir else {}
     if sampler is not None:
         sampler.start()
-    split_before = cpu_split.read(split_dir) if split_dir else {}
     with progress:
         traces = asyncio.run(driver.run())
     finished = time.time()
     if split_dir:
-        time.sleep(2 * cpu_split.DUMP_INTERVAL)  # every process has written since
-        split_after = cpu_split.read(split_dir)
+        split_after = cpu_split.collect(split_dir)
     resources = sampler.stop() if sampler is not None else {}
     client_after = resource.getrusage(resource.RUSAGE_SELF)
     resources["bench_client"] = {
@@ -89,9 +90,14 @@ def sample_run(
     }
     results = summarize(traces, finished_at=finished)
     if split_dir:
-        labels = sampler.labels() if sampler is not None else {}
+        # Named and counted as the stack's CPU per order is (bench_report.add_cpu_per_order):
+        # the runtime's process is `up`, and the orders are those that ended.
+        labels = {
+            pid: "up" if name == "root" else name
+            for pid, name in (sampler.labels() if sampler is not None else {}).items()
+        }
         resources["cpu_split"] = cpu_split.difference(
-            split_before, split_after, labels, per=results["orders"]["accepted"]
+            split_before, split_after, labels, per=results["orders"]["terminal"]
         )
     # Where the lost ones are: stuck on the server, or finished but never pushed?
     results["lost_orders"] = {

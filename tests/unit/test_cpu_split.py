@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from rich.console import Console
 
+from order_engine_cli.bench_report import render
 from order_engine_cli.cpu_split import AWS, DATABASE, difference, stack_environment
 from order_engine_cli.main import cli
+
+BENCH_REPORT = "docs/benchmarks/2026-12-04b/burst600-c100.json"  # any report, to print
 
 
 def totals(cpu: float, aws: dict[str, tuple[float, int]], db: dict[str, tuple[float, int]]) -> Any:
@@ -73,3 +78,35 @@ def test_the_split_of_a_stack_the_bench_did_not_start_is_refused_before_anything
     result = CliRunner().invoke(cli, ["lab", "cpu-split", "--api", "http://127.0.0.1:9"])
     assert result.exit_code == 2
     assert "the CPU split needs a stack the bench starts" in result.output
+
+
+def test_the_splits_own_writer_is_counted_apart_from_the_rest() -> None:
+    before = {4: {**totals(1.0, {}, {}), "writer_seconds": 0.1}}
+    after = {
+        4: {**totals(2.0, {"PostToConnection": (0.3, 50)}, {}), "writer_seconds": 0.2},
+        5: {**totals(0.5, {}, {}), "writer_seconds": 0.05},  # forked during the load
+    }
+    sandboxes = difference(before, after, {4: "sandboxes", 5: "sandboxes"}, per=10)["sandboxes"]
+    assert sandboxes["cpu_ms_per_order"] == 150.0
+    assert sandboxes["split_writer_ms_per_order"] == 15.0
+    assert sandboxes["rest_ms_per_order"] == 105.0  # 150 - 30 in the SDK - 15 writing
+
+
+def test_the_lab_prints_each_kind_of_process_split_with_its_calls_per_order() -> None:
+    before = {4: totals(1.0, {}, {})}
+    after = {
+        4: totals(
+            3.0,
+            {"SendMessageBatch": (0.4, 40)},
+            {"statement": (0.2, 300), "pool checkout (with its check)": (0.1, 100)},
+        )
+    }
+    split = difference(before, after, {4: "sandboxes"}, per=100)
+    report = json.loads((Path(__file__).parents[2] / BENCH_REPORT).read_text())
+    report["resources"]["cpu_split"] = split
+    console = Console(width=300, record=True)
+    console.print(render(report))
+    assert (
+        "sandboxes, ms per order │ 20.0 in all, AWS SDK 4.0 (0.4 calls), psycopg 3.0"
+        " (3.0 statements, 4.0 calls), the split's writer 0.0, the rest 13.0"
+    ) in console.export_text()
