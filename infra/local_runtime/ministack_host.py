@@ -9,8 +9,8 @@ own venv (server_venv.py), built on first use with this Python and pinned by
 It is served by uvicorn with httptools and uvloop rather than by `python -m ministack`,
 which runs MiniStack's ASGI app (`ministack.app:app`, what its own detached mode hands to
 an ASGI server) under hypercorn's pure-Python h11 and asyncio: at a steady 600 orders/min
-HTTP handling was most of MiniStack's CPU, and this serving takes about half as much per
-request. The app is the same, so is every answer.
+HTTP handling was most of MiniStack's CPU, and this serving takes about a third less per
+order (docs/benchmarks.md). The app is the same, so is every answer.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ MINISTACK_REQUIREMENT = "ministack==1.5.33"
 # The server it runs under (see the module's docstring); versions in the constraints.
 SERVER_REQUIREMENTS = ("uvicorn", "httptools", "uvloop")
 CONSTRAINTS = Path(__file__).with_name("ministack_constraints.txt")
-# Seconds a stopping server waits for requests in flight before it drops them. None:
-# long polls would hold it up to 20 s, the runtime stops polling before it stops SQS,
+# Seconds a stopping server waits for requests in flight before it drops them: none,
+# for long polls would hold it up to 20 s, the runtime stops polling before it stops SQS,
 # and what MiniStack holds is gone with it anyway (as `python -m ministack` exits at once).
 SHUTDOWN_GRACE_SECONDS = 0
 
