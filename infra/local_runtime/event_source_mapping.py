@@ -148,8 +148,9 @@ class SqsPoller:
         self._stopping.set()
         self._receive_loops.stop()
 
-    def join(self, timeout: float) -> None:
-        """Wait (bounded) for running batches to be settled and the loops to end."""
+    def join(self, timeout: float, *, loops_within: float = 0.5) -> None:
+        """Wait (bounded) for running batches to be settled and the loops to end, the
+        loops for `loops_within` seconds at most."""
         deadline = time.monotonic() + timeout
         with self._none_running:
             self._none_running.wait_for(
@@ -157,9 +158,11 @@ class SqsPoller:
             )
         self._workers.shutdown(wait=False)  # its idle threads end; running batches finish
         self._deletes.close(max(0.5, deadline - time.monotonic()))
-        # Half a second for all the loops together: one inside a long poll ends only
-        # with it, or when its SQS is gone (the runtime joins again after that).
-        loops_deadline = min(deadline, time.monotonic() + 0.5)
+        # By default half a second for all the loops together: one inside a long poll
+        # ends only with it, or when its SQS is gone (the runtime joins again after
+        # that, for longer: a receive cut off by the server's end is tried once more
+        # after a backoff of up to 1 s, as botocore's standard retries do).
+        loops_deadline = min(deadline, time.monotonic() + loops_within)
         for loop in self._loops:
             loop.join(max(0.0, loops_deadline - time.monotonic()))
 

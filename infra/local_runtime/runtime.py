@@ -374,9 +374,10 @@ class LocalRuntime:
                 log.exception("on_stop hook failed")
         if self._backend is not None:
             self._backend.stop()
-        # A receive loop still inside a long poll ends as soon as its SQS is gone.
+        # A receive loop still inside a long poll ends once its SQS is gone: its receive
+        # fails, is retried once after a backoff, and fails again.
         for poller in self.pollers:
-            poller.join(timeout=2)
+            poller.join(timeout=2, loops_within=2)
         for schedule in self.schedules:
             schedule.join(timeout=1)
         self.pollers, self.schedules = [], []
