@@ -29,6 +29,7 @@ import random
 import ssl
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,28 +42,17 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.retries.standard import (
+    RetryContext,
+    ThrottledRetryableChecker,
+    TransientRetryableChecker,
+)
 
 TIMEOUT_SECONDS = 60  # botocore's connect and read timeouts; a long poll lasts up to 20 s
 IDLE_CONNECTIONS = 10  # kept for reuse, as botocore's pool keeps by default
-# botocore's standard retry mode retries these (botocore/retries/standard.py).
-RETRIED_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+# What botocore's standard retry mode retries on an error answer: a transient code or
+# status (500, 502, 503, 504), or a throttling code. Its own checkers, so the two agree.
+RETRYABLE = (TransientRetryableChecker(), ThrottledRetryableChecker())
 
 
 class _Unreachable(Exception):
@@ -188,7 +178,12 @@ class SqsPollClient:
         if answer.status == 200:
             return json.loads(data) if data else {}
         failure = self._client_error(operation, answer, data, retries)
-        if answer.status in RETRIED_STATUSES or failure.response["Error"]["Code"] in RETRIED_CODES:
+        context = RetryContext(
+            attempt_number=retries + 1,
+            parsed_response=failure.response,
+            http_response=SimpleNamespace(status_code=answer.status),
+        )
+        if any(checker.is_retryable(context) for checker in RETRYABLE):
             if retries + 1 == self._attempts and retries:
                 failure = self._client_error(operation, answer, data, retries, given_up=True)
             raise _Retry(failure)
