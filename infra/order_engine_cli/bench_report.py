@@ -25,15 +25,21 @@ def add_work_floor(latency: dict[str, Any]) -> None:
     }
 
 
+def stack_process_name(name: str) -> str:
+    """What the figures call a process of the stack's tree: the sampler names the tree's
+    first process "root", and that is the runtime, `up`."""
+    return "up" if name == "root" else name
+
+
 def add_cpu_per_order(report: dict[str, Any]) -> None:
-    """The CPU the whole local stack spent per order that ended: the runtime (`up`, whose
-    process the sampler names "root") with its sandboxes, the SQS server and PostgreSQL;
+    """The CPU the whole local stack spent per order that ended: the runtime (`up`) with
+    its sandboxes, the SQS server and PostgreSQL;
     the bench client is not counted. Only when the bench sampled the stack."""
     resources, ended = report["resources"], report["results"]["orders"]["terminal"]
     if "stack" not in resources or not ended:
         return
     seconds = {
-        ("up" if name == "root" else name): value
+        stack_process_name(name): value
         for name, value in resources["stack"]["cpu_seconds_by_process"].items()
     }
     if "postgres" in resources:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from order_engine_cli import bench_resources, cpu_split
 from order_engine_cli.bench_load import Counters, KeepAliveHttp, LoadDriver, LoadPlan
+from order_engine_cli.bench_report import stack_process_name
 from order_engine_cli.bench_stack import running_stack
 from order_engine_cli.bench_stats import summarize
 from order_engine_cli.dev_key import DEV_KEY_FILE, read_saved_key
@@ -93,7 +94,7 @@ def sample_run(
         # Named and counted as the stack's CPU per order is (bench_report.add_cpu_per_order):
         # the runtime's process is `up`, and the orders are those that ended.
         labels = {
-            pid: "up" if name == "root" else name
+            pid: stack_process_name(name)
             for pid, name in (sampler.labels() if sampler is not None else {}).items()
         }
         resources["cpu_split"] = cpu_split.difference(
