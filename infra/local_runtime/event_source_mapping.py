@@ -121,8 +121,7 @@ class SqsPoller:
             thread_name_prefix=f"batch-{function.name}",
         )
         self._running = 0  # batches handed to the workers and not yet settled
-        self._batches_lock = threading.Lock()
-        self._none_running = threading.Condition(self._batches_lock)
+        self._none_running = threading.Condition()  # guards _running; notified at 0
         self._receive_loops = ReceiveLoops(mapping, self._stopping)
         self._loops = [
             threading.Thread(
@@ -295,7 +294,7 @@ class SqsPoller:
     # -- invoking --------------------------------------------------------------------
 
     def _dispatch(self, messages: list[dict[str, Any]], on_started: Callable[[], None]) -> None:
-        with self._batches_lock:
+        with self._none_running:
             self._running += 1
             self.max_running_seen = max(self.max_running_seen, self._running)
         try:
