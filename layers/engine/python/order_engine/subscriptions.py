@@ -3,17 +3,22 @@
 Each subscription remembers `last_seq`, the highest event already delivered to that
 connection. The notifier reads what each subscriber lacks (`due_deliveries`, one
 statement, no lock), posts it with no transaction open, then moves the cursor with a
-conditional UPDATE (`advance_cursor`) that only succeeds from where it was read. No
-lock is ever held across a post, so a connection that cannot keep up delays nobody
-else; see notify.py for why order and completeness survive concurrent passes.
+conditional UPDATE that only succeeds from where it was read: at once
+(`advance_cursor`), or, for a step batch's deliveries, all in the statement that closes
+the batch (`CursorMoves`, `MOVED_CURSORS`). No lock is ever held across a post, so a
+connection that cannot keep up delays nobody else; see notify.py for why order and
+completeness survive concurrent passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
+
+from psycopg.types.json import Jsonb
 
 from order_engine.account_store import Caller
 from order_engine.database import Repository, fetch_one, jsonb
@@ -34,6 +39,69 @@ class DueDeliveries:
     # None otherwise: live events need no more than the events.
     order: Order | None
     pending: list[Delivery]
+
+
+@dataclass(frozen=True)
+class CursorMove:
+    """`connection_id` was sent every event of the order from `read`+1 to `sent`, its
+    cursor having been read at `read`: the cursor may move to `sent` if it is in
+    [read, sent) (see `SubscriptionStore.advance_cursor`)."""
+
+    connection_id: str
+    order_id: UUID
+    read: int
+    sent: int
+
+
+class CursorMoves:
+    """The cursor moves of one step batch's deliveries, written together in the
+    statement that closes the batch (outbox.OutboxBatch, with `MOVED_CURSORS`) instead
+    of one statement each. Thread-safe: the batch's records deliver at once. A batch
+    delivers each order at most once: only one transition per order and step applies.
+
+    A crash before that statement leaves the cursors behind, and the batch's notify
+    rows unsent: the relay's notification sends those events again, with their seqs,
+    which clients drop; never a gap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._moves: list[CursorMove] = []
+
+    def add(self, move: CursorMove) -> None:
+        with self._lock:
+            self._moves.append(move)
+
+    def take(self) -> list[CursorMove]:
+        """Every move so far, forgetting them."""
+        with self._lock:
+            moves, self._moves = self._moves, []
+        return moves
+
+
+# The cursor moves of %(cursors)s (see `cursors_param`), as a CTE another statement puts
+# in front of its own (outbox.py, the statement closing a step batch), each only from
+# where it was read, as `advance_cursor` moves one.
+MOVED_CURSORS = """moved_cursors AS (
+    UPDATE subscriptions s SET last_seq = m.sent
+      FROM jsonb_to_recordset(%(cursors)s)
+           AS m (connection_id text, order_id uuid, read integer, sent integer)
+     WHERE s.connection_id = m.connection_id AND s.order_id = m.order_id
+       AND s.last_seq >= m.read AND s.last_seq < m.sent)"""
+
+
+def cursors_param(moves: Sequence[CursorMove]) -> Jsonb:
+    """The %(cursors)s parameter of `MOVED_CURSORS`."""
+    return jsonb(
+        [
+            {
+                "connection_id": m.connection_id,
+                "order_id": m.order_id,
+                "read": m.read,
+                "sent": m.sent,
+            }
+            for m in moves
+        ]
+    )
 
 
 class SubscriptionStore(Repository):
