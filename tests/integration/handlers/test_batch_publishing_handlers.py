@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import EndpointConnectionError
 
 from tests.support.handler_stack import Stack
+from tests.support.statements import counted_statements
 
 BATCH = 10
 
@@ -41,26 +42,6 @@ def sqs_requests(stack: Stack, *, refuse: str | None = None) -> Iterator[Counter
         yield requests
     finally:
         events.unregister("before-parameter-build.sqs", count)
-
-
-@contextmanager
-def database_statements(stack: Stack) -> Iterator[list[int]]:
-    """Count the statements the engine runs (each takes a pooled connection of its own)."""
-    database = stack.engine.database
-    taken = [0]
-    checkout = database.connection
-
-    @contextmanager
-    def counted() -> Iterator[Any]:
-        taken[0] += 1
-        with checkout() as conn:
-            yield conn
-
-    database.connection = counted  # type: ignore[method-assign]
-    try:
-        yield taken
-    finally:
-        del database.connection
 
 
 def receive_all(stack: Stack, topic: str, count: int) -> list[dict[str, Any]]:
@@ -133,7 +114,7 @@ def test_a_batch_moves_its_subscribers_cursors_in_the_statement_that_marks_its_r
         fresh.engine.notifier.deliver(uuid.UUID(order_id))  # the snapshot: pending
     routes = receive_all(fresh, "route", BATCH)
 
-    with database_statements(fresh) as statements:
+    with counted_statements(fresh.engine.database) as statements:
         answer = fresh.deliver("route", routes)
 
     assert answer["batchItemFailures"] == []

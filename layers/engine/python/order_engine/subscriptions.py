@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from order_engine.account_store import Caller
 from order_engine.database import Repository, fetch_one, jsonb
-from order_engine.records import Order, OrderEvent
+from order_engine.records import Order, OrderEvent, prefixed
 
 
 class Delivery(NamedTuple):
@@ -177,32 +177,36 @@ class SubscriptionStore(Repository):
             return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
 
     def due_deliveries(self, order_id: UUID) -> DueDeliveries:
-        """What each subscriber of the order lacks: the events past its cursor.
+        """What each subscriber of the order lacks: the events past its cursor, and the
+        order itself when one of them is due its snapshot.
 
         One statement in autocommit, taking no lock: the caller posts with nothing of
         the database held, and moves each cursor with `advance_cursor` afterwards."""
         with self.database.statement() as cur:
             # One row per subscription and event it lacks (a subscription lacking
-            # none comes once, with no event).
+            # none comes once, with no event); the order's columns only on the rows of
+            # a subscription at 0, whose first delivery is the snapshot.
             cur.execute(
-                "SELECT s.connection_id, s.last_seq, e.*"
+                "SELECT s.connection_id, s.last_seq,"
+                " e.order_id AS event_order_id, e.seq AS event_seq,"
+                " e.from_status AS event_from_status, e.to_status AS event_to_status,"
+                " e.data AS event_data, e.created_at AS event_created_at, o.*"
                 " FROM subscriptions s"
                 " LEFT JOIN order_events e ON e.order_id = s.order_id AND e.seq > s.last_seq"
+                " LEFT JOIN orders o ON o.id = s.order_id AND s.last_seq = 0"
                 " WHERE s.order_id = %(order)s"
                 " ORDER BY s.connection_id, e.seq",
                 {"order": order_id},
             )
-            missing: dict[tuple[str, int], list[OrderEvent]] = {}
-            for row in cur.fetchall():
-                events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
-                if row["seq"] is not None:
-                    events.append(OrderEvent.from_row(row))
+            rows = cur.fetchall()
+        missing: dict[tuple[str, int], list[OrderEvent]] = {}
         order: Order | None = None
-        if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
-            with self.database.statement() as cur:
-                # A subscription references its order, so the row is there.
-                cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-                order = Order.from_row(fetch_one(cur))
+        for row in rows:
+            events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
+            if row["event_seq"] is not None:
+                events.append(OrderEvent.from_row(prefixed(row, "event_")))
+                if order is None and row["id"] is not None:
+                    order = Order.from_row(row)
         pending = [
             Delivery(connection_id, last_seq, events)
             for (connection_id, last_seq), events in missing.items()
