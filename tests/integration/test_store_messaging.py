@@ -18,6 +18,7 @@ from order_engine.dex.venue import SubmissionLedger
 from order_engine.orders import Status
 from order_engine.outbox import OutboxStore
 from order_engine.subscriptions import SubscriptionStore
+from tests.support.statements import counted_statements
 
 
 def age(db: psycopg.Connection, table: str, column: str, order_ids: list[str]) -> None:
@@ -222,6 +223,23 @@ def test_subscribers_get_only_the_events_after_their_cursor(
     due = subscriptions.due_deliveries(order.id)
     assert [(p.last_seq, [e.seq for e in p.events]) for p in due.pending] == [(3, [4, 5]), (4, [5])]
     assert due.order is None  # live events only: the order row is not read
+
+
+def test_a_snapshot_due_is_read_with_its_events_in_one_statement(
+    subscriptions, new_order, advance, open_connection
+):
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    connection = open_connection()
+    subscriptions.subscribe(connection, order.id)
+
+    with counted_statements(subscriptions.database) as statements:
+        due = subscriptions.due_deliveries(order.id)
+
+    assert statements == [1]
+    assert due.order is not None and due.order.id == order.id
+    assert due.order.status is Status.ROUTING
+    assert [[e.seq for e in p.events] for p in due.pending] == [[1, 2]]
 
 
 def test_a_cursor_moves_only_from_where_its_pass_read_it(

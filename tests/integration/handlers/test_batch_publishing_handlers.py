@@ -1,7 +1,8 @@
 """A step worker's batch of records publishes the next step's messages together: one
 SendMessageBatch for the whole batch, after every record's commit, not one request per
-record. Each event still reaches its subscriber as its own transition commits. Over the
-real handlers, real PostgreSQL and real SQS (moto server)."""
+record, and one statement marks its outbox rows and moves its subscribers' cursors.
+Each event still reaches its subscriber as its own transition commits. Over the real
+handlers, real PostgreSQL and real SQS (moto server)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from botocore.exceptions import EndpointConnectionError
 
 from tests.support.handler_stack import Stack
+from tests.support.statements import counted_statements
 
 BATCH = 10
 
@@ -102,6 +104,42 @@ def test_a_failed_send_leaves_every_row_of_the_batch_for_the_relay(fresh: Stack)
     builds = receive_all(fresh, "build", BATCH)
     assert sorted(json.loads(m["Body"])["orderId"] for m in builds) == sorted(orders)
     assert unsent_rows(fresh, orders) == 0
+
+
+def test_a_batch_moves_its_subscribers_cursors_in_the_statement_that_marks_its_rows(
+    fresh: Stack,
+) -> None:
+    orders, connections = placed_and_followed(fresh)
+    for order_id in orders:
+        fresh.engine.notifier.deliver(uuid.UUID(order_id))  # the snapshot: pending
+    routes = receive_all(fresh, "route", BATCH)
+
+    with counted_statements(fresh.engine.database) as statements:
+        answer = fresh.deliver("route", routes)
+
+    assert answer["batchItemFailures"] == []
+    # The batch's orders read together, then per record its transition and the read of
+    # what its subscriber lacks, then one statement for the whole batch: no UPDATE of a
+    # cursor per record.
+    assert statements == [1 + 2 * BATCH + 1]
+    for connection, order_id in zip(connections, orders, strict=True):
+        statuses = [m.get("status") for m in fresh.management.messages(connection)]
+        assert statuses == ["pending", "routing"]
+        assert cursor_of(fresh, connection, order_id) == 2
+    assert unsent_rows(fresh, orders) == 0
+    # The cursors moved: another pass finds nothing to send.
+    assert fresh.engine.notifier.deliver(uuid.UUID(orders[0])) == 0
+
+
+def cursor_of(stack: Stack, connection: str, order_id: str) -> int:
+    with stack.engine.database.statement() as cur:
+        cur.execute(
+            "SELECT last_seq FROM subscriptions WHERE connection_id = %s AND order_id = %s",
+            (connection, order_id),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return int(row["last_seq"])
 
 
 def unsent_rows(stack: Stack, orders: list[str]) -> int:

@@ -17,7 +17,8 @@ after dropping the `seq`s it has seen (which clients do), a client sees each eve
 once, in order, with no gap. A crash between post and cursor update resends events
 with the same `seq`, dropped the same way. Within one process (the records of a batch
 run at once), passes for one order take turns, so they do not post the same events
-twice; across processes they may, which costs duplicates only.
+twice; across processes they may, which costs duplicates only. A step batch writes its
+passes' cursor moves together, in the statement that closes the batch (outbox.py).
 
 Subscribers fail alone: a connection that is gone, or too slow to take a post within
 the client's read timeout, is forgotten (the gateway closes a slow one); a throttled
@@ -40,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from order_engine import telemetry
 from order_engine.errors import TransientError
 from order_engine.records import Order, OrderEvent
-from order_engine.subscriptions import SubscriptionStore
+from order_engine.subscriptions import CursorMove, CursorMoves, SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,17 @@ class Notifier:
         when it has left)."""
         self._sender.send(connection_id, message)
 
-    def deliver(self, order_id: UUID) -> int:
+    def deliver(self, order_id: UUID, *, cursors: CursorMoves | None = None) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent.
+
+        Each subscriber's cursor moves past what it was sent: at once, or with
+        `cursors` (a step batch's), when the batch writes them together.
 
         Raises TransientError once every subscriber has been tried, if one of them
         could not be reached for a reason that may pass (throttled, API down): the
         retried message then only resends to those, the others' cursors having moved."""
         with self._turn(order_id):
-            return self._deliver(order_id)
+            return self._deliver(order_id, cursors)
 
     @contextmanager
     def _turn(self, order_id: UUID) -> Iterator[None]:
@@ -139,7 +143,7 @@ class Notifier:
                 if turn[1] == 0:
                     del self._turns[order_id]
 
-    def _deliver(self, order_id: UUID) -> int:
+    def _deliver(self, order_id: UUID, cursors: CursorMoves | None) -> int:
         due = self._store.due_deliveries(order_id)
         sent = gone = 0
         unreached: list[str] = []
@@ -164,9 +168,11 @@ class Notifier:
                 log.warning("order %s: %s", order_id, exc)
                 unreached.append(pending.connection_id)
                 continue
-            self._store.advance_cursor(
-                pending.connection_id, order_id, read=pending.last_seq, sent=pending.events[-1].seq
-            )
+            read, last = pending.last_seq, pending.events[-1].seq
+            if cursors is None:
+                self._store.advance_cursor(pending.connection_id, order_id, read=read, sent=last)
+            else:
+                cursors.add(CursorMove(pending.connection_id, order_id, read, last))
             sent += len(messages)
         telemetry.notifier_pass(order_id, delivered=sent, gone=gone)
         if unreached:

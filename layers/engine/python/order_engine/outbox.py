@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
@@ -28,6 +28,7 @@ from order_engine.database import Database, DictCursor, Repository, fetch_one, j
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.orders import INITIAL, TERMINAL, Status, Step, step_for
 from order_engine.records import Order, OutboxMessage, OutboxRow
+from order_engine.subscriptions import MOVED_CURSORS, CursorMove, CursorMoves, cursors_param
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,20 @@ def outbox_param(messages: Iterable[OutboxMessage]) -> Jsonb:
     )
 
 
-def _mark_sent(cur: DictCursor, outbox_ids: Sequence[int]) -> None:
-    if outbox_ids:
+_MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%(ids)s) AND sent_at IS NULL"
+
+
+def _mark_sent(
+    cur: DictCursor, outbox_ids: Sequence[int], cursors: Sequence[CursorMove] = ()
+) -> None:
+    """Mark rows sent and, in the same statement, move `cursors` (a step batch's)."""
+    if cursors:
         cur.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s) AND sent_at IS NULL",
-            (list(outbox_ids),),
+            f"WITH {MOVED_CURSORS} {_MARK_SENT}",
+            {"ids": list(outbox_ids), "cursors": cursors_param(cursors)},
         )
+    elif outbox_ids:
+        cur.execute(_MARK_SENT, {"ids": list(outbox_ids)})
 
 
 class OutboxClaim(list[OutboxRow]):
@@ -124,8 +133,8 @@ class OutboxClaim(list[OutboxRow]):
         super().__init__(rows)
         self._cur = cur
 
-    def mark_sent(self, outbox_ids: Sequence[int]) -> None:
-        _mark_sent(self._cur, outbox_ids)
+    def mark_sent(self, outbox_ids: Sequence[int], cursors: Sequence[CursorMove] = ()) -> None:
+        _mark_sent(self._cur, outbox_ids, cursors)
 
 
 class OutboxStore(Repository):
@@ -198,21 +207,23 @@ class OutboxStore(Repository):
             )
             return sorted(map(OutboxRow.from_row, cur.fetchall()), key=_id)
 
-    def mark_sent(self, outbox_ids: Sequence[int]) -> None:
-        """Mark rows published (the fast path after commit, or a relay's claim).
+    def mark_sent(self, outbox_ids: Sequence[int], *, cursors: Sequence[CursorMove] = ()) -> None:
+        """Mark rows published (the fast path after commit, or a relay's claim); with
+        `cursors`, the subscribers' cursor moves of the step batch that sent them, in
+        the same statement (subscriptions.CursorMoves).
 
         Called inside a `claim_unsent` block of the same thread, it runs in the claim's
         transaction: on another connection it would wait for the claim's own row locks,
         which is to say forever.
         """
-        if not outbox_ids:
+        if not outbox_ids and not cursors:
             return
         claim: OutboxClaim | None = getattr(self._claims, "current", None)
         if claim is not None:
-            claim.mark_sent(outbox_ids)
+            claim.mark_sent(outbox_ids, cursors)
             return
         with self.database.statement() as cur:
-            _mark_sent(cur, outbox_ids)
+            _mark_sent(cur, outbox_ids, cursors)
 
     def claim_stuck(self, *, older_than_seconds: float, limit: int = 100) -> list[Order]:
         """Take up to `limit` stuck orders, oldest first, by touching them (updated_at =
@@ -254,9 +265,11 @@ def _id(row: OutboxRow) -> int:
 # --- publishing and relaying ----------------------------------------------------------
 
 
-# Brings every subscriber of an order up to date, raising if one was not reached
-# (Notifier.deliver).
-DeliverDirectly = Callable[[UUID], object]
+class DeliverDirectly(Protocol):
+    """Brings every subscriber of an order up to date, raising if one was not reached
+    (Notifier.deliver); with `cursors`, their moves are left there to write later."""
+
+    def __call__(self, order_id: UUID, *, cursors: CursorMoves | None = None) -> object: ...
 
 
 class Outbox:
@@ -304,9 +317,9 @@ class Outbox:
         notes = [row for row in rows if row.topic == NOTIFY_TOPIC and self._deliver is not None]
         return notes, [row for row in rows if row not in notes]
 
-    def _mark_sent(self, outbox_ids: Sequence[int]) -> None:
-        if outbox_ids:
-            self._store.mark_sent(outbox_ids)
+    def _mark_sent(self, outbox_ids: Sequence[int], cursors: Sequence[CursorMove] = ()) -> None:
+        if outbox_ids or cursors:
+            self._store.mark_sent(outbox_ids, cursors=cursors)
 
     def _send(self, rows: Sequence[OutboxRow]) -> list[int]:
         if not rows:
@@ -319,10 +332,10 @@ class Outbox:
             )
             return []
 
-    def _delivered(self, row: OutboxRow) -> bool:
+    def _delivered(self, row: OutboxRow, cursors: CursorMoves | None = None) -> bool:
         assert self._deliver is not None
         try:
-            self._deliver(row.order_id)
+            self._deliver(row.order_id, cursors=cursors)
         except Exception:
             log.warning(
                 "delivering order %s's event directly failed; its notify message goes out",
@@ -377,15 +390,21 @@ class OutboxBatch:
     Each event still goes to the order's subscribers as soon as its transition commits
     (the client is waiting for it). The messages wait for the batch: its step messages
     (and the notify messages of events not delivered) go out in one SendMessageBatch per
-    topic and ten rows, and every row sent or delivered is marked in one UPDATE, instead
-    of a SendMessage and an UPDATE or two per record. A batch of ten records asks SQS
-    once, not ten times, and PostgreSQL once, not twenty times.
+    topic and ten rows, and one statement marks every row sent or delivered and moves
+    the cursors of the subscribers the events went to (subscriptions.CursorMoves),
+    instead of a SendMessage, an UPDATE or two and a cursor's UPDATE per record. A
+    batch of ten records asks SQS once, not ten times, and PostgreSQL once, not thirty
+    times.
 
     Nothing is weakened: the rows were committed with their transitions, so a crash or
     a failed send before `flush` leaves them unsent for the relay, as after any fast
-    path that failed. A row waits at most the invocation's timeout (10 s), which the
-    relay's grace period (OUTBOX_GRACE_SECONDS, 10 s) is not shorter than, so the relay
-    does not send a row the batch is about to send.
+    path that failed, and the cursors where they were (the relayed notification sends
+    those events again, which clients drop by seq). A row waits at most the
+    invocation's timeout (10 s), which the relay's grace period (OUTBOX_GRACE_SECONDS,
+    10 s) is not shorter than, so the relay does not send a row the batch is about to
+    send. The cursors move just after the next step's message goes out: a pass of that
+    step that reads them first posts the event again (with its seq, dropped the same
+    way); a step's work takes longer than that statement, so this is rare.
     """
 
     def __init__(self, outbox: Outbox) -> None:
@@ -393,6 +412,7 @@ class OutboxBatch:
         self._lock = threading.Lock()
         self._to_send: list[OutboxRow] = []
         self._delivered: list[int] = []
+        self._cursors = CursorMoves()
 
     def __enter__(self) -> OutboxBatch:
         return self
@@ -413,23 +433,25 @@ class OutboxBatch:
         """Rows a record's transition just committed: its event is delivered now, the
         rest waits for `flush`."""
         notes, others = self._outbox._notes(rows)
-        delivered = [row for row in notes if self._outbox._delivered(row)]
+        delivered = [row for row in notes if self._outbox._delivered(row, self._cursors)]
         undelivered = [row for row in notes if row not in delivered]
         with self._lock:
             self._to_send += others + undelivered
             self._delivered += [row.id for row in delivered]
 
     def flush(self) -> None:
-        """Send every row published since the last flush and mark them sent, with
-        those delivered; a failure leaves its rows to the relay."""
+        """Send every row published since the last flush, then mark them sent, with
+        those delivered, and move the delivered subscribers' cursors; a failure leaves
+        its rows to the relay."""
         with self._lock:
             to_send, self._to_send = self._to_send, []
             delivered, self._delivered = self._delivered, []
+        cursors = self._cursors.take()
         sent = self._outbox._send(sorted(to_send, key=_id))
         try:
-            self._outbox._mark_sent(delivered + sent)
+            self._outbox._mark_sent(delivered + sent, cursors)
         except Exception:
             # Sent but not marked (the database went away): the relay sends them again,
             # and the conditional transition makes the second a duplicate, as with any
-            # redelivery.
+            # redelivery; the notifications among them send the events again.
             log.warning("marking %d outbox rows sent failed", len(delivered + sent), exc_info=True)

@@ -21,6 +21,12 @@ from order_engine.orders import Status
 from order_engine.tokens import Token, get_token
 
 
+def prefixed(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The columns of `row` named `prefix`…, without it: one record's part of a row
+    that joins several (e.g. `event_seq` -> `seq`)."""
+    return {name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix)}
+
+
 class Outcome(StrEnum):
     """What a conditional transition did; the caller's reaction depends on it."""
 

@@ -36,6 +36,7 @@ from order_engine.records import (
     OutboxRow,
     Outcome,
     TransitionResult,
+    prefixed,
 )
 
 __all__ = [
@@ -362,10 +363,6 @@ def _moved(rows: Sequence[Mapping[str, Any]]) -> tuple[Order, OrderEvent, list[O
     """The order, its event and its outbox rows, from the rows of `write_order`."""
     first = rows[0]
     written = [
-        OutboxRow.from_row(_part(row, "outbox_")) for row in rows if row["outbox_id"] is not None
+        OutboxRow.from_row(prefixed(row, "outbox_")) for row in rows if row["outbox_id"] is not None
     ]
-    return Order.from_row(first), OrderEvent.from_row(_part(first, "event_")), written
-
-
-def _part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {name[len(prefix) :]: value for name, value in row.items() if name.startswith(prefix)}
+    return Order.from_row(first), OrderEvent.from_row(prefixed(first, "event_")), written

@@ -3,21 +3,26 @@
 Each subscription remembers `last_seq`, the highest event already delivered to that
 connection. The notifier reads what each subscriber lacks (`due_deliveries`, one
 statement, no lock), posts it with no transaction open, then moves the cursor with a
-conditional UPDATE (`advance_cursor`) that only succeeds from where it was read. No
-lock is ever held across a post, so a connection that cannot keep up delays nobody
-else; see notify.py for why order and completeness survive concurrent passes.
+conditional UPDATE that only succeeds from where it was read: at once
+(`advance_cursor`), or, for a step batch's deliveries, all in the statement that closes
+the batch (`CursorMoves`, `MOVED_CURSORS`). No lock is ever held across a post, so a
+connection that cannot keep up delays nobody else; see notify.py for why order and
+completeness survive concurrent passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
+
 from order_engine.account_store import Caller
 from order_engine.database import Repository, fetch_one, jsonb
-from order_engine.records import Order, OrderEvent
+from order_engine.records import Order, OrderEvent, prefixed
 
 
 class Delivery(NamedTuple):
@@ -34,6 +39,69 @@ class DueDeliveries:
     # None otherwise: live events need no more than the events.
     order: Order | None
     pending: list[Delivery]
+
+
+@dataclass(frozen=True)
+class CursorMove:
+    """`connection_id` was sent every event of the order from `read`+1 to `sent`, its
+    cursor having been read at `read`: the cursor may move to `sent` if it is in
+    [read, sent) (see `SubscriptionStore.advance_cursor`)."""
+
+    connection_id: str
+    order_id: UUID
+    read: int
+    sent: int
+
+
+class CursorMoves:
+    """The cursor moves of one step batch's deliveries, written together in the
+    statement that closes the batch (outbox.OutboxBatch, with `MOVED_CURSORS`) instead
+    of one statement each. Thread-safe: the batch's records deliver at once. A batch
+    delivers each order at most once: only one transition per order and step applies.
+
+    A crash before that statement leaves the cursors behind, and the batch's notify
+    rows unsent: the relay's notification sends those events again, with their seqs,
+    which clients drop; never a gap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._moves: list[CursorMove] = []
+
+    def add(self, move: CursorMove) -> None:
+        with self._lock:
+            self._moves.append(move)
+
+    def take(self) -> list[CursorMove]:
+        """Every move so far, forgetting them."""
+        with self._lock:
+            moves, self._moves = self._moves, []
+        return moves
+
+
+# The cursor moves of %(cursors)s (see `cursors_param`), as a CTE another statement puts
+# in front of its own (outbox.py, the statement closing a step batch), each only from
+# where it was read, as `advance_cursor` moves one.
+MOVED_CURSORS = """moved_cursors AS (
+    UPDATE subscriptions s SET last_seq = m.sent
+      FROM jsonb_to_recordset(%(cursors)s)
+           AS m (connection_id text, order_id uuid, read integer, sent integer)
+     WHERE s.connection_id = m.connection_id AND s.order_id = m.order_id
+       AND s.last_seq >= m.read AND s.last_seq < m.sent)"""
+
+
+def cursors_param(moves: Sequence[CursorMove]) -> Jsonb:
+    """The %(cursors)s parameter of `MOVED_CURSORS`."""
+    return jsonb(
+        [
+            {
+                "connection_id": m.connection_id,
+                "order_id": m.order_id,
+                "read": m.read,
+                "sent": m.sent,
+            }
+            for m in moves
+        ]
+    )
 
 
 class SubscriptionStore(Repository):
@@ -109,32 +177,36 @@ class SubscriptionStore(Repository):
             return [(row["connection_id"], row["last_seq"]) for row in cur.fetchall()]
 
     def due_deliveries(self, order_id: UUID) -> DueDeliveries:
-        """What each subscriber of the order lacks: the events past its cursor.
+        """What each subscriber of the order lacks: the events past its cursor, and the
+        order itself when one of them is due its snapshot.
 
         One statement in autocommit, taking no lock: the caller posts with nothing of
         the database held, and moves each cursor with `advance_cursor` afterwards."""
         with self.database.statement() as cur:
             # One row per subscription and event it lacks (a subscription lacking
-            # none comes once, with no event).
+            # none comes once, with no event); the order's columns only on the rows of
+            # a subscription at 0, whose first delivery is the snapshot.
             cur.execute(
-                "SELECT s.connection_id, s.last_seq, e.*"
+                "SELECT s.connection_id, s.last_seq,"
+                " e.order_id AS event_order_id, e.seq AS event_seq,"
+                " e.from_status AS event_from_status, e.to_status AS event_to_status,"
+                " e.data AS event_data, e.created_at AS event_created_at, o.*"
                 " FROM subscriptions s"
                 " LEFT JOIN order_events e ON e.order_id = s.order_id AND e.seq > s.last_seq"
+                " LEFT JOIN orders o ON o.id = s.order_id AND s.last_seq = 0"
                 " WHERE s.order_id = %(order)s"
                 " ORDER BY s.connection_id, e.seq",
                 {"order": order_id},
             )
-            missing: dict[tuple[str, int], list[OrderEvent]] = {}
-            for row in cur.fetchall():
-                events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
-                if row["seq"] is not None:
-                    events.append(OrderEvent.from_row(row))
+            rows = cur.fetchall()
+        missing: dict[tuple[str, int], list[OrderEvent]] = {}
         order: Order | None = None
-        if any(events and last_seq == 0 for (_, last_seq), events in missing.items()):
-            with self.database.statement() as cur:
-                # A subscription references its order, so the row is there.
-                cur.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-                order = Order.from_row(fetch_one(cur))
+        for row in rows:
+            events = missing.setdefault((row["connection_id"], row["last_seq"]), [])
+            if row["event_seq"] is not None:
+                events.append(OrderEvent.from_row(prefixed(row, "event_")))
+                if order is None and row["id"] is not None:
+                    order = Order.from_row(row)
         pending = [
             Delivery(connection_id, last_seq, events)
             for (connection_id, last_seq), events in missing.items()
