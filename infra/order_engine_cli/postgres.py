@@ -57,14 +57,6 @@ EMBEDDED_SETTINGS: dict[str, str] = {
     # every $disconnect, advance_cursor and due_deliveries scanned all their pages, dead
     # rows included, until autovacuum came by (4 % of the server's CPU in a profile).
     "random_page_cost": "1.1",
-    # Commit with one write that returns once the WAL is on disk (O_DSYNC), instead of a
-    # write and then an fdatasync: as durable (a commit returns only when its WAL is
-    # flushed either way), one system call less per commit, and the kernel flushes only
-    # the range written. A commit's flush was a fifth of the server's CPU; in a pgbench
-    # of the order writes this cut the CPU per commit by about 40 us (3.0 -> 2.7 ms per
-    # eight commits). Linux's default is fdatasync only because O_DSYNC was broken on
-    # kernels long gone (PostgreSQL's docs, wal_sync_method).
-    "wal_sync_method": "open_datasync",
 }
 
 
