@@ -96,8 +96,8 @@ class Database:
         # connection, its plan cached as the server's plan_cache_mode says) the second
         # time the connection runs it, not the sixth: the five before are each parsed,
         # analysed and planned anew. Every statement here is one of a fixed set of
-        # shapes that each connection runs over and over, and a sandbox spent its first
-        # minutes on those five (1 in 8 executions of a 600-order run were unprepared).
+        # shapes that each connection runs over and over, and every new connection paid
+        # for those five of each (1 in 8 executions of a 600-order run were unprepared).
         # Not 0: what runs once is not worth a round trip to prepare it, and psycopg
         # never caches an empty query's preparation (the pool's check), so 0 would
         # prepare that one anew at every check.
