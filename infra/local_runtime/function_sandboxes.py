@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from local_runtime.functions import InFlight, LambdaFunction
@@ -75,9 +76,11 @@ def make_functions(
     runtime_cap: int,
     emf_sink: EmfSink | None = None,
     budget: SandboxBudget | None = None,
+    bytecode_cache: Path | None = None,
 ) -> dict[str, LambdaFunction]:
     """Every function with its (not yet started) pool of sandboxes; with a `budget`,
-    the pools share it (at most that many sandboxes in all)."""
+    the pools share it (at most that many sandboxes in all); with a `bytecode_cache`,
+    their sandboxes keep compiled modules there (sandbox_process.use_bytecode_cache)."""
     logging_now = log_settings()
     functions = {}
     for spec in specs:
@@ -86,6 +89,7 @@ def make_functions(
             environment=environments[spec.logical_id],
             websocket_endpoint=websocket_endpoint,
             **logging_now,
+            bytecode_cache=None if bytecode_cache is None else str(bytecode_cache),
         )
         pool = SandboxPool(plan, sandbox_limit(spec, runtime_cap), emf_sink, budget)
         if budget is not None:

@@ -52,4 +52,4 @@ class RuntimeOptions:
     poll_wait_seconds: int = 20  # SQS long polling
     shutdown_timeout: float = 10.0  # how long running invocations may take to finish
     announce: bool = True  # print the SQS in use and the URLs to stderr (else: log them)
-    data_dir: Path = field(default_factory=lambda: Path(".data"))  # logs, LocalStack venv
+    data_dir: Path = field(default_factory=lambda: Path(".data"))  # logs, venvs, bytecode

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import watchfiles
 
+from local_runtime.sandbox_process import cached_bytecode
 from local_runtime.specs import FunctionSpec
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ def _is_under(path: Path, folder: Path) -> bool:
 
 
 class Reloader:
-    def __init__(self, functions: Iterable[Recyclable]) -> None:
+    def __init__(self, functions: Iterable[Recyclable], bytecode_cache: Path | None = None) -> None:
         self.functions = list(functions)
+        self.bytecode_cache = bytecode_cache  # the sandboxes' (use_bytecode_cache)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="reloader", daemon=True)
         folders = {f.spec.code_dir for f in self.functions}
@@ -63,6 +65,9 @@ class Reloader:
             # same second that keeps the size would otherwise load the old bytecode.
             if path.suffix == ".py":
                 Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
+                if self.bytecode_cache is not None:
+                    cached = cached_bytecode(str(path), str(self.bytecode_cache))
+                    Path(cached).unlink(missing_ok=True)
         stale = [
             function
             for function in self.functions

@@ -82,6 +82,9 @@ class LocalRuntime:
         self._servers: AsgiServers | None = None
         self._applied_env: AppliedEnvironment | None = None
         self._reloader: Reloader | None = None
+        # The sandboxes' compiled modules (sandbox_process.use_bytecode_cache), kept
+        # from one run to the next like the runtime's other state.
+        self.bytecode_cache = self.options.data_dir.absolute() / "bytecode"
         self._started = False
         self._stop_requested = threading.Event()
 
@@ -216,7 +219,7 @@ class LocalRuntime:
                 region=options.region,
             )
         if options.reload:
-            self._reloader = Reloader(self.functions.values())
+            self._reloader = Reloader(self.functions.values(), self.bytecode_cache)
             self._reloader.start()
         self._announce(self.describe())
 
@@ -277,6 +280,7 @@ class LocalRuntime:
             runtime_cap=self.options.max_sandboxes,
             emf_sink=self.metrics.add_lines,
             budget=runtime_budget(self.options.max_sandboxes_total),
+            bytecode_cache=self.bytecode_cache,
         )
 
     def _websocket_endpoint(self) -> str | None:

@@ -28,6 +28,7 @@ keeps the runtime's `__main__` out of every sandbox (`keep_runtime_main_out`).
 from __future__ import annotations
 
 import decimal
+import importlib.util
 import io
 import json
 import logging
@@ -65,6 +66,9 @@ class SandboxPlan:
     log_level: int
     log_format: str
     logger_levels: dict[str, int]  # the parent's own settings (e.g. a quiet botocore)
+    # Where the sandbox keeps the bytecode it compiles (`use_bytecode_cache`); None:
+    # wherever the interpreter's own settings say, if anywhere.
+    bytecode_cache: str | None = None
 
 
 class EmfTee(io.TextIOBase):
@@ -173,6 +177,27 @@ def _keep_main(_main: str) -> None:
 keep_runtime_main_out()
 
 
+def use_bytecode_cache(folder: str) -> None:
+    """Keep compiled modules under `folder` (sys.pycache_prefix), whatever
+    PYTHONDONTWRITEBYTECODE says: that variable (set where source trees must stay free
+    of __pycache__ folders, as on this project's machines) otherwise leaves every cold
+    start to compile the function's code and layers from source again: 71-73 ms of CPU
+    to import one of this project's handlers, against 40-42 ms with bytecode (best of 8).
+    A prefix writes nothing beside the sources either. Modules the fork server preloaded are
+    already imported; the few others a sandbox imports are compiled into the folder once.
+    Bytecode is checked against its source's mtime and size as usual (the reloader
+    removes it on a change: `cached_bytecode`)."""
+    sys.pycache_prefix = folder
+    sys.dont_write_bytecode = False
+
+
+def cached_bytecode(source: str, folder: str) -> str:
+    """The bytecode of `source` (an absolute path) under a `use_bytecode_cache` folder,
+    named as importlib names it there (its folder's path inside the cache)."""
+    name = os.path.basename(importlib.util.cache_from_source(source))
+    return os.path.join(folder, os.path.dirname(source).lstrip(os.sep), name)
+
+
 def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
     # Ctrl-C reaches the whole process group; the runtime stops its sandboxes itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -183,6 +208,8 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
     os.environ.clear()
     os.environ.update(plan.environment)
     time.tzset()  # TZ is one of the Lambda variables
+    if plan.bytecode_cache is not None:
+        use_bytecode_cache(plan.bytecode_cache)
     stdout = EmfTee(sys.stdout)
     sys.stdout = stdout
     try:

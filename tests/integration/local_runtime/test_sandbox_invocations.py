@@ -25,6 +25,7 @@ from local_runtime.function_sandboxes import make_functions
 from local_runtime.functions import InFlight, LambdaFunction
 from local_runtime.processes import pid_alive
 from local_runtime.reloader import Reloader
+from local_runtime.sandbox_process import cached_bytecode
 from local_runtime.sandboxes import SandboxBudget
 from local_runtime.specs import FunctionSpec, LayerSpec
 
@@ -71,6 +72,7 @@ def start(
     *specs: FunctionSpec,
     cap: int = 10,
     budget: SandboxBudget | None = None,
+    bytecode_cache: Path | None = None,
 ) -> list[LambdaFunction]:
     functions = make_functions(
         specs,
@@ -80,6 +82,7 @@ def start(
         websocket_endpoint=None,
         runtime_cap=cap,
         budget=budget,
+        bytecode_cache=bytecode_cache,
     )
     made.extend(functions.values())
     return list(functions.values())
@@ -350,6 +353,35 @@ def test_a_changed_layer_file_recycles_every_function_using_the_layer(
     changed.write_text("V = 22\n")
     Reloader(functions).changed({changed.resolve()})
     assert [f.invoke({}).value for f in functions] == [22, 22]
+
+
+def test_a_sandbox_keeps_the_bytecode_it_compiles_in_the_runtimes_cache(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    code = write(tmp_path / "bc", {"h.py": "def h(e, c):\n    return __cached__\n"})
+    cache = tmp_path / "bytecode"
+    (function,) = start(sandboxed, spec(code, "h.h"), bytecode_cache=cache)
+    # Whatever PYTHONDONTWRITEBYTECODE says, and with nothing written beside the source.
+    source = str((code / "h.py").resolve())
+    assert function.invoke({}).value == cached_bytecode(source, str(cache))
+    assert Path(cached_bytecode(source, str(cache))).is_file()
+    assert not (code / "__pycache__").exists()
+
+
+def test_a_change_within_the_same_second_and_size_is_not_hidden_by_cached_bytecode(
+    tmp_path: Path, sandboxed: list[LambdaFunction]
+) -> None:
+    code = write(tmp_path / "same", {"h.py": "def h(e, c):\n    return 1\n"})
+    cache = tmp_path / "bytecode"
+    (function,) = start(sandboxed, spec(code, "h.h"), bytecode_cache=cache)
+    assert function.invoke({}).value == 1
+    source = code / "h.py"
+    before = source.stat()
+    source.write_text("def h(e, c):\n    return 2\n")
+    # Bytecode is trusted by the source's mtime (whole seconds) and size: keep both.
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    Reloader([function], cache).changed({source.resolve()})
+    assert function.invoke({}).value == 2
 
 
 def test_a_value_lambda_could_not_serialize_is_a_marshal_error(
