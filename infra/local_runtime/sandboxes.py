@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import deque
@@ -172,6 +173,10 @@ class Sandbox:
             return None
         finally:
             loop.remove_reader(fd)
+            # uvloop's add_reader leaves the pipe non-blocking, and its other uses (a
+            # reply of any size read at once, an event larger than the pipe's buffer
+            # written at once, from a thread too) expect it blocking.
+            os.set_blocking(fd, True)
         return self.reply()
 
     def retire(self) -> None:
