@@ -154,7 +154,7 @@ class Sandbox:
             return reply
         if self._emf_sink is not None:
             self._emf_sink(self.name, reply[1])
-        return reply[2]  # type: ignore[no-any-return]
+        return reply[2]
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
         """reply_within, awaited: the event loop wakes when the pipe is readable."""
