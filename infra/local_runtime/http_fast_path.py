@@ -7,7 +7,8 @@ llhttp refuses some requests that h11 passes to the gateway, and its 400 is not 
 Gateway's answer: an unknown method (`FOO /x`, API Gateway's 403 "Missing
 Authentication Token") or a control character in a header value (the API's own JSON
 error). And it reads a few requests differently from h11 (an absolute-form target, a
-fragment, an HTTP/1.1 request without Host, Transfer-Encoding other than `chunked`).
+fragment, an HTTP/1.1 request without Host, Transfer-Encoding other than `chunked`,
+HTTP/1.0, whose answers uvicorn's httptools protocol may send chunked).
 
 So h11 stays the reference, and httptools only reads what both read alike. A request
 that llhttp refuses, or that is one of those (`_plain_head`), is handed with the bytes
@@ -124,8 +125,9 @@ class ApiGatewayHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
 
     def _plain_head(self) -> bool:
         """Whether h11 would read this head as httptools has (see the module's doc)."""
-        version = self.parser.get_http_version()
-        if version not in ("1.1", "1.0") or not _PLAIN_TARGET.fullmatch(self.url):
+        # HTTP/1.0 too goes to h11: uvicorn's httptools protocol would send a body without
+        # Content-Length chunked, which a 1.0 client cannot read (h11 ends it by closing).
+        if self.parser.get_http_version() != "1.1" or not _PLAIN_TARGET.fullmatch(self.url):
             return False
         hosts = lengths = codings = 0
         for name, value in self.headers:
@@ -137,7 +139,7 @@ class ApiGatewayHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
                 codings += 1
                 if value.strip().lower() != b"chunked":
                     return False
-        if hosts > 1 or (hosts == 0 and version == "1.1") or lengths > 1 or codings > 1:
+        if hosts != 1 or lengths > 1 or codings > 1:
             return False
         if codings and lengths:
             return False

@@ -157,6 +157,7 @@ CASES: dict[str, tuple[bytes, ...]] = {
     "a lowercase method": (request(b"get /health HTTP/1.1\r\n" + HOST + CLOSE),),
     "a WebDAV method": (request(b"PROPFIND /health HTTP/1.1\r\n" + HOST + CLOSE),),
     "HTTP/1.0 without Host": (request(b"GET /health HTTP/1.0\r\n"),),
+    "HTTP/1.0 with Host": (request(b"GET /health HTTP/1.0\r\n" + HOST),),
     "HTTP/1.1 without Host": (request(b"GET /health HTTP/1.1\r\n" + CLOSE),),
     "two Hosts": (request(b"GET /health HTTP/1.1\r\n" + HOST + HOST + CLOSE),),
     "HTTP/2.0 as text": (request(b"GET /health HTTP/2.0\r\n" + HOST + CLOSE),),
@@ -285,6 +286,20 @@ def test_every_request_is_answered_as_h11_alone_answers_it(
     expected = exchange(h11_only, parts)
     assert expected  # h11 answered something: the case is a case
     assert exchange(fast, parts) == expected
+
+
+def test_an_http_1_0_answer_is_never_chunked(ports: tuple[int, int]) -> None:
+    """An HTTP/1.0 client cannot read chunked framing: a body of unknown length ends
+    with the connection, as h11 sends it."""
+    fast, _ = ports
+    with socket.create_connection(("127.0.0.1", fast), timeout=5) as sock:
+        sock.sendall(request(b"GET /health HTTP/1.0\r\n" + HOST))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower()
+    assert json.loads(body)["http_version"] == "1.0"
 
 
 def test_plain_requests_are_read_by_httptools(ports: tuple[int, int]) -> None:
