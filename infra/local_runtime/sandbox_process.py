@@ -9,12 +9,10 @@ handler with a context whose deadline is the invocation's, and sends back one re
 
     ("ok", value as JSON text) | ("error", error type, message, traceback text)
 
-wrapped, when the function printed CloudWatch EMF lines (JSON lines that start with
-`{"_aws"`) since its last reply, as `("emf", [line, ...], reply)`: stdout is teed, every
+preceded, when the function printed CloudWatch EMF lines (JSON lines that start with
+`{"_aws"`) since its last reply, by one `("emf", [line, ...])`: stdout is teed, every
 line still reaches the runtime's stdout as it would reach CloudWatch Logs, and only the
 EMF ones are kept (a prefix test per line; they are parsed by the runtime, emf_metrics.py).
-One message, so the runtime wakes once per reply (two were a second wake-up and read
-for most invocations of a function that records metrics).
 
 The value is serialized as Lambda's Python runtime serializes it (JSON, Decimals as
 numbers), so a value Lambda could not return fails here too, as Runtime.MarshalError.
@@ -231,6 +229,8 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
         reply = _reply_to(handler, request, plan)
         try:
             emf_lines = stdout.take()
-            parent.send((EMF, emf_lines, reply) if emf_lines else reply)
+            if emf_lines:
+                parent.send((EMF, emf_lines))
+            parent.send(reply)
         except OSError:  # the parent is gone
             return

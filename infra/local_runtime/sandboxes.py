@@ -14,7 +14,7 @@ and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
 one JSON reply per invocation, no process or thread started per call. The EMF lines an
-invocation printed come in the same message as its reply, and go to the pool's
+invocation printed come on the same pipe just before its reply, and go to the pool's
 `emf_sink` (the runtime's metrics, emf_metrics.py).
 
 Sandboxes are forked from multiprocessing's fork server, never from the runtime itself
@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections import deque
@@ -143,18 +142,18 @@ class Sandbox:
         return self.reply()
 
     def reply(self) -> tuple[Any, ...]:
-        try:
-            reply: tuple[Any, ...] = self._pipe.recv()
-        except (EOFError, OSError):
-            self._process.join(1)
-            raise SandboxCrashed(
-                f"the sandbox exited (code {self._process.exitcode}) during the invocation"
-            ) from None
-        if reply[0] != EMF:
-            return reply
-        if self._emf_sink is not None:
-            self._emf_sink(self.name, reply[1])
-        return reply[2]
+        while True:
+            try:
+                reply: tuple[Any, ...] = self._pipe.recv()
+            except (EOFError, OSError):
+                self._process.join(1)
+                raise SandboxCrashed(
+                    f"the sandbox exited (code {self._process.exitcode}) during the invocation"
+                ) from None
+            if reply[0] != EMF:
+                return reply
+            if self._emf_sink is not None:  # the reply itself follows at once
+                self._emf_sink(self.name, reply[1])
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
         """reply_within, awaited: the event loop wakes when the pipe is readable."""
@@ -173,10 +172,6 @@ class Sandbox:
             return None
         finally:
             loop.remove_reader(fd)
-            # uvloop's add_reader leaves the pipe non-blocking, and its other uses (a
-            # reply of any size read at once, an event larger than the pipe's buffer
-            # written at once, from a thread too) expect it blocking.
-            os.set_blocking(fd, True)
         return self.reply()
 
     def retire(self) -> None:

@@ -78,27 +78,30 @@ class ApiGatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
 
-class HeaderDeadline:
-    """The deadline for a request's headers, for either HTTP protocol: armed while the
-    connection waits for (or is amid) a request's headers, cancelled once they are in."""
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, with a deadline for each request's headers."""
 
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport
-    _header_deadline: asyncio.TimerHandle | None = None
-    _started_headers = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._started_headers = False
 
-    def _awaiting_headers(self) -> bool:
-        """No request under way, or one whose headers are not all in yet."""
-        raise NotImplementedError
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
 
-    def _after_data(self, amid_headers: bool) -> None:
-        """After a read: `amid_headers` if it ended inside a request's headers."""
-        if amid_headers:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and data:
             self._started_headers = True
             self._arm_header_deadline()  # part of a request's headers
         else:
             self._started_headers = False
             self._cancel_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
 
     def _arm_header_deadline(self) -> None:
         if self._header_deadline is None:
@@ -113,8 +116,8 @@ class HeaderDeadline:
         self._header_deadline = None
         transport = self.transport
         if transport.is_closing() or transport.get_protocol() is not self:
-            return  # closed, or upgraded to a WebSocket (or handed on) meanwhile
-        if not self._awaiting_headers():
+            return  # closed, or upgraded to a WebSocket meanwhile
+        if self.conn.their_state is not h11.IDLE:
             return
         if not self._started_headers:
             # Not a byte of a request (a browser's preconnect, say): an answer could be
@@ -128,22 +131,3 @@ class HeaderDeadline:
         )
         transport.write(head.encode() + body)
         transport.close()
-
-
-class DeadlineH11Protocol(HeaderDeadline, H11Protocol):
-    """uvicorn's h11 protocol, with a deadline for each request's headers."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_deadline()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._after_data(self.conn.their_state is h11.IDLE and bool(data))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
-        super().connection_lost(exc)
-
-    def _awaiting_headers(self) -> bool:
-        return self.conn.their_state is h11.IDLE

@@ -13,11 +13,13 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import uvicorn
-import uvloop
 
 from local_runtime.asgi import ASGIApp
-from local_runtime.http_fast_path import ApiGatewayHttpToolsProtocol
-from local_runtime.server_protocols import MAX_MESSAGE_BYTES, ApiGatewayWebSocketProtocol
+from local_runtime.server_protocols import (
+    MAX_MESSAGE_BYTES,
+    ApiGatewayWebSocketProtocol,
+    DeadlineH11Protocol,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,13 +43,12 @@ class AsgiServers:
             app,
             host=host,
             port=port,
-            # httptools for the requests h11 reads alike, h11 for the rest: httptools
-            # alone refuses an unknown method or a control character in a header with
-            # its own plain-text 400 before the gateway sees the request, where API
-            # Gateway answers 403 and the API its JSON error (tests/e2e/bad_input);
-            # h11 alone cost most of the runtime's own CPU per request
-            # (http_fast_path.py). Both add API Gateway's limits (server_protocols.py).
-            http=ApiGatewayHttpToolsProtocol,
+            # h11, not httptools (which uvicorn picks when it is installed): httptools
+            # refuses an unknown method or a control character in a header with its
+            # own plain-text 400 before the gateway sees the request, where API
+            # Gateway answers 403 and the API its JSON error (tests/e2e/bad_input).
+            # Both protocols add API Gateway's limits (server_protocols.py).
+            http=DeadlineH11Protocol,
             ws=ApiGatewayWebSocketProtocol,
             # No X-Forwarded-For rewriting of the client's address (uvicorn's default for
             # requests from 127.0.0.1): API Gateway's sourceIp is the address the
@@ -75,10 +76,7 @@ class AsgiServers:
 
     def start(self, timeout: float = 10.0) -> None:
         ready = threading.Event()
-        # uvloop: the loop's own work (wake-ups, callbacks, socket reads and writes) in C.
-        # The loop only moves bytes between sockets, pipes and futures, and that was
-        # the larger part of the runtime's own CPU per request on asyncio's loop.
-        self._loop = uvloop.new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name="gateway-loop", daemon=True
         )

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvloop
 
 from local_runtime import sandboxes
 from local_runtime.function_code import HandlerImportError
@@ -121,20 +120,6 @@ def test_layers_are_on_the_path_after_the_code(
     )
     (function,) = start(sandboxed, spec(tmp_path / "a", "h.h", layers=(layer,)))
     assert function.invoke({}).value == 7
-
-
-def test_an_invocation_awaited_on_the_gateways_loop_leaves_the_pipe_fit_for_large_events(
-    tmp_path: Path, sandboxed: list[LambdaFunction]
-) -> None:
-    """uvloop (the gateways' loop) makes the pipe it watches for a reply non-blocking:
-    an event larger than the pipe's buffer, sent after that, must still arrive whole."""
-    write(tmp_path / "big", {"app.py": "def handler(e, c):\n    return len(e['text'])\n"})
-    (function,) = start(sandboxed, spec(tmp_path / "big", "app.handler", reserved=1))
-    for _ in range(2):
-        assert uvloop.run(function.invoke_async({"text": "x"})).value == 1
-        big = function.invoke({"text": "y" * 1_000_000})
-        assert big.succeeded, big.error_message()
-        assert big.value == 1_000_000
 
 
 def test_handlers_in_subfolders_and_bad_handlers(
