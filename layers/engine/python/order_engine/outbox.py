@@ -301,10 +301,10 @@ class Outbox:
         # The step messages first, marked sent at once: the order moves on while its
         # event is posted, and a post that takes long (a client not reading) cannot
         # outlast the relay's grace period and have the step message sent twice.
-        self._mark_sent(self._send(others))
+        self._store.mark_sent(self._send(others))
         delivered = [row for row in notes if self._delivered(row)]
         undelivered = [row for row in notes if row not in delivered]
-        self._mark_sent([row.id for row in delivered] + self._send(undelivered))
+        self._store.mark_sent([row.id for row in delivered] + self._send(undelivered))
 
     def batch(self) -> OutboxBatch:
         """The fast path for the transitions of one SQS batch of step records: each
@@ -316,10 +316,6 @@ class Outbox:
         """The notify rows to deliver directly, and the rest (to send)."""
         notes = [row for row in rows if row.topic == NOTIFY_TOPIC and self._deliver is not None]
         return notes, [row for row in rows if row not in notes]
-
-    def _mark_sent(self, outbox_ids: Sequence[int], cursors: Sequence[CursorMove] = ()) -> None:
-        if outbox_ids or cursors:
-            self._store.mark_sent(outbox_ids, cursors=cursors)
 
     def _send(self, rows: Sequence[OutboxRow]) -> list[int]:
         if not rows:
@@ -449,7 +445,7 @@ class OutboxBatch:
         cursors = self._cursors.take()
         sent = self._outbox._send(sorted(to_send, key=_id))
         try:
-            self._outbox._mark_sent(delivered + sent, cursors)
+            self._outbox._store.mark_sent(delivered + sent, cursors=cursors)
         except Exception:
             # Sent but not marked (the database went away): the relay sends them again,
             # and the conditional transition makes the second a duplicate, as with any
