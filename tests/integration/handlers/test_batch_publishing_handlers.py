@@ -100,7 +100,9 @@ def test_a_failed_send_leaves_every_row_of_the_batch_for_the_relay(fresh: Stack)
     assert fresh.receive("build") == []
     assert unsent_rows(fresh, orders) == BATCH
 
-    assert fresh.engine.outbox.relay(older_than_seconds=0) == BATCH
+    # At least the batch's rows: the database is the worker's, and a module that ran
+    # before may have left rows of its own unsent (tests/integration/test_store_messaging).
+    assert fresh.engine.outbox.relay(older_than_seconds=0) >= BATCH
     builds = receive_all(fresh, "build", BATCH)
     assert sorted(json.loads(m["Body"])["orderId"] for m in builds) == sorted(orders)
     assert unsent_rows(fresh, orders) == 0
