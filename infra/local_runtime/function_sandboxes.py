@@ -73,6 +73,7 @@ def make_functions(
     *,
     correlation_keys: Iterable[str],
     websocket_endpoint: str | None,
+    channels: Mapping[str, str] | None = None,
     runtime_cap: int,
     emf_sink: EmfSink | None = None,
     budget: SandboxBudget | None = None,
@@ -88,6 +89,7 @@ def make_functions(
             spec=spec,
             environment=environments[spec.logical_id],
             websocket_endpoint=websocket_endpoint,
+            channels=dict(channels or {}),
             **logging_now,
             bytecode_cache=None if bytecode_cache is None else str(bytecode_cache),
         )

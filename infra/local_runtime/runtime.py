@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -85,6 +87,9 @@ class LocalRuntime:
         # The sandboxes' compiled modules (sandbox_process.use_bytecode_cache), kept
         # from one run to the next like the runtime's other state.
         self.bytecode_cache = self.options.data_dir.absolute() / "bytecode"
+        # The Unix sockets on which the WebSocket gateways answer the sandboxes'
+        # @connections calls (asgi_channel.py), made at start, removed at stop.
+        self._channel_dir: Path | None = None
         self._started = False
         self._stop_requested = threading.Event()
 
@@ -277,11 +282,23 @@ class LocalRuntime:
             self.in_flight,
             correlation_keys=self.options.correlation_keys,
             websocket_endpoint=self._websocket_endpoint(),
+            channels={
+                self.management_url(spec.logical_id).rsplit("/", 1)[0]: self._channel(spec)
+                for spec in self.websocket_apis
+            },
             runtime_cap=self.options.max_sandboxes,
             emf_sink=self.metrics.add_lines,
             budget=runtime_budget(self.options.max_sandboxes_total),
             bytecode_cache=self.bytecode_cache,
         )
+
+    def _channel(self, spec: WebSocketApiSpec) -> str:
+        """The socket of a WebSocket API's channel: short, as a Unix socket's path must
+        be (about 100 bytes), whatever the data directory's path."""
+        if self._channel_dir is None:
+            self._channel_dir = Path(tempfile.mkdtemp(prefix="local-runtime-"))
+        index = self.websocket_apis.index(spec)
+        return str(self._channel_dir / f"ws{index}.sock")
 
     def _websocket_endpoint(self) -> str | None:
         """Where a handler's Chalice websocket_api posts: the local @connections."""
@@ -311,6 +328,7 @@ class LocalRuntime:
             self._servers.add(
                 f"the WebSocket API {gateway.spec.logical_id}", gateway, self.options.host, port
             )
+            self._servers.add_channel(gateway, self._channel(gateway.spec))
         self._servers.start()
 
     def _announce(self, text: str) -> None:
@@ -371,6 +389,9 @@ class LocalRuntime:
             pool.stop(timeout=1)  # what still runs after the wait above is stopped
         if self._servers is not None:
             self._servers.stop()
+        if self._channel_dir is not None:
+            shutil.rmtree(self._channel_dir, ignore_errors=True)
+            self._channel_dir = None
         for hook in self.options.on_stop:
             try:
                 hook(self)

@@ -43,6 +43,7 @@ from multiprocessing import spawn
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
+from local_runtime.asgi_channel import route_through_channels
 from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import load_handler
 from local_runtime.lambda_context import LambdaContext
@@ -63,6 +64,9 @@ class SandboxPlan:
     spec: FunctionSpec
     environment: dict[str, str]  # exactly the function's environment
     websocket_endpoint: str | None
+    # Gateways' origins (scheme://host:port) and the Unix sockets on which they answer
+    # this sandbox's @connections calls (asgi_channel.py).
+    channels: dict[str, str]
     log_level: int
     log_format: str
     logger_levels: dict[str, int]  # the parent's own settings (e.g. a quiet botocore)
@@ -212,6 +216,7 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
         use_bytecode_cache(plan.bytecode_cache)
     stdout = EmfTee(sys.stdout)
     sys.stdout = stdout
+    route_through_channels(plan.channels)
     try:
         handler = load_handler(plan.spec)
         prepare_handler(handler, plan.websocket_endpoint)

@@ -1,4 +1,5 @@
-"""uvicorn servers on one asyncio event loop, in one background thread.
+"""uvicorn servers on one asyncio event loop, in one background thread, and the Unix
+sockets on which the same apps answer the runtime's own sandboxes (asgi_channel.py).
 
 The loop only moves bytes and awaits futures; every handler runs on its own thread
 (functions.py), so a slow function never blocks the sockets.
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from local_runtime.asgi import ASGIApp
+from local_runtime.asgi_channel import serve_channel
 from local_runtime.server_protocols import (
     MAX_MESSAGE_BYTES,
     ApiGatewayWebSocketProtocol,
@@ -32,6 +34,7 @@ class ServerStartError(RuntimeError):
 class AsgiServers:
     def __init__(self) -> None:
         self._configs: list[tuple[str, uvicorn.Config]] = []
+        self._channels: list[tuple[ASGIApp, str]] = []
         self._servers: list[uvicorn.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -67,6 +70,10 @@ class AsgiServers:
             timeout_graceful_shutdown=2,
         )
         self._configs.append((name, config))
+
+    def add_channel(self, app: ASGIApp, path: str) -> None:
+        """Also serve `app` to sandboxes on the Unix socket at `path`."""
+        self._channels.append((app, path))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -110,6 +117,12 @@ class AsgiServers:
                 self._failed.append(name)
 
         async def main() -> None:
+            channels = []
+            for app, path in self._channels:
+                try:
+                    channels.append(await serve_channel(app, path))
+                except OSError as error:  # sandboxes then reach the app over HTTP
+                    log.warning("no channel for sandboxes at %s: %s", path, error)
             self._tasks = [
                 asyncio.create_task(serve(name, server))
                 for (name, _), server in zip(self._configs, self._servers, strict=True)
@@ -123,6 +136,8 @@ class AsgiServers:
                     server.should_exit = True
             ready.set()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            for channel in channels:
+                channel.close()
 
         try:
             loop.run_until_complete(main())

@@ -1,4 +1,6 @@
-"""WebSocket clients against the local WebSocket API, and the @connections API via boto3."""
+"""WebSocket clients against the local WebSocket API, and the @connections API via boto3:
+over HTTP, as any client reaches it, and over the runtime's socket, as its sandboxes do
+(asgi_channel.py)."""
 
 from __future__ import annotations
 
@@ -17,17 +19,31 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from local_runtime import LocalRuntime
+from local_runtime.asgi_channel import SERVICE_EVENT, ChannelSender
+from local_runtime.processes import free_port
 
 
-def management(runtime: LocalRuntime, config: Config | None = None) -> Any:
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=runtime.management_url(),
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=config,
+def management(
+    runtime: LocalRuntime, config: Config | None = None, *, as_a_sandbox: bool = False
+) -> Any:
+    session = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     )
+    endpoint = runtime.management_url()
+    if as_a_sandbox:
+        # The socket the runtime gave its sandboxes for this API, under an origin where
+        # nothing listens: a call that went over HTTP instead would fail to connect.
+        origin, stage = endpoint.rsplit("/", 1)
+        (path,) = {f.sandboxes.plan.channels[origin] for f in runtime.functions.values()}
+        nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+        session._session.register(SERVICE_EVENT, ChannelSender({nowhere: path}))
+        endpoint = f"{nowhere}/{stage}"
+    return session.client("apigatewaymanagementapi", endpoint_url=endpoint, config=config)
+
+
+@pytest.fixture(params=["over HTTP", "as a sandbox"])
+def api(request: pytest.FixtureRequest, runtime: LocalRuntime) -> Any:
+    return management(runtime, as_a_sandbox=request.param == "as a sandbox")
 
 
 @contextmanager
@@ -164,8 +180,7 @@ def test_a_message_of_exactly_128_kb_in_32_kb_frames_is_accepted(runtime: LocalR
         assert "shouted" in json.loads(ws.recv(timeout=10))
 
 
-def test_post_to_connection_reaches_the_client(runtime: LocalRuntime) -> None:
-    api = management(runtime)
+def test_post_to_connection_reaches_the_client(runtime: LocalRuntime, api: Any) -> None:
     with client(runtime) as ws:
         connection_id = echo(ws, "who am i")["connectionId"]
         api.post_to_connection(ConnectionId=connection_id, Data=b'{"pushed": true}')
@@ -173,9 +188,8 @@ def test_post_to_connection_reaches_the_client(runtime: LocalRuntime) -> None:
 
 
 def test_post_to_a_closed_or_unknown_connection_raises_gone_exception(
-    runtime: LocalRuntime,
+    runtime: LocalRuntime, api: Any
 ) -> None:
-    api = management(runtime)
     with client(runtime) as ws:
         connection_id = echo(ws, "soon gone")["connectionId"]
     for target in (connection_id, "NeverExisted0A="):
@@ -183,8 +197,7 @@ def test_post_to_a_closed_or_unknown_connection_raises_gone_exception(
             api.post_to_connection(ConnectionId=target, Data=b"late")
 
 
-def test_a_payload_over_128_kb_is_payload_too_large(runtime: LocalRuntime) -> None:
-    api = management(runtime)
+def test_a_payload_over_128_kb_is_payload_too_large(runtime: LocalRuntime, api: Any) -> None:
     with client(runtime) as ws:
         connection_id = echo(ws, "big")["connectionId"]
         with pytest.raises(api.exceptions.PayloadTooLargeException):
@@ -192,9 +205,8 @@ def test_a_payload_over_128_kb_is_payload_too_large(runtime: LocalRuntime) -> No
 
 
 def test_get_connection_reports_connected_and_last_active_times_and_identity(
-    runtime: LocalRuntime,
+    runtime: LocalRuntime, api: Any
 ) -> None:
-    api = management(runtime)
     with client(runtime) as ws:
         connection_id = echo(ws, "info")["connectionId"]
         info = api.get_connection(ConnectionId=connection_id)
@@ -209,8 +221,8 @@ def test_get_connection_reports_connected_and_last_active_times_and_identity(
 def test_delete_connection_closes_it_and_fires_disconnect_once(
     runtime: LocalRuntime,
     records: Records,
+    api: Any,
 ) -> None:
-    api = management(runtime)
     with client(runtime) as ws:
         connection_id = echo(ws, "delete me")["connectionId"]
         response = api.delete_connection(ConnectionId=connection_id)
