@@ -171,11 +171,7 @@ class SqsPoller:
         """Receive and dispatch until stopped. Loop 0 always polls; the others (index > 0)
         rest while the queue is quiet (poller_scaling.py)."""
         loops = self._receive_loops
-        full = min(10, self.mapping.batch_size)
-        read_on = False  # the last receive took a full batch: more may be waiting
         while not self._stopping.is_set():
-            if not read_on:
-                loops.wait_for_place(index)
             if not self._slots.acquire(timeout=0.5):
                 continue  # every slot busy: MaximumConcurrency reached
             unclaim: Callable[[], None]
@@ -195,7 +191,6 @@ class SqsPoller:
             except Exception as error:
                 unclaim()
                 self._slots.release()
-                read_on = False
                 if self._stopping.is_set():
                     continue
                 if self._restorer is not None and is_missing_queue(error):
@@ -212,7 +207,6 @@ class SqsPoller:
                 unclaim()
                 self._slots.release()
                 break
-            read_on = len(messages) >= full
             if not messages:
                 unclaim()
                 self._slots.release()

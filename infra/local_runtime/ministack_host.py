@@ -10,7 +10,9 @@ It is served by uvicorn with httptools and uvloop rather than by `python -m mini
 which runs MiniStack's ASGI app (`ministack.app:app`, what its own detached mode hands to
 an ASGI server) under hypercorn's pure-Python h11 and asyncio: at a steady 600 orders/min
 HTTP handling was most of MiniStack's CPU, and this serving takes about a third less per
-order (docs/benchmarks.md). The app is the same, so is every answer.
+order (docs/benchmarks.md). The app is MiniStack's, with one change: a long poll sleeps
+until a message arrives instead of looking at its queue every 100 ms
+(ministack_app/ministack_long_polls.py). Every answer is MiniStack's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ MINISTACK_REQUIREMENT = "ministack==1.5.33"
 # The server it runs under (see the module's docstring); versions in the constraints.
 SERVER_REQUIREMENTS = ("uvicorn", "httptools", "uvloop")
 CONSTRAINTS = Path(__file__).with_name("ministack_constraints.txt")
+# MiniStack's app with long polls answered when a message arrives (its module says why).
+APP_FOLDER = Path(__file__).with_name("ministack_app")
+APP = "ministack_long_polls:app"
 # Seconds a stopping server waits for requests in flight before it drops them: none,
 # for long polls would hold it up to 20 s, the runtime stops polling before it stops SQS,
 # and what MiniStack holds is gone with it anyway (as `python -m ministack` exits at once).
@@ -66,11 +71,12 @@ def start_ministack(
         # Its pid file goes to the temporary folder: ours, not /tmp shared by all runs.
         "TMPDIR": str(state_dir),
     }
-    # The caller's PYTHONPATH must not leak into another venv's imports.
-    env.pop("PYTHONPATH", None)
+    # The caller's PYTHONPATH must not leak into another venv's imports; the folder of
+    # the app module, which imports only MiniStack, is all it gets.
+    env["PYTHONPATH"] = str(APP_FOLDER)
     process = ManagedProcess(
         "MiniStack",
-        [str(python), "-m", "uvicorn", "ministack.app:app", *server_options(port)],
+        [str(python), "-m", "uvicorn", APP, *server_options(port)],
         env=env,
         log_path=log_dir / f"ministack-{port}.log",
     )

@@ -1,10 +1,10 @@
 """How long a message waits in an idle queue before its function runs, on MiniStack.
 
-MiniStack answers a long poll by looking at the queue every 100 ms, so one receive loop
-per mapping left each message waiting 50 ms on average and up to 100 ms: a cost paid on
-every hop of every SQS chain. Lambda runs five pollers per mapping; spread over those
-100 ms, they look several times in them. Measured beside one plain long-polling loop on
-a second queue, at the same moments: what a loaded machine adds, it adds to both.
+MiniStack 1.5.33 answers a long poll by looking at the queue every 100 ms, which left
+each message waiting 50 ms on average and up to 100 ms for one long poll: a cost paid on
+every hop of every SQS chain. As `up` serves it (ministack_app/ministack_long_polls.py),
+a long poll is answered when a message arrives, as SQS answers it. Measured for the
+mapping's receive loops and for one plain long-polling loop on a second queue.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def describe(name: str, values: list[float]) -> str:
     )
 
 
-def test_a_message_sent_to_an_idle_queue_reaches_its_function_in_a_fraction_of_100_ms(
+def test_a_message_sent_to_an_idle_queue_is_received_at_once_not_at_the_next_100_ms_look(
     app: LocalRuntime, stamps_path: Path
 ) -> None:
     client = app.sqs_client()
@@ -160,8 +160,8 @@ def test_a_message_sent_to_an_idle_queue_reaches_its_function_in_a_fraction_of_1
             describe("send to handler", to_handler),
         ]
     )
-    # One loop waits 0-100 ms (p50 and mean 50); five spread over the 100 ms wait a fifth
-    # of that when evenly apart, and a loaded machine adds to both sides alike. The
-    # bounds leave room for that load; one loop (a ratio near 1) does not pass them.
-    assert statistics.mean(mapping) < 0.6 * statistics.mean(alone), seen
-    assert statistics.median(mapping) < 0.6 * statistics.median(alone), seen
+    # At MiniStack's 100 ms looks, one long poll waited 50 ms on average (p50 near 50) and
+    # five spread over the 100 ms about 10; answered on arrival, both wait a few ms. The
+    # bound leaves room for a loaded machine and does not let a 100 ms look through.
+    assert statistics.median(alone) < 25, seen
+    assert statistics.median(mapping) < 25, seen
