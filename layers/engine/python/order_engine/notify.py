@@ -40,7 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from order_engine import telemetry
 from order_engine.errors import TransientError
-from order_engine.records import Order, OrderEvent
+from order_engine.records import DueDeliveries, Order, OrderEvent
 from order_engine.subscriptions import CursorMove, CursorMoves, SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -116,17 +116,25 @@ class Notifier:
         when it has left)."""
         self._sender.send(connection_id, message)
 
-    def deliver(self, order_id: UUID, *, cursors: CursorMoves | None = None) -> int:
+    def deliver(
+        self,
+        order_id: UUID,
+        *,
+        cursors: CursorMoves | None = None,
+        due: DueDeliveries | None = None,
+    ) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent.
 
         Each subscriber's cursor moves past what it was sent: at once, or with
-        `cursors` (a step batch's), when the batch writes them together.
+        `cursors` (a step batch's), when the batch writes them together. `due`: what
+        they lack, as the transition just committed read it (TransitionResult.due);
+        without it, it is read here.
 
         Raises TransientError once every subscriber has been tried, if one of them
         could not be reached for a reason that may pass (throttled, API down): the
         retried message then only resends to those, the others' cursors having moved."""
         with self._turn(order_id):
-            return self._deliver(order_id, cursors)
+            return self._deliver(order_id, cursors, due)
 
     @contextmanager
     def _turn(self, order_id: UUID) -> Iterator[None]:
@@ -143,8 +151,11 @@ class Notifier:
                 if turn[1] == 0:
                     del self._turns[order_id]
 
-    def _deliver(self, order_id: UUID, cursors: CursorMoves | None) -> int:
-        due = self._store.due_deliveries(order_id)
+    def _deliver(
+        self, order_id: UUID, cursors: CursorMoves | None, due: DueDeliveries | None
+    ) -> int:
+        if due is None:
+            due = self._store.due_deliveries(order_id)
         sent = gone = 0
         unreached: list[str] = []
         for pending in due.pending:

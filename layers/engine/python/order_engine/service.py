@@ -169,7 +169,7 @@ class OrderService:
                 f"order {order_id} is {status}; only an order that is {allowed} can be cancelled",
                 status=status.value,
             )
-        self._outbox.publish(result.outbox)
+        self._outbox.publish(result.outbox, due=result.due)
         log.info("order %s cancelled", order_id)
         return result.order
 

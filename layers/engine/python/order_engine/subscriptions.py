@@ -15,30 +15,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
 from order_engine.account_store import Caller
 from order_engine.database import Repository, fetch_one, jsonb
-from order_engine.records import Order, OrderEvent, prefixed
-
-
-class Delivery(NamedTuple):
-    connection_id: str
-    last_seq: int
-    events: list[OrderEvent]  # seq > last_seq, ascending; may be empty
-
-
-@dataclass(frozen=True)
-class DueDeliveries:
-    """What every subscriber of one order lacks, as read by one statement."""
-
-    # The order, read only when a subscriber is due its snapshot (a first delivery);
-    # None otherwise: live events need no more than the events.
-    order: Order | None
-    pending: list[Delivery]
+from order_engine.records import Delivery, DueDeliveries, Order, OrderEvent, prefixed
 
 
 @dataclass(frozen=True)
@@ -149,6 +133,10 @@ class SubscriptionStore(Repository):
         after it, so it writes nothing; one that committed first is deleted with its
         connection (ON DELETE CASCADE). The lock also keeps a concurrent $disconnect
         from deleting the connection before the subscription's foreign key is checked.
+
+        A new subscription also counts itself on the order's row (`orders.subscribes`),
+        so a transition whose statement began before it committed knows that it cannot
+        have seen it (store.py, `_SUBSCRIBERS`), and one in flight is waited for.
         """
         with self.database.statement() as cur:
             cur.execute(
@@ -160,7 +148,13 @@ class SubscriptionStore(Repository):
                 "  WHERE c.connection_id = %(connection)s AND k.revoked_at IS NULL"
                 "  FOR KEY SHARE OF c),"
                 " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
-                "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING)"
+                "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING"
+                "  RETURNING order_id),"
+                # Counted on the order's row (see store.py, `_SUBSCRIBERS`): this waits for
+                # a transition in flight, and tells one that started before this commit
+                # that its snapshot lacks a subscriber.
+                " counted AS (UPDATE orders SET subscribes = subscribes + 1"
+                "  WHERE id IN (SELECT order_id FROM subscribed))"
                 " SELECT EXISTS (SELECT FROM live) AS subscribed",
                 {"order": order_id, "connection": connection_id, "account": account_id},
             )
