@@ -58,8 +58,8 @@ def test_an_order_followed_over_its_own_socket_costs_these_statements(fresh: Sta
     # that closes the batch.
     assert counts == {
         "place": 4,
-        "$connect": 2,
-        "subscribe": 4,
+        "$connect": 1,
+        "subscribe": 3,
         "route": 3,
         "build": 3,
         "submit": 4,

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from order_engine.account_store import Caller
+from order_engine.account_store import Caller, upsert_connection
 from order_engine.database import Repository, fetch_one, jsonb
 from order_engine.records import Delivery, DueDeliveries, Order, OrderEvent, prefixed
 
@@ -100,17 +100,15 @@ class SubscriptionStore(Repository):
         key its $connect presented); again for the same id only refreshes it."""
         with self.database.statement() as cur:
             cur.execute(
-                "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
-                " VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now(),"
-                " metadata = EXCLUDED.metadata, account_id = EXCLUDED.account_id,"
-                " key_prefix = EXCLUDED.key_prefix",
-                (
-                    connection_id,
-                    jsonb(dict(metadata or {})),
-                    None if caller is None else caller.account_id,
-                    None if caller is None else caller.key_prefix,
-                ),
+                "WITH caller (account_id, key_prefix) AS"
+                " (VALUES (%(account)s::uuid, %(key_prefix)s::text)) "
+                + upsert_connection("caller"),
+                {
+                    "connection": connection_id,
+                    "metadata": jsonb(dict(metadata or {})),
+                    "account": None if caller is None else caller.account_id,
+                    "key_prefix": None if caller is None else caller.key_prefix,
+                },
             )
 
     def remove_connection(self, connection_id: str) -> None:
@@ -123,8 +121,17 @@ class SubscriptionStore(Repository):
     ) -> bool:
         """Follow `order_id` from `connection_id`; False when the order does not exist
         (or, with `account_id`, is not that account's), or the connection is not open
-        under a live key of the order's account. Subscribing twice changes nothing (the
-        cursor stays).
+        under a live key of the order's account (see `subscribe_connection`)."""
+        return self.subscribe_connection(connection_id, order_id, account_id=account_id)[1]
+
+    def subscribe_connection(
+        self, connection_id: str, order_id: UUID, *, account_id: str | None = None
+    ) -> tuple[Caller | None, bool]:
+        """Who the connection acts for (None unless it is open under a live key), and
+        whether it now follows `order_id`: not when the order does not exist, is not
+        that caller's account's (or, with `account_id`, not that account's). One
+        statement, so a WebSocket `subscribe` is checked and written at once.
+        Subscribing twice changes nothing (the cursor stays).
 
         The key is checked by the statement that writes the row, so a revoke cannot
         slip in between a check and the write. Revoking updates the key and deletes its
@@ -140,25 +147,30 @@ class SubscriptionStore(Repository):
         """
         with self.database.statement() as cur:
             cur.execute(
-                "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s"
-                "  AND (%(account)s::uuid IS NULL OR account_id = %(account)s::uuid)),"
-                " live AS (SELECT c.connection_id FROM connections c"
+                "WITH caller AS (SELECT k.prefix, k.account_id, a.name AS account_name"
+                "  FROM connections c"
                 "  JOIN api_keys k ON k.prefix = c.key_prefix AND k.account_id = c.account_id"
-                "  JOIN target t ON t.account_id = c.account_id"
+                "  JOIN accounts a ON a.id = k.account_id"
                 "  WHERE c.connection_id = %(connection)s AND k.revoked_at IS NULL"
                 "  FOR KEY SHARE OF c),"
+                " target AS (SELECT o.id FROM orders o"
+                "  JOIN caller ON caller.account_id = o.account_id WHERE o.id = %(order)s"
+                "  AND (%(account)s::uuid IS NULL OR o.account_id = %(account)s::uuid)),"
                 " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
-                "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING"
+                "  SELECT %(connection)s, id FROM target ON CONFLICT DO NOTHING"
                 "  RETURNING order_id),"
                 # Counted on the order's row (see store.py, `_SUBSCRIBERS`): this waits for
                 # a transition in flight, and tells one that started before this commit
                 # that its snapshot lacks a subscriber.
                 " counted AS (UPDATE orders SET subscribes = subscribes + 1"
                 "  WHERE id IN (SELECT order_id FROM subscribed))"
-                " SELECT EXISTS (SELECT FROM live) AS subscribed",
+                " SELECT caller.*, EXISTS (SELECT FROM target) AS subscribed"
+                "  FROM (VALUES (1)) AS one LEFT JOIN caller ON true",
                 {"order": order_id, "connection": connection_id, "account": account_id},
             )
-            return bool(fetch_one(cur)["subscribed"])
+            row = fetch_one(cur)
+        caller = None if row["prefix"] is None else Caller.from_row(row)
+        return caller, bool(row["subscribed"])
 
     def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
