@@ -22,6 +22,7 @@ from order_engine.dex.venue import SubmissionLedger
 from order_engine.notify import Notifier
 from order_engine.orders import Status
 from order_engine.outbox import OutboxStore
+from order_engine.store import Store
 from order_engine.subscriptions import SubscriptionStore
 from tests.support.statements import counted_statements
 
@@ -329,6 +330,49 @@ def test_a_subscription_committed_after_a_transitions_snapshot_still_gets_its_ev
     assert [(c, m["type"], [e["seq"] for e in m["events"]]) for c, m in sender.sent] == [
         (connection, "snapshot", [1, 2, 3])
     ]
+
+
+def test_a_subscribe_reads_its_snapshot_in_its_own_statement_unless_it_is_short(
+    store, subscriptions, new_order, advance, open_connection, messages_for, migrated_url
+):
+    """The subscribe reads the new subscriber's snapshot from its statement's snapshot.
+    A transition that commits after that, but before the subscribe locks the order's
+    row to count itself, is not in it: the subscribe says so (no `due`), and the
+    delivery reads the snapshot anew, that transition's event in it."""
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    at_once = subscriptions.subscribe_connection(open_connection(), order.id)
+    assert at_once.due is not None and at_once.due.order is not None
+    assert [[e.seq for e in p.events] for p in at_once.due.pending] == [[1, 2]]
+
+    connection = open_connection()
+    outcome: dict[str, Any] = {}
+
+    def subscribe() -> None:
+        outcome["done"] = subscriptions.subscribe_connection(connection, order.id)
+
+    with psycopg.connect(migrated_url) as conn:
+        # The transition's statement, its commit held back.
+        moved = Store(_OpenTransaction(conn)).transition(  # type: ignore[arg-type]
+            order.id,
+            Status.ROUTING,
+            Status.BUILDING,
+            outbox=messages_for(order.id, Status.BUILDING),
+        )
+        assert moved.applied
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        time.sleep(0.3)  # the subscribe has its snapshot, and waits for the order's row
+        conn.commit()
+    thread.join(5)
+
+    done = outcome["done"]
+    assert done.subscribed
+    assert done.due is None
+    sender = _RecordingSender()
+    Notifier(subscriptions, sender).deliver(order.id, due=done.due)  # type: ignore[arg-type]
+    snapshots = [[e["seq"] for e in m["events"]] for c, m in sender.sent if c == connection]
+    assert snapshots == [[1, 2, 3]]
 
 
 def test_a_snapshot_due_is_read_with_its_events_in_one_statement(

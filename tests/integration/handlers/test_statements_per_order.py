@@ -59,7 +59,7 @@ def test_an_order_followed_over_its_own_socket_costs_these_statements(fresh: Sta
     assert counts == {
         "place": 4,
         "$connect": 1,
-        "subscribe": 3,
+        "subscribe": 2,
         "route": 3,
         "build": 3,
         "submit": 4,

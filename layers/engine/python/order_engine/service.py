@@ -231,15 +231,17 @@ class OrderService:
 
     def subscribe_connection(self, connection_id: str, order_id: UUID) -> None:
         """`subscribe` for whomever the connection acts for, checked by the statement
-        that writes the subscription: Unauthorized when the connection is not open under
-        a live key (as `Accounts.authenticate_connection` would have said first), then
-        NotFound as `subscribe`. Then the snapshot, sent now."""
-        caller, subscribed = self._subscriptions.subscribe_connection(connection_id, order_id)
-        if caller is None:
+        that writes the subscription and reads its snapshot: Unauthorized when the
+        connection is not open under a live key (as `Accounts.authenticate_connection`
+        would have said first), then NotFound as `subscribe`. Then the snapshot, sent
+        now to the new subscriber (to every subscriber the order has, when the
+        statement's snapshot was short and is read anew)."""
+        done = self._subscriptions.subscribe_connection(connection_id, order_id)
+        if done.caller is None:
             raise connection_unauthorized()
-        if not subscribed:
+        if not done.subscribed:
             raise NotFound(f"order {order_id} not found", field="orderId")
-        self._notifier().deliver(order_id)
+        self._notifier().deliver(order_id, due=done.due)
 
     def _owned_order_id(self, caller: Caller, raw_order_id: str | UUID) -> UUID:
         order_id = parse_order_id(raw_order_id)

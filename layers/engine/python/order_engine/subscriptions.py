@@ -21,7 +21,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from order_engine.account_store import Caller, upsert_connection
-from order_engine.database import Repository, fetch_one, jsonb
+from order_engine.database import Repository, jsonb
 from order_engine.records import Delivery, DueDeliveries, Order, OrderEvent, prefixed
 
 
@@ -88,6 +88,29 @@ def cursors_param(moves: Sequence[CursorMove]) -> Jsonb:
     )
 
 
+@dataclass(frozen=True)
+class Subscribed:
+    """What `SubscriptionStore.subscribe_connection` did."""
+
+    caller: Caller | None  # whom the connection acts for; None: not under a live key
+    subscribed: bool  # it follows the order now (newly, or as before)
+    # The new subscriber's snapshot, when the statement's own read holds every event;
+    # None otherwise (subscribed before, or a transition committed meanwhile): read it.
+    due: DueDeliveries | None = None
+
+
+def _snapshot_due(connection_id: str, rows: Sequence[Mapping[str, Any]]) -> DueDeliveries | None:
+    """The snapshot of a new subscription from the rows of `subscribe_connection`, if
+    its events reach the version of the order it counted itself on."""
+    if rows[0]["id"] is None:  # no new subscription
+        return None
+    order = Order.from_row(rows[0])
+    events = [OrderEvent.from_row(prefixed(row, "event_")) for row in rows if row["event_seq"]]
+    if (events[-1].seq if events else 0) != order.version:
+        return None
+    return DueDeliveries(order, [Delivery(connection_id, 0, events)])
+
+
 class SubscriptionStore(Repository):
     def add_connection(
         self,
@@ -122,16 +145,17 @@ class SubscriptionStore(Repository):
         """Follow `order_id` from `connection_id`; False when the order does not exist
         (or, with `account_id`, is not that account's), or the connection is not open
         under a live key of the order's account (see `subscribe_connection`)."""
-        return self.subscribe_connection(connection_id, order_id, account_id=account_id)[1]
+        return self.subscribe_connection(connection_id, order_id, account_id=account_id).subscribed
 
     def subscribe_connection(
         self, connection_id: str, order_id: UUID, *, account_id: str | None = None
-    ) -> tuple[Caller | None, bool]:
+    ) -> Subscribed:
         """Who the connection acts for (None unless it is open under a live key), and
         whether it now follows `order_id`: not when the order does not exist, is not
         that caller's account's (or, with `account_id`, not that account's). One
-        statement, so a WebSocket `subscribe` is checked and written at once.
-        Subscribing twice changes nothing (the cursor stays).
+        statement, so a WebSocket `subscribe` is checked and written at once, with the
+        new subscriber's snapshot read (`Subscribed.due`). Subscribing twice changes
+        nothing (the cursor stays).
 
         The key is checked by the statement that writes the row, so a revoke cannot
         slip in between a check and the write. Revoking updates the key and deletes its
@@ -144,6 +168,13 @@ class SubscriptionStore(Repository):
         A new subscription also counts itself on the order's row (`orders.subscribes`),
         so a transition whose statement began before it committed knows that it cannot
         have seen it (store.py, `_SUBSCRIBERS`), and one in flight is waited for.
+
+        The snapshot comes from the statement's snapshot, which may predate a
+        transition that committed before this statement locked the order's row to
+        count itself. That UPDATE then wrote through the row as the transition left it,
+        a version past the snapshot's last event: the snapshot is short and `due` is
+        None (the caller reads it anew, after this commit). A transition that commits
+        later waited for this one, and finds the subscription, or knows it missed it.
         """
         with self.database.statement() as cur:
             cur.execute(
@@ -163,14 +194,25 @@ class SubscriptionStore(Repository):
                 # a transition in flight, and tells one that started before this commit
                 # that its snapshot lacks a subscriber.
                 " counted AS (UPDATE orders SET subscribes = subscribes + 1"
-                "  WHERE id IN (SELECT order_id FROM subscribed))"
-                " SELECT caller.*, EXISTS (SELECT FROM target) AS subscribed"
-                "  FROM (VALUES (1)) AS one LEFT JOIN caller ON true",
+                "  WHERE id IN (SELECT order_id FROM subscribed) RETURNING *)"
+                # One row per event of a new subscription's snapshot (or just one).
+                " SELECT caller.prefix AS caller_prefix, caller.account_id AS caller_account_id,"
+                "  caller.account_name AS caller_account_name,"
+                "  EXISTS (SELECT FROM target) AS subscribed, counted.*,"
+                "  e.order_id AS event_order_id, e.seq AS event_seq,"
+                "  e.from_status AS event_from_status, e.to_status AS event_to_status,"
+                "  e.data AS event_data, e.created_at AS event_created_at"
+                "  FROM (VALUES (1)) AS one LEFT JOIN caller ON true LEFT JOIN counted ON true"
+                "  LEFT JOIN order_events e ON e.order_id = counted.id"
+                " ORDER BY e.seq",
                 {"order": order_id, "connection": connection_id, "account": account_id},
             )
-            row = fetch_one(cur)
-        caller = None if row["prefix"] is None else Caller.from_row(row)
-        return caller, bool(row["subscribed"])
+            rows = cur.fetchall()
+        first = rows[0]
+        caller = (
+            None if first["caller_prefix"] is None else Caller.from_row(prefixed(first, "caller_"))
+        )
+        return Subscribed(caller, bool(first["subscribed"]), _snapshot_due(connection_id, rows))
 
     def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""
