@@ -4,7 +4,10 @@ Delivery works from the event table, not from the queue message: a pass is told
 "order O changed" (by the worker that just committed O's transition, or by a notify
 message for what that worker could not deliver; outbox.py), reads what each of O's
 subscribers lacks (the events past its cursor), posts it in `seq` order, then advances
-that subscriber's cursor. So a late, duplicated or reordered notify message can never
+that subscriber's cursor. The read is often done already: by the worker's transition,
+when each subscriber lacks only its event, or by a subscribe, for the new subscriber's
+snapshot (`due`; store.py and subscriptions.py say why neither can miss a subscriber
+or an event). So a late, duplicated or reordered notify message can never
 make a client see a gap or a status out of order, and a standard (non-FIFO) queue is
 enough. A subscriber's first delivery is a snapshot: the order as it stands with every past event.
 
@@ -16,8 +19,9 @@ its run was posted, so every run starts at or below what the client already has:
 after dropping the `seq`s it has seen (which clients do), a client sees each event
 once, in order, with no gap. A crash between post and cursor update resends events
 with the same `seq`, dropped the same way. Within one process (the records of a batch
-run at once), passes for one order take turns, so they do not post the same events
-twice; across processes they may, which costs duplicates only. A step batch writes its
+run at once), passes for one order take turns, so a pass that reads for itself does
+not post what the one before it posted; across processes, or with a read done before
+the turn (`due`), they may, which costs duplicates only. A step batch writes its
 passes' cursor moves together, in the statement that closes the batch (outbox.py).
 
 Subscribers fail alone: a connection that is gone, or too slow to take a post within

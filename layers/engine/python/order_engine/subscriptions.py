@@ -2,8 +2,9 @@
 
 Each subscription remembers `last_seq`, the highest event already delivered to that
 connection. The notifier reads what each subscriber lacks (`due_deliveries`, one
-statement, no lock), posts it with no transaction open, then moves the cursor with a
-conditional UPDATE that only succeeds from where it was read: at once
+statement, no lock; or a transition's statement read it, store.py, or the subscribe's
+for its snapshot, `subscribe_connection`), posts it with no transaction open, then
+moves the cursor with a conditional UPDATE that only succeeds from where it was read: at once
 (`advance_cursor`), or, for a step batch's deliveries, all in the statement that closes
 the batch (`CursorMoves`, `MOVED_CURSORS`). No lock is ever held across a post, so a
 connection that cannot keep up delays nobody else; see notify.py for why order and
