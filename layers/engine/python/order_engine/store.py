@@ -263,7 +263,9 @@ class Store(Repository):
 # statement either locks the row first, so that this UPDATE waits for it and then
 # writes through the row as it committed, counting one more than the snapshot
 # (`_SUBSCRIBERS` answers NULL: the caller reads the subscribers anew), or waits for
-# this commit, so that the subscriber's first read comes after it and holds the event.
+# this commit, and then writes through the row this statement left: its snapshot, if
+# read before this commit, is short of the new event, which it sees and reads anew
+# (`SubscriptionStore.subscribe_connection`).
 _SUBSCRIBERS = """
        CASE WHEN (SELECT subscribes FROM orders WHERE id = moved.id) = moved.subscribes
             THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(s.connection_id, s.last_seq)
