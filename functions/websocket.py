@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from chalice import Chalice, Response
 from chalice.app import WebsocketEvent
@@ -29,6 +30,7 @@ from http_edge import AUTHORIZATION, MAX_BODY_BYTES, bearer_token, error_answer
 from order_engine.errors import MalformedRequest, OrderEngineError, RequestError
 from order_engine.notify import ConnectionGone
 from order_engine.order_request import parse_json
+from order_engine.orders import as_order_id
 from order_engine.wiring import engine
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,8 @@ def connect(event: WebsocketEvent) -> Response | None:
     headers = {str(name).lower(): value for name, value in (raw.get("headers") or {}).items()}
     key = bearer_token(headers.get(AUTHORIZATION)) or query.get("apiKey")
     try:
-        caller = engine().accounts.authenticate(key)
         engine().orders.connect(
-            caller,
+            key,
             event.connection_id,
             {"sourceIp": _source_ip(event)},
             subscribe_to=query.get("orderId"),
@@ -84,6 +85,12 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
     to answer (None when the engine has answered on the socket itself)."""
     if len(body.encode()) > MAX_BODY_BYTES:
         raise RequestError("message too large", field="body")
+    subscribe_to = _subscription_asked(body)
+    if subscribe_to is not None:
+        # One statement checks the connection's key and writes the subscription, with
+        # the errors the steps below would give, in their order.
+        engine().orders.subscribe_connection(connection_id, subscribe_to)
+        return None  # the snapshot is the answer
     # Every message acts for the connection's key, a ping too: a revoked key's socket
     # is refused everything.
     caller = engine().accounts.authenticate_connection(connection_id)
@@ -106,6 +113,18 @@ def _dispatch(connection_id: str, body: str) -> dict[str, Any] | None:
         f"unknown action {_shortened(action)}; use subscribe, execute, cancel or ping",
         field="action",
     )
+
+
+def _subscription_asked(body: str) -> UUID | None:
+    """The order a well-formed `subscribe` message names; None for any other message,
+    which goes the long way (the connection's key checked first, then the message)."""
+    try:
+        data = parse_json(body)
+    except OrderEngineError:
+        return None
+    if not isinstance(data, dict) or data.get("action") != "subscribe":
+        return None
+    return as_order_id(data.get("orderId"))
 
 
 def _shortened(value: Any, limit: int = 40) -> str:

@@ -7,16 +7,22 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from order_engine.accounts import Accounts
 from order_engine.dex.ledger import PostgresLedger, SecondSwapError
 from order_engine.dex.venue import SubmissionLedger
+from order_engine.notify import Notifier
 from order_engine.orders import Status
 from order_engine.outbox import OutboxStore
+from order_engine.store import Store
 from order_engine.subscriptions import SubscriptionStore
 from tests.support.statements import counted_statements
 
@@ -228,6 +234,145 @@ def test_subscribers_get_only_the_events_after_their_cursor(
     due = subscriptions.due_deliveries(order.id)
     assert [(p.last_seq, [e.seq for e in p.events]) for p in due.pending] == [(3, [4, 5]), (4, [5])]
     assert due.order is None  # live events only: the order row is not read
+
+
+def test_a_transition_reads_who_lacks_its_event_when_each_lacks_only_that(
+    store, subscriptions, new_order, advance, open_connection, messages_for
+):
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    nobody = store.transition(
+        order.id, Status.ROUTING, Status.BUILDING, outbox=messages_for(order.id, Status.BUILDING)
+    )
+    assert nobody.due is not None and nobody.due.pending == []
+
+    following, new = sorted(open_connection() for _ in range(2))
+    subscriptions.subscribe(following, order.id)
+    assert subscriptions.advance_cursor(following, order.id, read=0, sent=3)
+    live = store.transition(
+        order.id, Status.BUILDING, Status.SUBMITTED, outbox=messages_for(order.id, Status.SUBMITTED)
+    )
+    assert live.due is not None and live.event is not None
+    assert live.due.order is None
+    assert [(p.connection_id, p.last_seq, p.events) for p in live.due.pending] == [
+        (following, 3, [live.event])
+    ]
+
+    # A subscriber due its snapshot lacks more than the new event: read anew.
+    subscriptions.subscribe(new, order.id)
+    behind = store.transition(
+        order.id,
+        Status.SUBMITTED,
+        Status.CONFIRMED,
+        outbox=messages_for(order.id, Status.CONFIRMED),
+    )
+    assert behind.applied and behind.due is None
+
+
+class _OpenTransaction:
+    """Runs a repository's statements in one transaction of `conn`, left open until the
+    test commits it."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Cursor]:
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            yield cur
+
+
+class _RecordingSender:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    def send(self, connection_id: str, message: dict) -> None:
+        self.sent.append((connection_id, message))
+
+
+def test_a_subscription_committed_after_a_transitions_snapshot_still_gets_its_event(
+    store, subscriptions, new_order, advance, open_connection, messages_for, migrated_url
+):
+    """The transition reads the subscribers in its own statement, from the snapshot it
+    took before locking the order's row. A subscription committed between the two is
+    not in that snapshot, and the subscriber's own first read may have come before the
+    transition's commit. The subscribe writes the order's row, so the transition waits
+    for it and then knows its snapshot is short: it answers no `due`, and the delivery
+    reads the subscribers anew and sends the new subscriber the event in its snapshot."""
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    connection = open_connection()
+    outcome: dict[str, Any] = {}
+
+    def transition() -> None:
+        outcome["result"] = store.transition(
+            order.id,
+            Status.ROUTING,
+            Status.BUILDING,
+            outbox=messages_for(order.id, Status.BUILDING),
+        )
+
+    with psycopg.connect(migrated_url) as conn:
+        # The subscribe's statement, its commit held back: the transition starting now
+        # takes its snapshot before that commit.
+        assert SubscriptionStore(_OpenTransaction(conn)).subscribe(connection, order.id)  # type: ignore[arg-type]
+        thread = threading.Thread(target=transition)
+        thread.start()
+        time.sleep(0.3)  # the transition has its snapshot, and waits for the order's row
+        conn.commit()
+    thread.join(5)
+
+    result = outcome["result"]
+    assert result.applied
+    assert result.due is None
+    sender = _RecordingSender()
+    Notifier(subscriptions, sender).deliver(order.id, due=result.due)  # type: ignore[arg-type]
+    assert [(c, m["type"], [e["seq"] for e in m["events"]]) for c, m in sender.sent] == [
+        (connection, "snapshot", [1, 2, 3])
+    ]
+
+
+def test_a_subscribe_reads_its_snapshot_in_its_own_statement_unless_it_is_short(
+    store, subscriptions, new_order, advance, open_connection, messages_for, migrated_url
+):
+    """The subscribe reads the new subscriber's snapshot from its statement's snapshot.
+    A transition that commits after that, but before the subscribe locks the order's
+    row to count itself, is not in it: the subscribe says so (no `due`), and the
+    delivery reads the snapshot anew, that transition's event in it."""
+    order = new_order()
+    advance(order.id, [Status.PENDING, Status.ROUTING])
+    at_once = subscriptions.subscribe_connection(open_connection(), order.id)
+    assert at_once.due is not None and at_once.due.order is not None
+    assert [[e.seq for e in p.events] for p in at_once.due.pending] == [[1, 2]]
+
+    connection = open_connection()
+    outcome: dict[str, Any] = {}
+
+    def subscribe() -> None:
+        outcome["done"] = subscriptions.subscribe_connection(connection, order.id)
+
+    with psycopg.connect(migrated_url) as conn:
+        # The transition's statement, its commit held back.
+        moved = Store(_OpenTransaction(conn)).transition(  # type: ignore[arg-type]
+            order.id,
+            Status.ROUTING,
+            Status.BUILDING,
+            outbox=messages_for(order.id, Status.BUILDING),
+        )
+        assert moved.applied
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        time.sleep(0.3)  # the subscribe has its snapshot, and waits for the order's row
+        conn.commit()
+    thread.join(5)
+
+    done = outcome["done"]
+    assert done.subscribed
+    assert done.due is None
+    sender = _RecordingSender()
+    Notifier(subscriptions, sender).deliver(order.id, due=done.due)  # type: ignore[arg-type]
+    snapshots = [[e["seq"] for e in m["events"]] for c, m in sender.sent if c == connection]
+    assert snapshots == [[1, 2, 3]]
 
 
 def test_a_snapshot_due_is_read_with_its_events_in_one_statement(

@@ -402,7 +402,7 @@ class FakeStore:
         if self.down:
             raise InfrastructureError("database unavailable: connection refused")
 
-    def caller_for_key(self, key_hash: bytes) -> Caller | None:
+    def caller_for_key(self, key_hash: bytes, *, connection: object = None) -> Caller | None:
         self._check()
         return CALLER if key_hash == hash_key(API_KEY) else None
 

@@ -108,6 +108,7 @@ ENGINE_CALLS: dict[str, set[str]] = {
     "orders.place_order": {"place_order"},
     "orders.execute": {"place_order", "post"},  # places, answers "accepted", subscribes
     "orders.subscribe": {"post"},  # sends the snapshot itself
+    "orders.subscribe_connection": {"post"},  # the same, for the connection's own caller
     "orders.health": {"health"},
     "orders.connect": {"connect"},
     "orders.get_order": set(),

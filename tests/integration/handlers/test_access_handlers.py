@@ -323,6 +323,40 @@ def test_a_revoked_keys_connection_can_neither_execute_nor_subscribe(
     assert row_counts(migrated_url) == before
 
 
+def test_a_subscribe_is_refused_for_the_connection_before_its_order_is_looked_at(
+    fresh: Stack, http: Client, migrated_url: str, new_key: Callable[[], IssuedKey]
+) -> None:
+    """A well-formed subscribe is checked and written by one statement; which error a
+    bad one gets is the same as when the key was checked first: the connection's key,
+    then the order id's form, then the order."""
+    theirs = place(http, new_key().key)
+    mine = fresh.place()
+    unknown_connection = new_connection_id()
+    live = new_connection_id()
+    fresh.websocket.connect(ws_connect_event(live, {"apiKey": fresh.api_key}), None)
+    before = row_counts(migrated_url)
+
+    asked = [
+        (unknown_connection, mine),
+        (unknown_connection, theirs),
+        (unknown_connection, str(uuid.uuid4())),
+        (unknown_connection, "not-an-id"),
+        (live, "not-an-id"),
+        (live, theirs),
+    ]
+    for connection, order_id in asked:
+        subscribe = {"action": "subscribe", "orderId": order_id}
+        fresh.websocket.message(ws_message_event(connection, subscribe), None)
+
+    codes = [
+        reply["error"]["code"]
+        for connection in (unknown_connection, live)
+        for reply in fresh.management.messages(connection)
+    ]
+    assert codes == ["unauthorized"] * 4 + ["validation_error", "not_found"]
+    assert row_counts(migrated_url) == before
+
+
 def test_execute_on_the_socket_is_rate_limited_per_key(
     fresh: Stack,
     migrated_url: str,

@@ -7,11 +7,11 @@ module ever sees a key in the clear, so nothing here can log or store one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from order_engine.database import Repository
+from order_engine.database import Repository, jsonb
 
 # A key's last use is recorded at most this often: keeps authentication a read, not a
 # write, on busy keys, while still answering "is this key in use?".
@@ -37,6 +37,28 @@ class Caller:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Caller:
         return cls(str(row["account_id"]), row["account_name"], row["prefix"])
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    """A WebSocket connection being opened ($connect): recorded for the caller its key
+    speaks for, in the statement that checks the key (`AccountStore.caller_for_key`)."""
+
+    connection_id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Remember the connection %(connection)s (with %(metadata)s) for the account and key of
+# the rows of `source`; again for the same id only refreshes it. Shared by $connect's
+# statement (`caller_for_key`) and `SubscriptionStore.add_connection`.
+def upsert_connection(source: str) -> str:
+    return (
+        "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
+        f" SELECT %(connection)s, %(metadata)s, account_id, key_prefix FROM {source}"
+        " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now(),"
+        " metadata = EXCLUDED.metadata, account_id = EXCLUDED.account_id,"
+        " key_prefix = EXCLUDED.key_prefix"
+    )
 
 
 @dataclass(frozen=True)
@@ -124,22 +146,34 @@ class AccountStore(Repository):
             )
             return [ApiKeyInfo.from_row(row) for row in cur.fetchall()]
 
-    def caller_for_key(self, key_hash: bytes) -> Caller | None:
-        """The caller a live (unrevoked) key with this hash speaks for, noting its use."""
+    def caller_for_key(
+        self, key_hash: bytes, *, connection: NewConnection | None = None
+    ) -> Caller | None:
+        """The caller a live (unrevoked) key with this hash speaks for, noting its use;
+        with `connection`, that connection is recorded for the caller in the same
+        statement (and nothing is written for a key that is not live)."""
         with self.database.statement() as cur:
-            # One round trip: the writable CTE runs even though nothing reads it.
+            # One round trip: the writable CTEs run even though nothing reads them.
             cur.execute(
                 "WITH found AS ("
                 "  SELECT k.prefix, k.account_id, a.name AS account_name FROM api_keys k"
                 "  JOIN accounts a ON a.id = k.account_id"
-                "  WHERE k.key_hash = %s AND k.revoked_at IS NULL"
+                "  WHERE k.key_hash = %(hash)s AND k.revoked_at IS NULL"
                 "), touched AS ("
                 "  UPDATE api_keys SET last_used_at = now()"
                 "  WHERE prefix = (SELECT prefix FROM found)"
                 "   AND (last_used_at IS NULL"
                 f"        OR last_used_at < now() - interval '{LAST_USED_RESOLUTION}')"
-                ") SELECT * FROM found",
-                (key_hash,),
+                "), connecting AS ("
+                "  SELECT account_id, prefix AS key_prefix FROM found"
+                "   WHERE %(connection)s::text IS NOT NULL"
+                f"), connected AS ({upsert_connection('connecting')})"
+                " SELECT * FROM found",
+                {
+                    "hash": key_hash,
+                    "connection": None if connection is None else connection.connection_id,
+                    "metadata": jsonb(None if connection is None else dict(connection.metadata)),
+                },
             )
             row = cur.fetchone()
         return None if row is None else Caller.from_row(row)

@@ -24,10 +24,10 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
-from order_engine.account_store import AccountStore, ApiKeyInfo, Caller
+from order_engine.account_store import AccountStore, ApiKeyInfo, Caller, NewConnection
 from order_engine.errors import NotFound, RateLimited, Unauthorized, ValidationError
 
-__all__ = ["Accounts", "ApiKeyInfo", "Caller", "IssuedKey", "RateLimiter"]
+__all__ = ["Accounts", "ApiKeyInfo", "Caller", "IssuedKey", "NewConnection", "RateLimiter"]
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,33 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def connection_unauthorized() -> Unauthorized:
+    """The refusal of a message on a connection not open under a live key."""
+    return Unauthorized(
+        "this connection has no valid API key: reconnect with ?apiKey=<key>",
+        key_presented=False,
+    )
+
+
 class Accounts:
     def __init__(self, store: AccountStore) -> None:
         self._store = store
 
-    def authenticate(self, key: str | None) -> Caller:
+    def authenticate(self, key: str | None, *, connection: NewConnection | None = None) -> Caller:
         """The caller `key` speaks for; Unauthorized when it is missing, malformed,
-        unknown or revoked (one answer for all three: nothing to probe)."""
+        unknown or revoked (one answer for all three: nothing to probe). With
+        `connection` (a WebSocket's $connect), the connection is recorded for that
+        caller by the statement that checks the key, and only if it is live."""
         if not key:
             raise Unauthorized(
                 "an API key is required: send Authorization: Bearer <key>", key_presented=False
             )
         # A malformed key cannot match, so it costs no query.
-        caller = self._store.caller_for_key(hash_key(key)) if key_prefix(key) else None
+        caller = (
+            self._store.caller_for_key(hash_key(key), connection=connection)
+            if key_prefix(key)
+            else None
+        )
         if caller is None:
             raise Unauthorized("the API key is not valid (unknown or revoked)", key_presented=True)
         return caller
@@ -85,10 +99,7 @@ class Accounts:
         """Who the WebSocket connection authenticated as in $connect, while its key lives."""
         caller = self._store.caller_for_connection(connection_id)
         if caller is None:
-            raise Unauthorized(
-                "this connection has no valid API key: reconnect with ?apiKey=<key>",
-                key_presented=False,
-            )
+            raise connection_unauthorized()
         return caller
 
     def create_key(self, name: str, *, account: str | None = None) -> IssuedKey:

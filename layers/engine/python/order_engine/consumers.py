@@ -138,9 +138,14 @@ def handle_notify_batch(engine: Engine, event: dict[str, Any]) -> dict[str, Any]
         with _poison_goes_to_the_dlq(engine, NOTIFY_TOPIC, record):
             message = decode_notify_message(record.body)
         with order_context(message.order_id):
+            due = None
             if message.subscribe_connection_id is not None:
-                engine.subscriptions.subscribe(message.subscribe_connection_id, message.order_id)
-            engine.notifier.deliver(message.order_id)
+                # With the new subscriber's snapshot, if the subscribe's statement read it
+                # whole (the subscription's own message: it has no event of its own).
+                due = engine.subscriptions.subscribe_connection(
+                    message.subscribe_connection_id, message.order_id
+                ).due
+            engine.notifier.deliver(message.order_id, due=due)
 
     return process_batch(event, record_handler)
 

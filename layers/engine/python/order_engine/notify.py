@@ -4,7 +4,10 @@ Delivery works from the event table, not from the queue message: a pass is told
 "order O changed" (by the worker that just committed O's transition, or by a notify
 message for what that worker could not deliver; outbox.py), reads what each of O's
 subscribers lacks (the events past its cursor), posts it in `seq` order, then advances
-that subscriber's cursor. So a late, duplicated or reordered notify message can never
+that subscriber's cursor. The read is often done already: by the worker's transition,
+when each subscriber lacks only its event, or by a subscribe, for the new subscriber's
+snapshot (`due`; store.py and subscriptions.py say why neither can miss a subscriber
+or an event). So a late, duplicated or reordered notify message can never
 make a client see a gap or a status out of order, and a standard (non-FIFO) queue is
 enough. A subscriber's first delivery is a snapshot: the order as it stands with every past event.
 
@@ -16,8 +19,9 @@ its run was posted, so every run starts at or below what the client already has:
 after dropping the `seq`s it has seen (which clients do), a client sees each event
 once, in order, with no gap. A crash between post and cursor update resends events
 with the same `seq`, dropped the same way. Within one process (the records of a batch
-run at once), passes for one order take turns, so they do not post the same events
-twice; across processes they may, which costs duplicates only. A step batch writes its
+run at once), passes for one order take turns, so a pass that reads for itself does
+not post what the one before it posted; across processes, or with a read done before
+the turn (`due`), they may, which costs duplicates only. A step batch writes its
 passes' cursor moves together, in the statement that closes the batch (outbox.py).
 
 Subscribers fail alone: a connection that is gone, or too slow to take a post within
@@ -40,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from order_engine import telemetry
 from order_engine.errors import TransientError
-from order_engine.records import Order, OrderEvent
+from order_engine.records import DueDeliveries, Order, OrderEvent
 from order_engine.subscriptions import CursorMove, CursorMoves, SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -116,17 +120,25 @@ class Notifier:
         when it has left)."""
         self._sender.send(connection_id, message)
 
-    def deliver(self, order_id: UUID, *, cursors: CursorMoves | None = None) -> int:
+    def deliver(
+        self,
+        order_id: UUID,
+        *,
+        cursors: CursorMoves | None = None,
+        due: DueDeliveries | None = None,
+    ) -> int:
         """Bring every subscriber of `order_id` up to date; return messages sent.
 
         Each subscriber's cursor moves past what it was sent: at once, or with
-        `cursors` (a step batch's), when the batch writes them together.
+        `cursors` (a step batch's), when the batch writes them together. `due`: what
+        they lack, as the transition just committed read it (TransitionResult.due);
+        without it, it is read here.
 
         Raises TransientError once every subscriber has been tried, if one of them
         could not be reached for a reason that may pass (throttled, API down): the
         retried message then only resends to those, the others' cursors having moved."""
         with self._turn(order_id):
-            return self._deliver(order_id, cursors)
+            return self._deliver(order_id, cursors, due)
 
     @contextmanager
     def _turn(self, order_id: UUID) -> Iterator[None]:
@@ -143,8 +155,11 @@ class Notifier:
                 if turn[1] == 0:
                     del self._turns[order_id]
 
-    def _deliver(self, order_id: UUID, cursors: CursorMoves | None) -> int:
-        due = self._store.due_deliveries(order_id)
+    def _deliver(
+        self, order_id: UUID, cursors: CursorMoves | None, due: DueDeliveries | None
+    ) -> int:
+        if due is None:
+            due = self._store.due_deliveries(order_id)
         sent = gone = 0
         unreached: list[str] = []
         for pending in due.pending:

@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from order_engine.database import Database, DictCursor, Repository, fetch_one, jsonb
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.orders import INITIAL, TERMINAL, Status, Step, step_for
-from order_engine.records import Order, OutboxMessage, OutboxRow
+from order_engine.records import DueDeliveries, Order, OutboxMessage, OutboxRow
 from order_engine.subscriptions import MOVED_CURSORS, CursorMove, CursorMoves, cursors_param
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,13 @@ class DeliverDirectly(Protocol):
     """Brings every subscriber of an order up to date, raising if one was not reached
     (Notifier.deliver); with `cursors`, their moves are left there to write later."""
 
-    def __call__(self, order_id: UUID, *, cursors: CursorMoves | None = None) -> object: ...
+    def __call__(
+        self,
+        order_id: UUID,
+        *,
+        cursors: CursorMoves | None = None,
+        due: DueDeliveries | None = None,
+    ) -> object: ...
 
 
 class Outbox:
@@ -292,9 +298,10 @@ class Outbox:
         self._publisher = publisher
         self._deliver = deliver
 
-    def publish(self, rows: Sequence[OutboxRow]) -> None:
+    def publish(self, rows: Sequence[OutboxRow], *, due: DueDeliveries | None = None) -> None:
         """The fast path: publish rows just committed and mark them sent. A failure
-        leaves them to the relay."""
+        leaves them to the relay. `due`: what the order's subscribers lack, if the write
+        that committed the rows read it (TransitionResult.due)."""
         if not rows:
             return
         notes, others = self._notes(rows)
@@ -302,7 +309,7 @@ class Outbox:
         # event is posted, and a post that takes long (a client not reading) cannot
         # outlast the relay's grace period and have the step message sent twice.
         self._store.mark_sent(self._send(others))
-        delivered = [row for row in notes if self._delivered(row)]
+        delivered = [row for row in notes if self._delivered(row, due=due)]
         undelivered = [row for row in notes if row not in delivered]
         self._store.mark_sent([row.id for row in delivered] + self._send(undelivered))
 
@@ -328,10 +335,16 @@ class Outbox:
             )
             return []
 
-    def _delivered(self, row: OutboxRow, cursors: CursorMoves | None = None) -> bool:
+    def _delivered(
+        self,
+        row: OutboxRow,
+        cursors: CursorMoves | None = None,
+        *,
+        due: DueDeliveries | None = None,
+    ) -> bool:
         assert self._deliver is not None
         try:
-            self._deliver(row.order_id, cursors=cursors)
+            self._deliver(row.order_id, cursors=cursors, due=due)
         except Exception:
             log.warning(
                 "delivering order %s's event directly failed; its notify message goes out",
@@ -425,11 +438,11 @@ class OutboxBatch:
         if exc_type is None or issubclass(exc_type, Exception):
             self.flush()
 
-    def publish(self, rows: Sequence[OutboxRow]) -> None:
-        """Rows a record's transition just committed: its event is delivered now, the
-        rest waits for `flush`."""
+    def publish(self, rows: Sequence[OutboxRow], *, due: DueDeliveries | None = None) -> None:
+        """Rows a record's transition just committed: its event is delivered now (to
+        `due`, if the transition read it), the rest waits for `flush`."""
         notes, others = self._outbox._notes(rows)
-        delivered = [row for row in notes if self._outbox._delivered(row, self._cursors)]
+        delivered = [row for row in notes if self._outbox._delivered(row, self._cursors, due=due)]
         undelivered = [row for row in notes if row not in delivered]
         with self._lock:
             self._to_send += others + undelivered

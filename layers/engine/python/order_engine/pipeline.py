@@ -320,7 +320,7 @@ class Pipeline:
         if result.outcome is Outcome.APPLIED:
             if result.order is not None:
                 telemetry.order_moved(result.order)
-            outbox.publish(result.outbox)
+            outbox.publish(result.outbox, due=result.due)
             return StepResult.ADVANCED
         if result.outcome is Outcome.OUT_OF_ORDER:
             raise RetryLater("order changed underneath this step", 1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from order_engine.orders import Status
@@ -195,6 +195,22 @@ class CreatedOrder:
     outbox: list[OutboxRow] = field(default_factory=list)
 
 
+class Delivery(NamedTuple):
+    connection_id: str
+    last_seq: int
+    events: list[OrderEvent]  # seq > last_seq, ascending; may be empty
+
+
+@dataclass(frozen=True)
+class DueDeliveries:
+    """What every subscriber of one order lacks, as read by one statement."""
+
+    # The order, read only when a subscriber is due its snapshot (a first delivery);
+    # None otherwise: live events need no more than the events.
+    order: Order | None
+    pending: list[Delivery]
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     outcome: Outcome
@@ -203,6 +219,11 @@ class TransitionResult:
     # The outbox rows written with the transition (none unless applied; a message
     # whose dedupe_key already existed is not written again, so not listed).
     outbox: list[OutboxRow] = field(default_factory=list)
+    # What the order's subscribers lack, read by the transition's own statement when
+    # each of them lacks only the new event (or there are none); None when applied
+    # otherwise, or when the statement could not know every subscriber (store.py,
+    # `_SUBSCRIBERS`): then they are read anew (SubscriptionStore.due_deliveries).
+    due: DueDeliveries | None = None
 
     @property
     def applied(self) -> bool:

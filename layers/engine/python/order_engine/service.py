@@ -18,7 +18,13 @@ from typing import Any
 from uuid import UUID
 
 from order_engine import telemetry
-from order_engine.accounts import Caller, RateLimiter
+from order_engine.accounts import (
+    Accounts,
+    Caller,
+    NewConnection,
+    RateLimiter,
+    connection_unauthorized,
+)
 from order_engine.errors import InfrastructureError, NotCancellable, NotFound, ValidationError
 from order_engine.notify import Notifier, accepted_message
 from order_engine.order_list import OrderList, OrderPage, PageRequest
@@ -65,8 +71,10 @@ class OrderService:
         rate_limiter: RateLimiter,
         order_list: OrderList,
         *,
+        accounts: Accounts,
         best_price: Callable[[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
+        self._accounts = accounts
         # The price watch's latest best price of a pair, shown with a waiting order.
         self._best_price = best_price
         self._store = store
@@ -169,7 +177,7 @@ class OrderService:
                 f"order {order_id} is {status}; only an order that is {allowed} can be cancelled",
                 status=status.value,
             )
-        self._outbox.publish(result.outbox)
+        self._outbox.publish(result.outbox, due=result.due)
         log.info("order %s cancelled", order_id)
         return result.order
 
@@ -177,15 +185,20 @@ class OrderService:
 
     def connect(
         self,
-        caller: Caller,
+        key: str | None,
         connection_id: str,
         metadata: dict[str, Any],
         *,
         subscribe_to: str | None = None,
-    ) -> None:
-        """Accept a WebSocket connection for `caller` (whom its later messages act for)
-        and, with `subscribe_to`, a subscription to that order, started once the socket
-        is open. Refusing (NotFound, ValidationError) writes nothing.
+    ) -> Caller:
+        """Accept a WebSocket connection for the caller `key` speaks for (whom its later
+        messages act for) and, with `subscribe_to`, a subscription to that order,
+        started once the socket is open; that caller. Refusing (Unauthorized, then
+        NotFound or ValidationError) writes nothing.
+
+        Without `subscribe_to` it is one statement: the one that checks the key records
+        the connection. With it, the key is checked, then the order, and only then is
+        the connection recorded.
 
         While $connect runs the connection cannot receive, so a subscription row written
         now would make the notifier post to it, get GoneException and drop it. Instead
@@ -193,12 +206,17 @@ class OrderService:
         handshake) and a delayed notify message carries the subscription: the notifier
         writes it, then sends the snapshot, so nothing committed meanwhile is missed.
         """
-        order_id = None if subscribe_to is None else self._owned_order_id(caller, subscribe_to)
-        self._subscriptions.add_connection(connection_id, metadata, caller=caller)
-        if order_id is not None:
-            self._outbox.subscribe_later(
-                order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
+        if subscribe_to is None:
+            return self._accounts.authenticate(
+                key, connection=NewConnection(connection_id, metadata)
             )
+        caller = self._accounts.authenticate(key)
+        order_id = self._owned_order_id(caller, subscribe_to)
+        self._subscriptions.add_connection(connection_id, metadata, caller=caller)
+        self._outbox.subscribe_later(
+            order_id, connection_id, delay_seconds=CONNECT_SUBSCRIBE_DELAY_SECONDS
+        )
+        return caller
 
     def subscribe(self, caller: Caller, connection_id: str, raw_order_id: str | UUID) -> None:
         """Subscribe an open connection to one of the caller's orders and send its
@@ -210,6 +228,20 @@ class OrderService:
         if not self._subscriptions.subscribe(connection_id, order_id, account_id=caller.account_id):
             raise NotFound(f"order {order_id} not found", field="orderId")
         self._notifier().deliver(order_id)
+
+    def subscribe_connection(self, connection_id: str, order_id: UUID) -> None:
+        """`subscribe` for whomever the connection acts for, checked by the statement
+        that writes the subscription and reads its snapshot: Unauthorized when the
+        connection is not open under a live key (as `Accounts.authenticate_connection`
+        would have said first), then NotFound as `subscribe`. Then the snapshot, sent
+        now to the new subscriber (to every subscriber the order has, when the
+        statement's snapshot was short and is read anew)."""
+        done = self._subscriptions.subscribe_connection(connection_id, order_id)
+        if done.caller is None:
+            raise connection_unauthorized()
+        if not done.subscribed:
+            raise NotFound(f"order {order_id} not found", field="orderId")
+        self._notifier().deliver(order_id, due=done.due)
 
     def _owned_order_id(self, caller: Caller, raw_order_id: str | UUID) -> UUID:
         order_id = parse_order_id(raw_order_id)

@@ -30,6 +30,8 @@ from order_engine.orders import CANCELLABLE, INITIAL, Status, is_legal, progress
 from order_engine.outbox import WRITTEN, outbox_param
 from order_engine.records import (
     CreatedOrder,
+    Delivery,
+    DueDeliveries,
     Order,
     OrderEvent,
     OutboxMessage,
@@ -103,7 +105,7 @@ class Store(Repository):
         with self.database.statement() as cur:
             rows = write_order(cur, _CREATE, params, outbox)
         if rows:
-            order, event, written = _moved(rows)
+            order, event, written, _ = _moved(rows)  # nobody follows a new order
             return CreatedOrder(order=order, created=True, event=event, outbox=written)
         # No row: the key's insert met a committed one (it waits for a concurrent
         # insert of the same key), so no order was written; the key says which it is.
@@ -250,6 +252,27 @@ class Store(Repository):
 # new version: both start at 1 and each applied transition adds one to both, and the
 # UPDATE's row lock makes that race-free (a max(seq) + 1 inside the statement would
 # read the statement's snapshot, taken before the lock was granted).
+#
+# It also reads the order's subscribers with their cursors (`_SUBSCRIBERS`), so that
+# the caller can deliver the new event without a statement of its own to ask who lacks
+# it. The statement reads them from its snapshot, taken before it locked the order's
+# row: a subscription committed in between is not in that snapshot, while the
+# subscriber's own first read may still have come before this commit, and would lack
+# the new event. Every new subscription therefore counts itself on the order's row
+# (`orders.subscribes`, subscriptions.py) in the statement that writes it. Such a
+# statement either locks the row first, so that this UPDATE waits for it and then
+# writes through the row as it committed, counting one more than the snapshot
+# (`_SUBSCRIBERS` answers NULL: the caller reads the subscribers anew), or waits for
+# this commit, and then writes through the row this statement left: its snapshot, if
+# read before this commit, is short of the new event, which it sees and reads anew
+# (`SubscriptionStore.subscribe_connection`).
+_SUBSCRIBERS = """
+       CASE WHEN (SELECT subscribes FROM orders WHERE id = moved.id) = moved.subscribes
+            THEN (SELECT coalesce(jsonb_agg(jsonb_build_array(s.connection_id, s.last_seq)
+                                            ORDER BY s.connection_id), '[]')
+                    FROM subscriptions s WHERE s.order_id = moved.id)
+       END AS subscribers"""
+
 _EVENT_AND_OUTBOX = (
     """,
 event AS (
@@ -266,7 +289,9 @@ SELECT moved.*,
        written.id AS outbox_id, written.order_id AS outbox_order_id,
        written.topic AS outbox_topic, written.payload AS outbox_payload,
        written.dedupe_key AS outbox_dedupe_key, written.attempts AS outbox_attempts,
-       written.created_at AS outbox_created_at, written.sent_at AS outbox_sent_at
+       written.created_at AS outbox_created_at, written.sent_at AS outbox_sent_at,"""
+    + _SUBSCRIBERS
+    + """
   FROM moved CROSS JOIN event LEFT JOIN written ON true
  ORDER BY written.id"""
 )
@@ -359,10 +384,26 @@ def write_order(
     return cur.fetchall()
 
 
-def _moved(rows: Sequence[Mapping[str, Any]]) -> tuple[Order, OrderEvent, list[OutboxRow]]:
-    """The order, its event and its outbox rows, from the rows of `write_order`."""
+def _moved(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[Order, OrderEvent, list[OutboxRow], DueDeliveries | None]:
+    """The order, its event, its outbox rows and what its subscribers lack (see
+    `_due`), from the rows of `write_order`."""
     first = rows[0]
     written = [
         OutboxRow.from_row(prefixed(row, "outbox_")) for row in rows if row["outbox_id"] is not None
     ]
-    return Order.from_row(first), OrderEvent.from_row(prefixed(first, "event_")), written
+    event = OrderEvent.from_row(prefixed(first, "event_"))
+    return Order.from_row(first), event, written, _due(first["subscribers"], event)
+
+
+def _due(subscribers: list[list[Any]] | None, event: OrderEvent) -> DueDeliveries | None:
+    """What the subscribers the write read (`_SUBSCRIBERS`: [connection, cursor] pairs)
+    lack, when that is the new event alone for each; None when the write could not know
+    them all, or when one lacks more (its snapshot, or events a failed delivery left
+    behind), which only a read of the events gives."""
+    if subscribers is None:
+        return None
+    if any(last_seq != event.seq - 1 for _, last_seq in subscribers):
+        return None
+    return DueDeliveries(None, [Delivery(str(c), event.seq - 1, [event]) for c, _ in subscribers])

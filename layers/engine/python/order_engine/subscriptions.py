@@ -2,8 +2,9 @@
 
 Each subscription remembers `last_seq`, the highest event already delivered to that
 connection. The notifier reads what each subscriber lacks (`due_deliveries`, one
-statement, no lock), posts it with no transaction open, then moves the cursor with a
-conditional UPDATE that only succeeds from where it was read: at once
+statement, no lock; or a transition's statement read it, store.py, or the subscribe's
+for its snapshot, `subscribe_connection`), posts it with no transaction open, then
+moves the cursor with a conditional UPDATE that only succeeds from where it was read: at once
 (`advance_cursor`), or, for a step batch's deliveries, all in the statement that closes
 the batch (`CursorMoves`, `MOVED_CURSORS`). No lock is ever held across a post, so a
 connection that cannot keep up delays nobody else; see notify.py for why order and
@@ -15,30 +16,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from order_engine.account_store import Caller
-from order_engine.database import Repository, fetch_one, jsonb
-from order_engine.records import Order, OrderEvent, prefixed
-
-
-class Delivery(NamedTuple):
-    connection_id: str
-    last_seq: int
-    events: list[OrderEvent]  # seq > last_seq, ascending; may be empty
-
-
-@dataclass(frozen=True)
-class DueDeliveries:
-    """What every subscriber of one order lacks, as read by one statement."""
-
-    # The order, read only when a subscriber is due its snapshot (a first delivery);
-    # None otherwise: live events need no more than the events.
-    order: Order | None
-    pending: list[Delivery]
+from order_engine.account_store import Caller, upsert_connection
+from order_engine.database import Repository, jsonb
+from order_engine.records import Delivery, DueDeliveries, Order, OrderEvent, prefixed
 
 
 @dataclass(frozen=True)
@@ -104,6 +89,29 @@ def cursors_param(moves: Sequence[CursorMove]) -> Jsonb:
     )
 
 
+@dataclass(frozen=True)
+class Subscribed:
+    """What `SubscriptionStore.subscribe_connection` did."""
+
+    caller: Caller | None  # whom the connection acts for; None: not under a live key
+    subscribed: bool  # it follows the order now (newly, or as before)
+    # The new subscriber's snapshot, when the statement's own read holds every event;
+    # None otherwise (subscribed before, or a transition committed meanwhile): read it.
+    due: DueDeliveries | None = None
+
+
+def _snapshot_due(connection_id: str, rows: Sequence[Mapping[str, Any]]) -> DueDeliveries | None:
+    """The snapshot of a new subscription from the rows of `subscribe_connection`, if
+    its events reach the version of the order it counted itself on."""
+    if rows[0]["id"] is None:  # no new subscription
+        return None
+    order = Order.from_row(rows[0])
+    events = [OrderEvent.from_row(prefixed(row, "event_")) for row in rows if row["event_seq"]]
+    if (events[-1].seq if events else 0) != order.version:
+        return None
+    return DueDeliveries(order, [Delivery(connection_id, 0, events)])
+
+
 class SubscriptionStore(Repository):
     def add_connection(
         self,
@@ -116,17 +124,15 @@ class SubscriptionStore(Repository):
         key its $connect presented); again for the same id only refreshes it."""
         with self.database.statement() as cur:
             cur.execute(
-                "INSERT INTO connections (connection_id, metadata, account_id, key_prefix)"
-                " VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (connection_id) DO UPDATE SET last_seen_at = now(),"
-                " metadata = EXCLUDED.metadata, account_id = EXCLUDED.account_id,"
-                " key_prefix = EXCLUDED.key_prefix",
-                (
-                    connection_id,
-                    jsonb(dict(metadata or {})),
-                    None if caller is None else caller.account_id,
-                    None if caller is None else caller.key_prefix,
-                ),
+                "WITH caller (account_id, key_prefix) AS"
+                " (VALUES (%(account)s::uuid, %(key_prefix)s::text)) "
+                + upsert_connection("caller"),
+                {
+                    "connection": connection_id,
+                    "metadata": jsonb(dict(metadata or {})),
+                    "account": None if caller is None else caller.account_id,
+                    "key_prefix": None if caller is None else caller.key_prefix,
+                },
             )
 
     def remove_connection(self, connection_id: str) -> None:
@@ -139,8 +145,18 @@ class SubscriptionStore(Repository):
     ) -> bool:
         """Follow `order_id` from `connection_id`; False when the order does not exist
         (or, with `account_id`, is not that account's), or the connection is not open
-        under a live key of the order's account. Subscribing twice changes nothing (the
-        cursor stays).
+        under a live key of the order's account (see `subscribe_connection`)."""
+        return self.subscribe_connection(connection_id, order_id, account_id=account_id).subscribed
+
+    def subscribe_connection(
+        self, connection_id: str, order_id: UUID, *, account_id: str | None = None
+    ) -> Subscribed:
+        """Who the connection acts for (None unless it is open under a live key), and
+        whether it now follows `order_id`: not when the order does not exist, is not
+        that caller's account's (or, with `account_id`, not that account's). One
+        statement, so a WebSocket `subscribe` is checked and written at once, with the
+        new subscriber's snapshot read (`Subscribed.due`). Subscribing twice changes
+        nothing (the cursor stays).
 
         The key is checked by the statement that writes the row, so a revoke cannot
         slip in between a check and the write. Revoking updates the key and deletes its
@@ -149,22 +165,55 @@ class SubscriptionStore(Repository):
         after it, so it writes nothing; one that committed first is deleted with its
         connection (ON DELETE CASCADE). The lock also keeps a concurrent $disconnect
         from deleting the connection before the subscription's foreign key is checked.
+
+        A new subscription also counts itself on the order's row (`orders.subscribes`),
+        so a transition whose statement began before it committed knows that it cannot
+        have seen it (store.py, `_SUBSCRIBERS`), and one in flight is waited for.
+
+        The snapshot comes from the statement's snapshot, which may predate a
+        transition that committed before this statement locked the order's row to
+        count itself. That UPDATE then wrote through the row as the transition left it,
+        a version past the snapshot's last event: the snapshot is short and `due` is
+        None (the caller reads it anew, after this commit). A transition that commits
+        later waited for this one, and finds the subscription, or knows it missed it.
         """
         with self.database.statement() as cur:
             cur.execute(
-                "WITH target AS (SELECT id, account_id FROM orders WHERE id = %(order)s"
-                "  AND (%(account)s::uuid IS NULL OR account_id = %(account)s::uuid)),"
-                " live AS (SELECT c.connection_id FROM connections c"
+                "WITH caller AS (SELECT k.prefix, k.account_id, a.name AS account_name"
+                "  FROM connections c"
                 "  JOIN api_keys k ON k.prefix = c.key_prefix AND k.account_id = c.account_id"
-                "  JOIN target t ON t.account_id = c.account_id"
+                "  JOIN accounts a ON a.id = k.account_id"
                 "  WHERE c.connection_id = %(connection)s AND k.revoked_at IS NULL"
                 "  FOR KEY SHARE OF c),"
+                " target AS (SELECT o.id FROM orders o"
+                "  JOIN caller ON caller.account_id = o.account_id WHERE o.id = %(order)s"
+                "  AND (%(account)s::uuid IS NULL OR o.account_id = %(account)s::uuid)),"
                 " subscribed AS (INSERT INTO subscriptions (connection_id, order_id)"
-                "  SELECT connection_id, %(order)s::uuid FROM live ON CONFLICT DO NOTHING)"
-                " SELECT EXISTS (SELECT FROM live) AS subscribed",
+                "  SELECT %(connection)s, id FROM target ON CONFLICT DO NOTHING"
+                "  RETURNING order_id),"
+                # Counted on the order's row (see store.py, `_SUBSCRIBERS`): this waits for
+                # a transition in flight, and tells one that started before this commit
+                # that its snapshot lacks a subscriber.
+                " counted AS (UPDATE orders SET subscribes = subscribes + 1"
+                "  WHERE id IN (SELECT order_id FROM subscribed) RETURNING *)"
+                # One row per event of a new subscription's snapshot (or just one).
+                " SELECT caller.prefix AS caller_prefix, caller.account_id AS caller_account_id,"
+                "  caller.account_name AS caller_account_name,"
+                "  EXISTS (SELECT FROM target) AS subscribed, counted.*,"
+                "  e.order_id AS event_order_id, e.seq AS event_seq,"
+                "  e.from_status AS event_from_status, e.to_status AS event_to_status,"
+                "  e.data AS event_data, e.created_at AS event_created_at"
+                "  FROM (VALUES (1)) AS one LEFT JOIN caller ON true LEFT JOIN counted ON true"
+                "  LEFT JOIN order_events e ON e.order_id = counted.id"
+                " ORDER BY e.seq",
                 {"order": order_id, "connection": connection_id, "account": account_id},
             )
-            return bool(fetch_one(cur)["subscribed"])
+            rows = cur.fetchall()
+        first = rows[0]
+        caller = (
+            None if first["caller_prefix"] is None else Caller.from_row(prefixed(first, "caller_"))
+        )
+        return Subscribed(caller, bool(first["subscribed"]), _snapshot_due(connection_id, rows))
 
     def subscribers(self, order_id: UUID) -> list[tuple[str, int]]:
         """(connection_id, last_seq) of every subscriber of the order."""

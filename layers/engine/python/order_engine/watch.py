@@ -218,7 +218,7 @@ class PriceWatch:
                 outbox=transition_messages(order.id, Status.EXPIRED),
             )
             if result.applied:
-                self._outbox.publish(result.outbox)
+                self._outbox.publish(result.outbox, due=result.due)
                 expired += 1
         return expired
 

@@ -192,6 +192,7 @@ class Engine:
             lambda: self.notifier,
             self.rate_limiter,
             self.order_list,
+            accounts=self.accounts,
             # Opened on first use: answering an order must not need it before then.
             best_price=lambda token_in, token_out: self.watch_store.best_price(token_in, token_out),
         )
