@@ -52,7 +52,9 @@ def test_an_order_shows_in_the_metrics_as_counters_and_step_quantiles(
     assert [e["status"] for e in events] == HAPPY
     samples = scrape_until(runtime, confirmed_total(before) + 1)
 
-    assert confirmed_total(samples) == confirmed_total(before) + 1
+    # At least this order: the stack is the worker's, and orders an earlier test left in
+    # flight (limit orders waiting for their price, a burst) may confirm meanwhile.
+    assert confirmed_total(samples) >= confirmed_total(before) + 1
     placed = [k for k in samples if k.startswith("OrderEngine_OrdersPlaced_total{")]
     assert placed and all('service="' in k for k in placed)
     for step in ("route", "build", "submit", "confirm"):
