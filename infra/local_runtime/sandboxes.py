@@ -14,8 +14,8 @@ and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
 one JSON reply per invocation, no process or thread started per call. The EMF lines an
-invocation printed come on the same pipe just before its reply, and go to the pool's
-`emf_sink` (the runtime's metrics, emf_metrics.py).
+invocation printed come on the same pipe in one message with its reply, and go to the
+pool's `emf_sink` (the runtime's metrics, emf_metrics.py).
 
 Sandboxes are forked from multiprocessing's fork server, never from the runtime itself
 (which runs threads and an event loop, unsafe to fork). The fork server is a clean,
@@ -29,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
+import pickle
+import select
 import threading
 import time
 from collections import deque
@@ -101,6 +104,10 @@ class Sandbox:
         )
         self._process.start()
         theirs.close()
+        # Kept for the sandbox's life: Connection.poll builds, fills and closes a
+        # selector on every call.
+        self._readable = select.poll()
+        self._readable.register(self._pipe.fileno(), select.POLLIN)
         try:
             self._wait_ready()
         except BaseException:
@@ -127,8 +134,12 @@ class Sandbox:
 
     def send(self, request_id: str, event: Any, timeout: float) -> None:
         self.invocations += 1
+        # Plain pickle: an event is JSON-like data, and Connection.send's ForkingPickler
+        # copies the copyreg dispatch table on every call, for the file descriptors
+        # and connections it can also carry.
+        request = pickle.dumps((request_id, event, timeout), pickle.HIGHEST_PROTOCOL)
         try:
-            self._pipe.send((request_id, event, timeout))
+            self._pipe.send_bytes(request)
         except OSError:  # it died while idle (killed from outside, out of memory...)
             self._process.join(1)
             raise SandboxCrashed(
@@ -137,23 +148,25 @@ class Sandbox:
 
     def reply_within(self, timeout: float) -> tuple[Any, ...] | None:
         """The invocation's reply, or None if it did not come within `timeout`."""
-        if not self._pipe.poll(max(0.0, timeout)):
+        # The end of the sandbox (POLLHUP) wakes it too; reply() tells the crash.
+        if not self._readable.poll(math.ceil(max(0.0, timeout) * 1000)):
             return None
         return self.reply()
 
     def reply(self) -> tuple[Any, ...]:
-        while True:
-            try:
-                reply: tuple[Any, ...] = self._pipe.recv()
-            except (EOFError, OSError):
-                self._process.join(1)
-                raise SandboxCrashed(
-                    f"the sandbox exited (code {self._process.exitcode}) during the invocation"
-                ) from None
-            if reply[0] != EMF:
-                return reply
-            if self._emf_sink is not None:  # the reply itself follows at once
-                self._emf_sink(self.name, reply[1])
+        try:
+            reply: tuple[Any, ...] = self._pipe.recv()
+        except (EOFError, OSError):
+            self._process.join(1)
+            raise SandboxCrashed(
+                f"the sandbox exited (code {self._process.exitcode}) during the invocation"
+            ) from None
+        if reply[0] != EMF:
+            return reply
+        if self._emf_sink is not None:
+            self._emf_sink(self.name, reply[1])
+        answer: tuple[Any, ...] = reply[2]
+        return answer
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
         """reply_within, awaited: the event loop wakes when the pipe is readable."""
