@@ -169,21 +169,20 @@ class Sandbox:
         return answer
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
-        """reply_within, awaited: the event loop wakes when the pipe is readable."""
+        """reply_within, awaited: the event loop wakes when the pipe is readable.
+
+        One future that the reader or the timer settles (True: readable), where
+        asyncio.wait_for added a second future, a partial and done-callbacks."""
         loop = asyncio.get_running_loop()
-        readable: asyncio.Future[None] = loop.create_future()
+        readable: asyncio.Future[bool] = loop.create_future()
         fd = self._pipe.fileno()
-
-        def wake() -> None:
-            if not readable.done():
-                readable.set_result(None)
-
-        loop.add_reader(fd, wake)
+        loop.add_reader(fd, _settle_once, readable, True)
+        timer = loop.call_later(max(0.0, timeout), _settle_once, readable, False)
         try:
-            await asyncio.wait_for(readable, max(0.0, timeout))
-        except TimeoutError:
-            return None
+            if not await readable:
+                return None
         finally:
+            timer.cancel()
             loop.remove_reader(fd)
         return self.reply()
 
@@ -375,12 +374,12 @@ class SandboxPool:
 
     def take(self) -> Sandbox:
         """A warm sandbox, or the first to be free (a new one, or one that comes back)."""
-        gate = threading.Lock()
-        gate.acquire()
         with self._lock:
             sandbox = self._take_now()
             if sandbox is not None:
                 return sandbox
+            gate = threading.Lock()
+            gate.acquire()
             waiter = self._line_up(gate.release)
         if not waiter.due and gate.acquire(timeout=SCALE_UP_AFTER):
             return waiter.result()
@@ -391,21 +390,12 @@ class SandboxPool:
     async def take_async(self) -> Sandbox:
         """take(), awaited: the event loop waits without a thread of its own."""
         loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-        loop_thread = threading.get_ident()
-
-        def wake() -> None:
-            if threading.get_ident() == loop_thread:
-                _resolve(woken)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(_resolve, woken)
-
         with self._lock:
             sandbox = self._take_now()
             if sandbox is not None:
                 return sandbox
-            waiter = self._line_up(wake)
+            woken: asyncio.Future[None] = loop.create_future()
+            waiter = self._line_up(_waker(loop, woken))
         timer = None if waiter.due else loop.call_later(SCALE_UP_AFTER, self._due_now, waiter)
         try:
             await woken
@@ -648,6 +638,25 @@ class SandboxPool:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _waker(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
+    """What resolves `future` (of `loop`, whose thread calls this) from any thread."""
+    loop_thread = threading.get_ident()
+
+    def wake() -> None:
+        if threading.get_ident() == loop_thread:
+            _resolve(future)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
+    return wake
+
+
+def _settle_once(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def start_all(pools: list[SandboxPool], action: Callable[[SandboxPool], None]) -> None:
