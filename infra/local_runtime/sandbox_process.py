@@ -146,7 +146,7 @@ def _reply_to(handler: Any, request: tuple[str, Any, float], plan: SandboxPlan) 
         text = "".join(traceback.format_exception(error)).rstrip()
         return (ERROR, type(error).__name__, str(error), text)
     try:
-        return (OK, json.dumps(value, default=_decimal_as_number))
+        return (OK, _LAMBDA_JSON.encode(value))
     except (TypeError, ValueError) as error:
         return (ERROR, "Runtime.MarshalError", f"Unable to marshal response: {error}", "")
 
@@ -155,6 +155,11 @@ def _decimal_as_number(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(value, default=_decimal_as_number), without building the encoder at every
+# reply (json.dumps reuses its own only when called with no options).
+_LAMBDA_JSON = json.JSONEncoder(default=_decimal_as_number)
 
 
 def keep_runtime_main_out() -> None:
