@@ -19,6 +19,7 @@ output must not break the runtime.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -49,6 +50,10 @@ class _Summary:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# Every EMF line names its namespace and metrics again: their Prometheus names are
+# worked out once (three regular-expression substitutions each), not per line. Bounded,
+# since a function may print any names.
+@functools.lru_cache(maxsize=4096)
 def _name(*parts: str) -> str:
     name = "_".join(_NOT_A_NAME.sub("_", part) for part in parts if part)
     return name if not name[:1].isdigit() else f"_{name}"

@@ -78,7 +78,8 @@ class InFlight:
     def leave(self) -> None:
         with self._idle:
             self._count -= 1
-            self._idle.notify_all()
+            if not self._count:  # what wait_idle waits for
+                self._idle.notify_all()
 
     @property
     def count(self) -> int:
@@ -194,9 +195,12 @@ class LambdaFunction:
         With `give_up_after` shorter than the function's Timeout, the caller gets an
         INTEGRATION_TIMEOUT result then, and the invocation runs on to its own end."""
         request_id = str(uuid.uuid4())
-        task = asyncio.ensure_future(self._invoke_async(request_id, event, describe))
         if give_up_after is None or give_up_after >= self.spec.timeout:
-            return await task
+            # Awaited in the caller's task: a task of its own would only cost its
+            # creation and a turn of the event loop (cancelling the caller cancels
+            # the invocation either way).
+            return await self._invoke_async(request_id, event, describe)
+        task = asyncio.ensure_future(self._invoke_async(request_id, event, describe))
         self._running_on.add(task)  # keeps it alive once the caller stops waiting
         task.add_done_callback(self._running_on.discard)
         try:

@@ -9,10 +9,13 @@ handler with a context whose deadline is the invocation's, and sends back one re
 
     ("ok", value as JSON text) | ("error", error type, message, traceback text)
 
-preceded, when the function printed CloudWatch EMF lines (JSON lines that start with
-`{"_aws"`) since its last reply, by one `("emf", [line, ...])`: stdout is teed, every
-line still reaches the runtime's stdout as it would reach CloudWatch Logs, and only the
-EMF ones are kept (a prefix test per line; they are parsed by the runtime, emf_metrics.py).
+wrapped as `("emf", [line, ...], reply)` when the function printed CloudWatch EMF lines
+(JSON lines that start with `{"_aws"`) since its last reply: stdout is teed, every line
+still reaches the runtime's stdout as it would reach CloudWatch Logs, and only the EMF
+ones are kept (a prefix test per line; they are parsed by the runtime, emf_metrics.py).
+One message per invocation either way, pickled by `pickle` itself (multiprocessing's
+ForkingPickler copies the copyreg dispatch table at every message, for the file
+descriptors it can also carry, which a reply never holds).
 
 The value is serialized as Lambda's Python runtime serializes it (JSON, Decimals as
 numbers), so a value Lambda could not return fails here too, as Runtime.MarshalError.
@@ -33,6 +36,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -146,7 +150,7 @@ def _reply_to(handler: Any, request: tuple[str, Any, float], plan: SandboxPlan) 
         text = "".join(traceback.format_exception(error)).rstrip()
         return (ERROR, type(error).__name__, str(error), text)
     try:
-        return (OK, json.dumps(value, default=_decimal_as_number))
+        return (OK, _LAMBDA_JSON.encode(value))
     except (TypeError, ValueError) as error:
         return (ERROR, "Runtime.MarshalError", f"Unable to marshal response: {error}", "")
 
@@ -155,6 +159,11 @@ def _decimal_as_number(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(value, default=_decimal_as_number), without building the encoder at every
+# reply (json.dumps reuses its own only when called with no options).
+_LAMBDA_JSON = json.JSONEncoder(default=_decimal_as_number)
 
 
 def keep_runtime_main_out() -> None:
@@ -232,10 +241,10 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
         if request is None:  # the parent retires this sandbox
             return
         reply = _reply_to(handler, request, plan)
+        emf_lines = stdout.take()
+        if emf_lines:
+            reply = (EMF, emf_lines, reply)
         try:
-            emf_lines = stdout.take()
-            if emf_lines:
-                parent.send((EMF, emf_lines))
-            parent.send(reply)
+            parent.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
         except OSError:  # the parent is gone
             return

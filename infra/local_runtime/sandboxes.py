@@ -14,8 +14,8 @@ and the busy ones when their invocation ends.
 
 The parent talks to a sandbox over one multiprocessing pipe: one pickled request and
 one JSON reply per invocation, no process or thread started per call. The EMF lines an
-invocation printed come on the same pipe just before its reply, and go to the pool's
-`emf_sink` (the runtime's metrics, emf_metrics.py).
+invocation printed come on the same pipe in one message with its reply, and go to the
+pool's `emf_sink` (the runtime's metrics, emf_metrics.py).
 
 Sandboxes are forked from multiprocessing's fork server, never from the runtime itself
 (which runs threads and an event loop, unsafe to fork). The fork server is a clean,
@@ -29,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
+import pickle
+import select
 import threading
 import time
 from collections import deque
@@ -101,6 +104,10 @@ class Sandbox:
         )
         self._process.start()
         theirs.close()
+        # Kept for the sandbox's life: Connection.poll builds, fills and closes a
+        # selector on every call.
+        self._readable = select.poll()
+        self._readable.register(self._pipe.fileno(), select.POLLIN)
         try:
             self._wait_ready()
         except BaseException:
@@ -127,8 +134,12 @@ class Sandbox:
 
     def send(self, request_id: str, event: Any, timeout: float) -> None:
         self.invocations += 1
+        # Plain pickle: an event is JSON-like data, and Connection.send's ForkingPickler
+        # copies the copyreg dispatch table on every call, for the file descriptors
+        # and connections it can also carry.
+        request = pickle.dumps((request_id, event, timeout), pickle.HIGHEST_PROTOCOL)
         try:
-            self._pipe.send((request_id, event, timeout))
+            self._pipe.send_bytes(request)
         except OSError:  # it died while idle (killed from outside, out of memory...)
             self._process.join(1)
             raise SandboxCrashed(
@@ -137,40 +148,41 @@ class Sandbox:
 
     def reply_within(self, timeout: float) -> tuple[Any, ...] | None:
         """The invocation's reply, or None if it did not come within `timeout`."""
-        if not self._pipe.poll(max(0.0, timeout)):
+        # The end of the sandbox (POLLHUP) wakes it too; reply() tells the crash.
+        if not self._readable.poll(math.ceil(max(0.0, timeout) * 1000)):
             return None
         return self.reply()
 
     def reply(self) -> tuple[Any, ...]:
-        while True:
-            try:
-                reply: tuple[Any, ...] = self._pipe.recv()
-            except (EOFError, OSError):
-                self._process.join(1)
-                raise SandboxCrashed(
-                    f"the sandbox exited (code {self._process.exitcode}) during the invocation"
-                ) from None
-            if reply[0] != EMF:
-                return reply
-            if self._emf_sink is not None:  # the reply itself follows at once
-                self._emf_sink(self.name, reply[1])
+        try:
+            reply: tuple[Any, ...] = self._pipe.recv()
+        except (EOFError, OSError):
+            self._process.join(1)
+            raise SandboxCrashed(
+                f"the sandbox exited (code {self._process.exitcode}) during the invocation"
+            ) from None
+        if reply[0] != EMF:
+            return reply
+        if self._emf_sink is not None:
+            self._emf_sink(self.name, reply[1])
+        answer: tuple[Any, ...] = reply[2]
+        return answer
 
     async def reply_async(self, timeout: float) -> tuple[Any, ...] | None:
-        """reply_within, awaited: the event loop wakes when the pipe is readable."""
+        """reply_within, awaited: the event loop wakes when the pipe is readable.
+
+        One future that the reader or the timer settles (True: readable), where
+        asyncio.wait_for added a second future, a partial and done-callbacks."""
         loop = asyncio.get_running_loop()
-        readable: asyncio.Future[None] = loop.create_future()
+        readable: asyncio.Future[bool] = loop.create_future()
         fd = self._pipe.fileno()
-
-        def wake() -> None:
-            if not readable.done():
-                readable.set_result(None)
-
-        loop.add_reader(fd, wake)
+        loop.add_reader(fd, _settle_once, readable, True)
+        timer = loop.call_later(max(0.0, timeout), _settle_once, readable, False)
         try:
-            await asyncio.wait_for(readable, max(0.0, timeout))
-        except TimeoutError:
-            return None
+            if not await readable:
+                return None
         finally:
+            timer.cancel()
             loop.remove_reader(fd)
         return self.reply()
 
@@ -362,12 +374,12 @@ class SandboxPool:
 
     def take(self) -> Sandbox:
         """A warm sandbox, or the first to be free (a new one, or one that comes back)."""
-        gate = threading.Lock()
-        gate.acquire()
         with self._lock:
             sandbox = self._take_now()
             if sandbox is not None:
                 return sandbox
+            gate = threading.Lock()
+            gate.acquire()
             waiter = self._line_up(gate.release)
         if not waiter.due and gate.acquire(timeout=SCALE_UP_AFTER):
             return waiter.result()
@@ -378,21 +390,12 @@ class SandboxPool:
     async def take_async(self) -> Sandbox:
         """take(), awaited: the event loop waits without a thread of its own."""
         loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-        loop_thread = threading.get_ident()
-
-        def wake() -> None:
-            if threading.get_ident() == loop_thread:
-                _resolve(woken)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(_resolve, woken)
-
         with self._lock:
             sandbox = self._take_now()
             if sandbox is not None:
                 return sandbox
-            waiter = self._line_up(wake)
+            woken: asyncio.Future[None] = loop.create_future()
+            waiter = self._line_up(_waker(loop, woken))
         timer = None if waiter.due else loop.call_later(SCALE_UP_AFTER, self._due_now, waiter)
         try:
             await woken
@@ -635,6 +638,25 @@ class SandboxPool:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _waker(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
+    """What resolves `future` (of `loop`, whose thread calls this) from any thread."""
+    loop_thread = threading.get_ident()
+
+    def wake() -> None:
+        if threading.get_ident() == loop_thread:
+            _resolve(future)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
+    return wake
+
+
+def _settle_once(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def start_all(pools: list[SandboxPool], action: Callable[[SandboxPool], None]) -> None:
