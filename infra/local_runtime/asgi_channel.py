@@ -35,12 +35,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
 import botocore.exceptions
-import botocore.handlers
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from local_runtime.asgi import ASGIApp, Message
+from local_runtime.botocore_transport import (
+    RawBody,
+    body_bytes,
+    header_text,
+    register_in_every_session,
+)
 
 _SIZES = struct.Struct("!II")
 # How long a sandbox waits for the runtime's answer. The @connections API answers within
@@ -165,10 +169,10 @@ class ChannelSender:
         head = {
             "method": request.method,
             "target": parts.path + (f"?{parts.query}" if parts.query else ""),
-            "headers": [[name, _text(value)] for name, value in request.headers.items()],
+            "headers": [[name, header_text(value)] for name, value in request.headers.items()],
         }
         try:
-            sock.sendall(frame(head, _body_bytes(request.body)))
+            sock.sendall(frame(head, body_bytes(request.body)))
             answer, payload = _read_frame(sock)
         except TimeoutError:
             self._forget(path)
@@ -177,7 +181,7 @@ class ChannelSender:
             self._forget(path)
             raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url) from None
         headers = HTTPHeaders.from_pairs(answer["headers"])
-        return AWSResponse(request.url, answer["status"], headers, _Raw(payload))
+        return AWSResponse(request.url, answer["status"], headers, RawBody(payload))
 
     def _socket(self, path: str) -> socket.socket | None:
         sockets: dict[str, socket.socket] = self._local.__dict__.setdefault("sockets", {})
@@ -203,13 +207,7 @@ def route_through_channels(channels: Mapping[str, str]) -> None:
     and of boto3's default session, over `channels` (origin -> socket path)."""
     if not channels:
         return
-    sender = ChannelSender(channels)
-    # Every botocore session registers BUILTIN_HANDLERS when it is made (what moto does
-    # to reach sessions it never sees); the default session of the fork server's
-    # preload (botocore_warmup) was made before, so it gets the handler directly.
-    botocore.handlers.BUILTIN_HANDLERS.append((SERVICE_EVENT, sender))
-    if boto3.DEFAULT_SESSION is not None:
-        boto3.DEFAULT_SESSION._session.register(SERVICE_EVENT, sender)
+    register_in_every_session([(SERVICE_EVENT, ChannelSender(channels))])
 
 
 def _read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
@@ -220,25 +218,3 @@ def _read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
             raise ConnectionResetError("the runtime closed the channel")
         buffer += chunk
     return whole
-
-
-def _body_bytes(body: Any) -> bytes:
-    if body is None:
-        return b""
-    if hasattr(body, "read"):
-        body = body.read()
-    return body.encode() if isinstance(body, str) else bytes(body)
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-class _Raw:
-    """What botocore reads an AWSResponse's body from (`raw.stream()`)."""
-
-    def __init__(self, payload: bytes) -> None:
-        self._payload = payload
-
-    def stream(self, **_: Any) -> Any:
-        yield self._payload

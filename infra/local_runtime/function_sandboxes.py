@@ -74,6 +74,7 @@ def make_functions(
     correlation_keys: Iterable[str],
     websocket_endpoint: str | None,
     channels: Mapping[str, str] | None = None,
+    sqs_servers: Iterable[str] = (),
     runtime_cap: int,
     emf_sink: EmfSink | None = None,
     budget: SandboxBudget | None = None,
@@ -90,6 +91,7 @@ def make_functions(
             environment=environments[spec.logical_id],
             websocket_endpoint=websocket_endpoint,
             channels=dict(channels or {}),
+            sqs_servers=tuple(sqs_servers),
             **logging_now,
             bytecode_cache=None if bytecode_cache is None else str(bytecode_cache),
         )

@@ -286,11 +286,20 @@ class LocalRuntime:
                 self.management_url(spec.logical_id).rsplit("/", 1)[0]: self._channel(spec)
                 for spec in self.websocket_apis
             },
+            sqs_servers=self._local_sqs_servers(),
             runtime_cap=self.options.max_sandboxes,
             emf_sink=self.metrics.add_lines,
             budget=runtime_budget(self.options.max_sandboxes_total),
             bytecode_cache=self.bytecode_cache,
         )
+
+    def _local_sqs_servers(self) -> tuple[str, ...]:
+        """The SQS server the sandboxes reach over kept-alive connections: an emulator
+        over plain HTTP (kept_alive_http.py); the real SQS keeps botocore's session."""
+        sqs = self.sqs
+        if sqs is None or not sqs.emulated or not sqs.endpoint_url:
+            return ()
+        return (sqs.endpoint_url,) if sqs.endpoint_url.startswith("http://") else ()
 
     def _channel(self, spec: WebSocketApiSpec) -> str:
         """The socket of a WebSocket API's channel: short, as a Unix socket's path must

@@ -50,6 +50,7 @@ from typing import Any, TextIO
 from local_runtime.asgi_channel import route_through_channels
 from local_runtime.chalice_support import prepare_handler
 from local_runtime.function_code import load_handler
+from local_runtime.kept_alive_http import route_sqs_over_kept_alive
 from local_runtime.lambda_context import LambdaContext
 from local_runtime.specs import FunctionSpec
 
@@ -71,6 +72,9 @@ class SandboxPlan:
     # Gateways' origins (scheme://host:port) and the Unix sockets on which they answer
     # this sandbox's @connections calls (asgi_channel.py).
     channels: dict[str, str]
+    # Origins of the runtime's SQS server, whose requests from this sandbox go over
+    # kept-alive http.client connections (kept_alive_http.py).
+    sqs_servers: tuple[str, ...]
     log_level: int
     log_format: str
     logger_levels: dict[str, int]  # the parent's own settings (e.g. a quiet botocore)
@@ -226,6 +230,7 @@ def sandbox_main(plan: SandboxPlan, parent: Connection) -> None:
     stdout = EmfTee(sys.stdout)
     sys.stdout = stdout
     route_through_channels(plan.channels)
+    route_sqs_over_kept_alive(plan.sqs_servers)
     try:
         handler = load_handler(plan.spec)
         prepare_handler(handler, plan.websocket_endpoint)

@@ -5,8 +5,9 @@ DeleteMessageBatch and ChangeMessageVisibility. Through botocore each one costs 
 runtime 0.7-0.9 ms of CPU (models, parameter validation, event hooks, endpoint rules,
 retry handlers, urllib3), a third of `order-engine up`'s CPU per order at a steady
 600 orders/min. Here a call is SQS's JSON protocol over http.client: one JSON body,
-signed by botocore's own SigV4Auth, on a connection kept alive between calls; about a
-third of botocore's CPU, most of the rest being http.client and the socket itself.
+signed by botocore's own SigV4Auth, on a connection kept alive between calls
+(kept_alive_http.py); about a third of botocore's CPU, most of the rest being
+http.client and the socket itself.
 
 It answers exactly as a boto3 client does for these three calls, for the code around
 them: the same keyword arguments, the same parsed response (message attributes'
@@ -26,8 +27,6 @@ import base64
 import http.client
 import json
 import random
-import ssl
-import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -48,19 +47,12 @@ from botocore.retries.standard import (
     TransientRetryableChecker,
 )
 
+from local_runtime.kept_alive_http import KeptAliveHttp
+
 TIMEOUT_SECONDS = 60  # botocore's connect and read timeouts; a long poll lasts up to 20 s
-IDLE_CONNECTIONS = 10  # kept for reuse, as botocore's pool keeps by default
 # What botocore's standard retry mode retries on an error answer: a transient code or
 # status (500, 502, 503, 504), or a throttling code. Its own checkers, so the two agree.
 RETRYABLE = (TransientRetryableChecker(), ThrottledRetryableChecker())
-
-
-class _Unreachable(Exception):
-    """Connecting failed: botocore's EndpointConnectionError."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _Retry(Exception):
@@ -104,12 +96,9 @@ class SqsPollClient:
         self._signer = SigV4Auth(Credentials(access_key, secret_key), "sqs", region)
         self._attempts = max(1, max_attempts)
         # As boto3 was told: localstack-client does not verify an emulator's certificate.
-        self._tls = ssl.create_default_context()
-        if not verify_tls:
-            self._tls.check_hostname = False
-            self._tls.verify_mode = ssl.CERT_NONE
-        self._idle: list[http.client.HTTPConnection] = []
-        self._idle_lock = threading.Lock()
+        self._http = KeptAliveHttp(
+            f"{parts.scheme}://{parts.netloc}", timeout=TIMEOUT_SECONDS, verify_tls=verify_tls
+        )
 
     # -- the calls ---------------------------------------------------------------------
 
@@ -148,33 +137,10 @@ class SqsPollClient:
 
     def _attempt(self, operation: str, body: bytes, *, retries: int) -> dict[str, Any]:
         headers = self._signed_headers(operation, body)
-        connection, reused = self._connection()
         try:
-            try:
-                answer, data = self._exchange(connection, body, headers)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                if not reused:
-                    raise
-                # The server closed the idle connection (its keep-alive timeout) before
-                # this request reached it: the same request on a new connection, at once.
-                connection.close()
-                connection = self._new_connection()
-                answer, data = self._exchange(connection, body, headers)
-        except _Unreachable as unreachable:
-            connection.close()
-            raise _Retry(
-                EndpointConnectionError(endpoint_url=self._url, error=unreachable.error)
-            ) from None
-        except TimeoutError as timeout:
-            connection.close()
-            raise _Retry(ReadTimeoutError(endpoint_url=self._url, error=timeout)) from None
-        except (OSError, http.client.HTTPException) as closed:
-            connection.close()
-            raise _Retry(ConnectionClosedError(endpoint_url=self._url, error=closed)) from None
-        if answer.will_close:
-            connection.close()
-        else:
-            self._give_back(connection)
+            answer, data = self._http.exchange("POST", self._path, body, headers)
+        except (EndpointConnectionError, ReadTimeoutError, ConnectionClosedError) as error:
+            raise _Retry(error) from None
         if answer.status == 200:
             return json.loads(data) if data else {}
         failure = self._client_error(operation, answer, data, retries)
@@ -188,18 +154,6 @@ class SqsPollClient:
                 failure = self._client_error(operation, answer, data, retries, given_up=True)
             raise _Retry(failure)
         raise failure
-
-    def _exchange(
-        self, connection: http.client.HTTPConnection, body: bytes, headers: dict[str, str]
-    ) -> tuple[http.client.HTTPResponse, bytes]:
-        if connection.sock is None:
-            try:
-                connection.connect()
-            except OSError as error:
-                raise _Unreachable(error) from None
-        connection.request("POST", self._path, body, headers)
-        answer = connection.getresponse()
-        return answer, answer.read()
 
     def _signed_headers(self, operation: str, body: bytes) -> dict[str, str]:
         request = AWSRequest(
@@ -251,27 +205,3 @@ class SqsPollClient:
             metadata["MaxAttemptsReached"] = True
         response: Any = {"Error": error, "ResponseMetadata": metadata}
         return ClientError(response, operation)
-
-    # -- connections -------------------------------------------------------------------
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection (reused: True), or a new one."""
-        with self._idle_lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._new_connection(), False
-
-    def _new_connection(self) -> http.client.HTTPConnection:
-        """Not connected yet (connect() sets TCP_NODELAY: requests are small)."""
-        if self._https:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=TIMEOUT_SECONDS, context=self._tls
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT_SECONDS)
-
-    def _give_back(self, connection: http.client.HTTPConnection) -> None:
-        with self._idle_lock:
-            if len(self._idle) < IDLE_CONNECTIONS:
-                self._idle.append(connection)
-                return
-        connection.close()

@@ -1,7 +1,9 @@
 """The pollers' own SQS client (sqs_poll_client.py) answers as the boto3 client it
 replaces: requests a signature-checking SQS accepts, and the same errors for the
-pollers to act on. Against a scripted HTTP server standing in for SQS; the answers of
-real servers are compared in tests/integration/local_runtime/test_local_sqs_poll_client.py."""
+pollers to act on. And a sandbox's boto3 SQS calls to the runtime's SQS server go over
+kept-alive connections, not urllib3 (kept_alive_http.py). Against a scripted HTTP
+server standing in for SQS; the answers of real servers are compared in
+tests/integration/local_runtime/test_local_sqs_event_sources.py."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.httpsession import URLLib3Session
 
+from local_runtime.kept_alive_http import KeptAliveSender
 from local_runtime.queue_restore import is_missing_queue
 from local_runtime.sqs_poll_client import SqsPollClient
 
@@ -208,3 +212,57 @@ def test_an_sqs_that_is_not_there_gives_boto3s_connection_error() -> None:
                 client.receive_message(**RECEIVE)
             errors.append(raised.value)
     assert str(errors[1]) == str(errors[0])
+
+
+# -- a sandbox's own SQS calls (kept_alive_http.KeptAliveSender) -------------------------
+
+
+def sandbox_client(url: str, servers: list[str]) -> Any:
+    """A boto3 SQS client of a sandbox whose runtime's SQS server is `servers`."""
+    session = boto3.session.Session()
+    sender = KeptAliveSender(servers)
+    session._session.register("request-created.sqs", sender.note_timeout)
+    session._session.register("before-send.sqs", sender.send)
+    return session.client(
+        "sqs",
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+class ThroughUrllib3(Exception):
+    """botocore's own HTTP session was used."""
+
+
+@pytest.fixture
+def no_urllib3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise ThroughUrllib3
+
+    monkeypatch.setattr(URLLib3Session, "send", refuse)
+
+
+@pytest.mark.usefixtures("no_urllib3")
+def test_a_sandboxs_sqs_calls_go_over_one_kept_alive_connection_not_urllib3(
+    sqs: ScriptedSqs,
+) -> None:
+    sqs.answers = [(200, {}, {"MessageId": "m-1", "MD5OfMessageBody": "x"}), NOTHING]
+    client = sandbox_client(sqs.url, [sqs.url])
+    answer = client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello")
+    client.send_message_batch(QueueUrl=QUEUE_URL, Entries=[{"Id": "1", "MessageBody": "a"}])
+    assert answer["MessageId"] == "m-1"
+    assert len(sqs.requests) == 2 and sqs.connections == 1
+    headers, body = sqs.requests[0]
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert json.loads(body)["MessageBody"] == "hello"
+
+
+@pytest.mark.usefixtures("no_urllib3")
+def test_a_sandboxs_calls_to_any_other_sqs_keep_botocores_session(sqs: ScriptedSqs) -> None:
+    client = sandbox_client(sqs.url, ["http://127.0.0.1:9"])
+    with pytest.raises(ThroughUrllib3):
+        client.send_message(QueueUrl=QUEUE_URL, MessageBody="hello")
+    assert sqs.requests == []
