@@ -43,6 +43,7 @@ from local_runtime.botocore_transport import (
     RawBody,
     body_bytes,
     header_text,
+    origin_and_target,
     register_in_every_session,
 )
 
@@ -159,8 +160,8 @@ class ChannelSender:
 
     def __call__(self, **event: Any) -> Any:
         request = event["request"]  # botocore.awsrequest.AWSPreparedRequest
-        parts = urlsplit(request.url)
-        path = self._channels.get(f"{parts.scheme}://{parts.netloc}")
+        origin, target = origin_and_target(request.url)
+        path = self._channels.get(origin)
         if path is None:
             return None
         sock = self._socket(path)
@@ -168,7 +169,7 @@ class ChannelSender:
             return None  # not served (yet): HTTP, as without a channel
         head = {
             "method": request.method,
-            "target": parts.path + (f"?{parts.query}" if parts.query else ""),
+            "target": target,
             "headers": [[name, header_text(value)] for name, value in request.headers.items()],
         }
         try:

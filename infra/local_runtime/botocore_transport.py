@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.handlers
@@ -21,6 +22,14 @@ def register_in_every_session(handlers: Iterable[tuple[str, Callable[..., Any]]]
     if boto3.DEFAULT_SESSION is not None:
         for name, handler in handlers:
             boto3.DEFAULT_SESSION._session.register(name, handler)
+
+
+def origin_and_target(url: str) -> tuple[str, str]:
+    """A request URL's origin (scheme://host:port), which says where it goes, and its
+    target (path and query), which the server reads."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return f"{parts.scheme}://{parts.netloc}", target
 
 
 def body_bytes(body: Any) -> bytes:

@@ -31,6 +31,7 @@ from local_runtime.botocore_transport import (
     RawBody,
     body_bytes,
     header_text,
+    origin_and_target,
     register_in_every_session,
 )
 
@@ -169,14 +170,14 @@ class KeptAliveSender:
 
     def send(self, **event: Any) -> Any:
         request = event["request"]  # botocore.awsrequest.AWSPreparedRequest
-        parts = urlsplit(request.url)
-        server = self._servers.get(f"{parts.scheme}://{parts.netloc}")
+        origin, target = origin_and_target(request.url)
+        server = self._servers.get(origin)
         if server is None:
             return None
         headers = {name: header_text(value) for name, value in request.headers.items()}
         answer, data = server.exchange(
             request.method,
-            parts.path + (f"?{parts.query}" if parts.query else ""),
+            target,
             body_bytes(request.body),
             headers,
             timeout=getattr(self._local, "timeout", None),
