@@ -40,6 +40,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from local_runtime.asgi import ASGIApp, Message
 from local_runtime.botocore_transport import (
+    ClientReadTimeouts,
     RawBody,
     body_bytes,
     header_text,
@@ -48,9 +49,9 @@ from local_runtime.botocore_transport import (
 )
 
 _SIZES = struct.Struct("!II")
-# How long a sandbox waits for the runtime's answer. The @connections API answers within
-# its send timeout (connections.SEND_TIMEOUT, 2 s) however slow the client; this only
-# bounds a runtime that stopped answering at all.
+# How long a sandbox waits for the runtime's answer when its client's read timeout is
+# not known (a session without the `request-created` handler). The @connections API
+# answers within its send timeout (connections.SEND_TIMEOUT, 2 s) however slow the client.
 ANSWER_TIMEOUT = 10.0
 SERVICE_EVENT = "before-send.apigatewaymanagementapi"
 
@@ -157,6 +158,7 @@ class ChannelSender:
     def __init__(self, channels: Mapping[str, str]) -> None:
         self._channels = dict(channels)  # origin (scheme://host:port) -> socket path
         self._local = threading.local()
+        self.timeouts = ClientReadTimeouts()
 
     def __call__(self, **event: Any) -> Any:
         request = event["request"]  # botocore.awsrequest.AWSPreparedRequest
@@ -173,6 +175,7 @@ class ChannelSender:
             "headers": [[name, header_text(value)] for name, value in request.headers.items()],
         }
         try:
+            sock.settimeout(self.timeouts.current() or ANSWER_TIMEOUT)
             sock.sendall(frame(head, body_bytes(request.body)))
             answer, payload = _read_frame(sock)
         except TimeoutError:
@@ -188,7 +191,6 @@ class ChannelSender:
         sockets: dict[str, socket.socket] = self._local.__dict__.setdefault("sockets", {})
         if path not in sockets:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(ANSWER_TIMEOUT)
             try:
                 sock.connect(path)
             except OSError:
@@ -208,7 +210,10 @@ def route_through_channels(channels: Mapping[str, str]) -> None:
     and of boto3's default session, over `channels` (origin -> socket path)."""
     if not channels:
         return
-    register_in_every_session([(SERVICE_EVENT, ChannelSender(channels))])
+    sender = ChannelSender(channels)
+    register_in_every_session(
+        [("request-created.apigatewaymanagementapi", sender.timeouts.note), (SERVICE_EVENT, sender)]
+    )
 
 
 def _read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:

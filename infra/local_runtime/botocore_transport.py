@@ -4,6 +4,7 @@ botocore session, a request's body as bytes, and a response botocore can parse."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,22 @@ def register_in_every_session(handlers: Iterable[tuple[str, Callable[..., Any]]]
     if boto3.DEFAULT_SESSION is not None:
         for name, handler in handlers:
             boto3.DEFAULT_SESSION._session.register(name, handler)
+
+
+class ClientReadTimeouts:
+    """The read timeout of the client whose request this thread is sending. botocore
+    hands a `before-send` handler the request without its client's config, so a
+    `request-created` handler (`note`) keeps it for the thread until the send."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def note(self, **event: Any) -> None:
+        config = (getattr(event.get("request"), "context", None) or {}).get("client_config")
+        self._local.timeout = getattr(config, "read_timeout", None)
+
+    def current(self) -> float | None:
+        return getattr(self._local, "timeout", None)
 
 
 def origin_and_target(url: str) -> tuple[str, str]:

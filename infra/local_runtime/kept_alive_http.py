@@ -28,6 +28,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from local_runtime.botocore_transport import (
+    ClientReadTimeouts,
     RawBody,
     body_bytes,
     header_text,
@@ -152,9 +153,9 @@ class _Unreachable(Exception):
 
 
 class KeptAliveSender:
-    """botocore's handlers for SQS requests to the given servers: `request-created`
-    notes the client's read timeout (the request botocore sends carries none), and
-    `before-send` sends the request over a kept-alive connection (None, for botocore's
+    """botocore's handlers for SQS requests to the given servers: `timeouts.note`, for
+    `request-created`, keeps the client's read timeout, and `send`, for `before-send`,
+    sends the request over a kept-alive connection (None, for botocore's
     own session, to any other server)."""
 
     DEFAULT_TIMEOUT = 60.0  # botocore's default read timeout
@@ -162,11 +163,7 @@ class KeptAliveSender:
     def __init__(self, origins: Iterable[str]) -> None:
         servers = (KeptAliveHttp(origin, timeout=self.DEFAULT_TIMEOUT) for origin in origins)
         self._servers = {server.origin: server for server in servers}
-        self._local = threading.local()
-
-    def note_timeout(self, **event: Any) -> None:
-        config = (getattr(event.get("request"), "context", None) or {}).get("client_config")
-        self._local.timeout = getattr(config, "read_timeout", None)
+        self.timeouts = ClientReadTimeouts()
 
     def send(self, **event: Any) -> Any:
         request = event["request"]  # botocore.awsrequest.AWSPreparedRequest
@@ -180,7 +177,7 @@ class KeptAliveSender:
             target,
             body_bytes(request.body),
             headers,
-            timeout=getattr(self._local, "timeout", None),
+            timeout=self.timeouts.current(),
         )
         headers_back = HTTPHeaders.from_pairs(answer.getheaders())
         return AWSResponse(request.url, answer.status, headers_back, RawBody(data))
@@ -194,5 +191,5 @@ def route_sqs_over_kept_alive(origins: Iterable[str]) -> None:
         return
     sender = KeptAliveSender(origins)
     register_in_every_session(
-        [("request-created.sqs", sender.note_timeout), ("before-send.sqs", sender.send)]
+        [("request-created.sqs", sender.timeouts.note), ("before-send.sqs", sender.send)]
     )

@@ -221,7 +221,7 @@ def sandbox_client(url: str, servers: list[str]) -> Any:
     """A boto3 SQS client of a sandbox whose runtime's SQS server is `servers`."""
     session = boto3.session.Session()
     sender = KeptAliveSender(servers)
-    session._session.register("request-created.sqs", sender.note_timeout)
+    session._session.register("request-created.sqs", sender.timeouts.note)
     session._session.register("before-send.sqs", sender.send)
     return session.client(
         "sqs",
