@@ -121,6 +121,13 @@ def render(report: dict[str, Any]) -> Table:
             f"{_num(busy * 100 if busy is not None else math.nan, 0)} % of "
             f"{resources['machine']['cpus']} CPUs over {resources['machine']['wall_seconds']} s",
         )
+    machine = report.get("machine", {})
+    if "reference_cpu_ms_before" in machine:
+        table.add_row(
+            "machine speed",
+            f"the reference work took {machine['reference_cpu_ms_before']} ms of CPU before "
+            f"the run, {machine['reference_cpu_ms_after']} after (more: a slower hour)",
+        )
     return table
 
 

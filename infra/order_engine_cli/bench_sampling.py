@@ -5,9 +5,11 @@ its Python processes goes); the machine it ran on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import resource
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -67,6 +69,7 @@ def sample_run(
 
     driver = LoadDriver(api_url, plan, show)
     load_before = os.getloadavg()
+    reference_before = reference_cpu_ms()
     client_before = resource.getrusage(resource.RUSAGE_SELF)
     # Collected (which takes a second) before the sampler starts, so that both begin
     # when the load does, as they both end when it has ended.
@@ -107,7 +110,7 @@ def sample_run(
     return {
         "results": results,
         "resources": resources,
-        "machine": machine(load_before),
+        "machine": machine(load_before, reference_before),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
     }
 
@@ -138,7 +141,7 @@ def check_key(api_url: str, api_key: str | None) -> None:
         )
 
 
-def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+def machine(load_before: tuple[float, float, float], reference_before: float) -> dict[str, Any]:
     memory = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -153,4 +156,31 @@ def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "reference_cpu_ms_before": reference_before,
+        "reference_cpu_ms_after": reference_cpu_ms(),
     }
+
+
+# The reference work: what the stack does most (Python calls, dicts, strings, JSON), in
+# a fixed amount. Its CPU time says how fast the machine runs Python in this hour: on a
+# shared machine the same code costs up to twice as much from one hour to the next, and
+# a run's CPU per order is only comparable with another's at a like speed.
+_REFERENCE_DOCUMENT = {"orderId": "0" * 36, "status": "routing", "seq": 2, "amount": "1.5"}
+
+
+def _reference_work() -> None:
+    for i in range(6_000):
+        document = dict(_REFERENCE_DOCUMENT, seq=i)
+        json.loads(json.dumps(document))
+        "".join(str(key) for key in document).upper().split("S")
+
+
+def reference_cpu_ms(rounds: int = 5) -> float:
+    """The CPU ms this process spends on the reference work (the median of `rounds`, so
+    one preempted round does not count): about 50 ms a round on an idle 2.2 GHz core."""
+    times = []
+    for _ in range(rounds):
+        started = time.thread_time()
+        _reference_work()
+        times.append((time.thread_time() - started) * 1000)
+    return round(statistics.median(times), 1)

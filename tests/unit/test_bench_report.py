@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from order_engine_cli.bench_report import add_cpu_per_order, render
+from order_engine_cli.bench_sampling import machine, reference_cpu_ms
 
 REPORT = Path(__file__).parents[2] / "docs/benchmarks/2026-12-04b/burst600-c100.json"
 
@@ -46,3 +47,17 @@ def test_no_figure_per_order_without_a_sampled_stack() -> None:
     add_cpu_per_order(report)
     assert "cpu_ms_per_order" not in report["resources"]
     assert "CPU per order" not in printed(report)
+
+
+def test_the_bench_records_and_prints_how_fast_the_machine_ran_python() -> None:
+    """A run's CPU per order is only comparable with another's at a like machine speed:
+    each run records the CPU of a fixed reference work before and after it."""
+    first = reference_cpu_ms(rounds=3)
+    assert 0 < first < 5_000
+    # The same work in the same minute costs about the same: a figure to compare by.
+    assert 0.5 < reference_cpu_ms(rounds=3) / first < 2
+    report = report_without_per_order()
+    report["machine"] = machine((0.5, 0.4, 0.3), first)
+    assert report["machine"]["reference_cpu_ms_before"] == first
+    assert report["machine"]["reference_cpu_ms_after"] > 0
+    assert f"the reference work took {first} ms of CPU before the run" in printed(report)
