@@ -28,8 +28,9 @@ import pytest
 
 from order_engine.dex.ledger import PostgresLedger
 from order_engine.dex.simulation import Fault, simulated_venues
+from order_engine.errors import RetryLater
 from order_engine.orders import TERMINAL, Step
-from order_engine.pipeline import Pipeline, RetryLater
+from order_engine.pipeline import Pipeline
 from order_engine.store import Store
 from order_engine.sweeper import Sweeper
 from order_engine.wiring import engine, reset_engine

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from order_engine.errors import PoisonMessage
+from order_engine.errors import PoisonMessage, RetryLater
 from order_engine.messaging import (
     NOTIFY_TOPIC,
     WATCH_TOPIC,
@@ -35,10 +35,11 @@ from order_engine.messaging import (
 )
 from order_engine.observability import order_context
 from order_engine.orders import Step
-from order_engine.pipeline import RetryLater
-from order_engine.records import Order
 from order_engine.telemetry import step_span
-from order_engine.wiring import Engine
+
+if TYPE_CHECKING:
+    from order_engine.records import Order
+    from order_engine.wiring import Engine
 
 log = logging.getLogger(__name__)
 

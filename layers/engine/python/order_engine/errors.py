@@ -166,3 +166,15 @@ class PoisonMessage(OrderEngineError):
     """
 
     code = "poison_message"
+
+
+class RetryLater(Exception):
+    """The step failed transiently; try the message again after `delay_seconds`.
+
+    Not an OrderEngineError: no caller is told of it. The pipeline raises it to its
+    consumer (consumers.py), which makes the message visible again after the delay."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(f"{reason} (retry in {delay_seconds} s)")
+        self.reason = reason
+        self.delay_seconds = delay_seconds

@@ -28,7 +28,13 @@ from uuid import UUID
 from order_engine import telemetry
 from order_engine.dex.router import RouteDecision, Router
 from order_engine.dex.venue import SignedTransaction, Submission, Venue
-from order_engine.errors import BusinessError, SlippageExceeded, StepError, TransientError
+from order_engine.errors import (
+    BusinessError,
+    RetryLater,
+    SlippageExceeded,
+    StepError,
+    TransientError,
+)
 from order_engine.messaging import StepMessage
 from order_engine.orders import Status, Step, progress
 from order_engine.outbox import Outbox, OutboxBatch, transition_messages
@@ -36,15 +42,6 @@ from order_engine.records import Order
 from order_engine.store import Outcome, Store, TransitionResult
 
 log = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):
-    """The step failed transiently; try the message again after `delay_seconds`."""
-
-    def __init__(self, reason: str, delay_seconds: int) -> None:
-        super().__init__(f"{reason} (retry in {delay_seconds} s)")
-        self.reason = reason
-        self.delay_seconds = delay_seconds
 
 
 class StepResult(StrEnum):

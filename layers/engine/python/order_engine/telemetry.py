@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -42,10 +43,11 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
 
-from order_engine.dex.router import RouteDecision
 from order_engine.observability import SERVICE
 from order_engine.orders import Status, Step
-from order_engine.records import Order
+
+if TYPE_CHECKING:
+    from order_engine.records import Order
 
 NAMESPACE = "OrderEngine"
 
@@ -114,6 +116,10 @@ def order_placed(order_id: uuid.UUID) -> None:
 
 def order_moved(order: Order) -> None:
     """An applied transition: the venue chosen when routed; confirmation and slippage."""
+    # The pipeline's alone to call, which has imported the router already; imported
+    # here, it would weigh on the cold start of every function that emits a metric.
+    from order_engine.dex.router import RouteDecision
+
     if order.status is Step.ROUTE.to_status and order.route is not None:
         venue = RouteDecision.from_dict(order.route).venue
         emit("VenueChosen", 1, order_id=order.id, venue=venue)

@@ -30,11 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from order_engine.database import Repository
-from order_engine.dex.router import Router
 from order_engine.errors import OrderEngineError
 from order_engine.messaging import ENVELOPE_VERSION
 from order_engine.orders import Status
@@ -42,6 +41,9 @@ from order_engine.outbox import Outbox, OutboxStore, transition_messages, trigge
 from order_engine.records import Order
 from order_engine.store import Store
 from order_engine.tokens import get_token
+
+if TYPE_CHECKING:
+    from order_engine.dex.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,12 @@
 
 Handlers call `engine()`; the first call reads Settings.from_env() and opens the
 pool and clients, every later invocation reuses them, as Lambda containers should.
+
+Each part imports its module when it is first built, not when this module is imported:
+every function imports this module, and each uses only some of the parts (a notifier
+neither routes nor lists orders, a step worker serves no HTTP API), so a cold start
+imports only the engine modules its function uses. A module's import is CPU that each
+new container (and each sandbox of the local runtime) pays before its first answer.
 """
 
 from __future__ import annotations
@@ -10,32 +16,32 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import boto3
 from botocore.config import Config
 
-from order_engine.account_store import AccountStore
-from order_engine.accounts import Accounts, RateLimiter
-from order_engine.database import Database
-from order_engine.database_secret import DatabaseSecret
-from order_engine.dex.ledger import PostgresLedger
-from order_engine.dex.router import Router
-from order_engine.dex.simulation import simulated_venues
-from order_engine.dex.venue import SubmissionLedger, Venue
 from order_engine.errors import InfrastructureError
 from order_engine.messaging import NOTIFY_TOPIC, WATCH_TOPIC, Publisher
-from order_engine.notify import ConnectionSender, Notifier
 from order_engine.observability import setup_logging
-from order_engine.order_list import OrderList
-from order_engine.outbox import Outbox, OutboxStore
-from order_engine.pipeline import Pipeline
-from order_engine.service import OrderService
 from order_engine.settings import Settings
-from order_engine.store import Store
-from order_engine.subscriptions import SubscriptionStore
-from order_engine.sweeper import Sweeper
-from order_engine.watch import PriceWatch, WatchStore
+
+if TYPE_CHECKING:
+    from order_engine.account_store import AccountStore
+    from order_engine.accounts import Accounts, RateLimiter
+    from order_engine.database import Database
+    from order_engine.dex.ledger import PostgresLedger
+    from order_engine.dex.router import Router
+    from order_engine.dex.venue import SubmissionLedger, Venue
+    from order_engine.notify import ConnectionSender, Notifier
+    from order_engine.order_list import OrderList
+    from order_engine.outbox import Outbox, OutboxStore
+    from order_engine.pipeline import Pipeline
+    from order_engine.service import OrderService
+    from order_engine.store import Store
+    from order_engine.subscriptions import SubscriptionStore
+    from order_engine.sweeper import Sweeper
+    from order_engine.watch import PriceWatch, WatchStore
 
 # Fail fast and let SQS redelivery or the sweeper retry, rather than hang a handler.
 # One client serves every thread of the process: the records of a batch run at once
@@ -71,10 +77,12 @@ _CLIENT_CONFIG = Config(
 
 
 # Builds the venues the router chooses between, over the chain's ledger.
-VenueFactory = Callable[[Settings, SubmissionLedger], Sequence[Venue]]
+VenueFactory: TypeAlias = "Callable[[Settings, SubmissionLedger], Sequence[Venue]]"
 
 
 def _simulated(settings: Settings, ledger: SubmissionLedger) -> Sequence[Venue]:
+    from order_engine.dex.simulation import simulated_venues
+
     return simulated_venues(settings.dex, ledger)
 
 
@@ -85,6 +93,9 @@ class Engine:
 
     @cached_property
     def database(self) -> Database:
+        from order_engine.database import Database
+        from order_engine.database_secret import DatabaseSecret
+
         if self.settings.database_url:
             return Database.from_settings(self.settings)
         if self.settings.database_secret_arn:
@@ -100,26 +111,38 @@ class Engine:
 
     @cached_property
     def store(self) -> Store:
+        from order_engine.store import Store
+
         return Store(self.database)
 
     @cached_property
     def order_list(self) -> OrderList:
+        from order_engine.order_list import OrderList
+
         return OrderList(self.database)
 
     @cached_property
     def outbox_store(self) -> OutboxStore:
+        from order_engine.outbox import OutboxStore
+
         return OutboxStore(self.database)
 
     @cached_property
     def subscriptions(self) -> SubscriptionStore:
+        from order_engine.subscriptions import SubscriptionStore
+
         return SubscriptionStore(self.database)
 
     @cached_property
     def account_store(self) -> AccountStore:
+        from order_engine.account_store import AccountStore
+
         return AccountStore(self.database)
 
     @cached_property
     def ledger(self) -> PostgresLedger:
+        from order_engine.dex.ledger import PostgresLedger
+
         return PostgresLedger(self.database)
 
     @cached_property
@@ -142,10 +165,14 @@ class Engine:
 
     @cached_property
     def outbox(self) -> Outbox:
+        from order_engine.outbox import Outbox
+
         return Outbox(self.outbox_store, self.publisher)
 
     @cached_property
     def router(self) -> Router:
+        from order_engine.dex.router import Router
+
         venues = self.venues(self.settings, self.ledger)
         return Router(venues, quote_timeout=self.settings.dex.quote_timeout)
 
@@ -159,6 +186,8 @@ class Engine:
 
     @cached_property
     def sender(self) -> ConnectionSender:
+        from order_engine.notify import ConnectionSender
+
         if not self.settings.websocket_management_url:
             raise LookupError("WEBSOCKET_MANAGEMENT_URL is not set")
         client = boto3.client(
@@ -171,18 +200,26 @@ class Engine:
 
     @cached_property
     def notifier(self) -> Notifier:
+        from order_engine.notify import Notifier
+
         return Notifier(self.subscriptions, self.sender)
 
     @cached_property
     def accounts(self) -> Accounts:
+        from order_engine.accounts import Accounts
+
         return Accounts(self.account_store)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
+        from order_engine.accounts import RateLimiter
+
         return RateLimiter(self.account_store, per_minute=self.settings.rate_limit_per_minute)
 
     @cached_property
     def orders(self) -> OrderService:
+        from order_engine.service import OrderService
+
         # The notifier is built on first use: the HTTP API never posts to connections,
         # so it must not need WEBSOCKET_MANAGEMENT_URL.
         return OrderService(
@@ -203,27 +240,36 @@ class Engine:
         order's subscribers after commit, the notify queue only carrying what that
         missed (outbox.py). Without a WebSocket API to post to, every notify row is
         published as it is anywhere else."""
+        from order_engine.outbox import Outbox
+
         if not self.settings.websocket_management_url:
             return self.outbox
         return Outbox(self.outbox_store, self.publisher, deliver=self.notifier.deliver)
 
     @cached_property
     def pipeline(self) -> Pipeline:
+        from order_engine.pipeline import Pipeline
+
         return Pipeline(
             self.store,
             self.router,
             self.delivering_outbox,
             max_attempts=self.settings.max_attempts,
             retry_base_seconds=self.settings.retry_base_seconds,
-            on_watching=self.watch.ensure_running,
+            # The watch is built when a limit order first waits: most steps never need it.
+            on_watching=lambda: self.watch.ensure_running(),
         )
 
     @cached_property
     def watch_store(self) -> WatchStore:
+        from order_engine.watch import WatchStore
+
         return WatchStore(self.database)
 
     @cached_property
     def watch(self) -> PriceWatch:
+        from order_engine.watch import PriceWatch
+
         def send_tick(payload: dict[str, Any], delay_seconds: int) -> None:
             self.publisher.send(WATCH_TOPIC, payload, delay_seconds=delay_seconds)
 
@@ -239,6 +285,8 @@ class Engine:
 
     @cached_property
     def sweeper(self) -> Sweeper:
+        from order_engine.sweeper import Sweeper
+
         return Sweeper(
             self.outbox_store,
             self.outbox,
