@@ -16,8 +16,8 @@ from http_edge import (
     IDEMPOTENCY_KEY,
     IDEMPOTENT_REPLAYED,
     bearer_token,
-    check_body_size,
     error_answer,
+    oversized,
 )
 
 from order_engine.accounts import Caller
@@ -49,11 +49,17 @@ def execute_order() -> Response:
     assert request is not None
 
     def place() -> Response:
-        caller = _caller()
         body = request.raw_body or b""
-        check_body_size(body)
+        # The key first (401), then the body's size (413, not counted), then the rate
+        # limit (429): the statement that checks the key counts the request too.
+        too_large = oversized(body)
+        caller = engine().orders.admit(
+            bearer_token(request.headers.get(AUTHORIZATION)), count=too_large is None
+        )
+        if too_large is not None:
+            raise too_large
         placed = engine().orders.place_order_json(
-            caller, body, idempotency_key=request.headers.get(IDEMPOTENCY_KEY)
+            caller, body, idempotency_key=request.headers.get(IDEMPOTENCY_KEY), counted=True
         )
         ws_url = engine().settings.websocket_url
         answer = {

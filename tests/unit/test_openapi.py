@@ -410,6 +410,12 @@ class FakeStore:
         self._check()
         return (1_000_000 if self.limited else 1), 17.2
 
+    def caller_for_key_counted(
+        self, key_hash: bytes, window_seconds: int
+    ) -> tuple[Caller, int, float] | None:
+        caller = self.caller_for_key(key_hash)
+        return None if caller is None else (caller, *self.count_request("", window_seconds))
+
     def create_order(
         self,
         order_id: str,

@@ -208,6 +208,42 @@ def test_the_rate_limit_counts_bad_requests_too(
     assert post(http, json.dumps(ORDER), bearer(key)).status_code == 429
 
 
+def test_the_key_comes_before_the_body_size_and_the_rate_limit_and_only_those_count(
+    fresh: Stack,
+    http: Client,
+    migrated_url: str,
+    new_key: Callable[[], IssuedKey],
+    rate_limit: Callable[[int], None],
+) -> None:
+    """401, then 413, then 429; neither a key that is not live nor a body too large
+    spends the budget (the statement that checks the key counts the request)."""
+    rate_limit(1)
+    key, revoked = new_key(), new_key()
+    fresh.engine.accounts.revoke_key(revoked.info.prefix)
+    too_large = json.dumps({**ORDER, "pad": "x" * 20_000})
+
+    assert post(http, json.dumps(ORDER), bearer(revoked.key)).status_code == 401
+    assert post(http, too_large, bearer(revoked.key)).status_code == 401
+    assert post(http, too_large, bearer(key.key)).status_code == 413
+    assert rate_limit_hits(migrated_url, revoked.info.prefix) is None
+    assert rate_limit_hits(migrated_url, key.info.prefix) is None
+
+    place(http, key.key)  # the budget of 1 was not spent
+    assert rate_limit_hits(migrated_url, key.info.prefix) == 1
+    assert post(http, too_large, bearer(key.key)).status_code == 413  # before 429
+    assert post(http, json.dumps(ORDER), bearer(key.key)).status_code == 429
+    assert rate_limit_hits(migrated_url, key.info.prefix) == 2
+
+
+def rate_limit_hits(database_url: str, prefix: str) -> int | None:
+    """The requests counted in the key's current window; None if none ever were."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT hits FROM rate_limits WHERE key_prefix = %s", (prefix,)
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
 # --- WebSocket ------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from tests.support.statements import counted_statements
 
 def test_an_order_followed_over_its_own_socket_costs_these_statements(fresh: Stack) -> None:
     database = fresh.engine.database
+    assert fresh.engine.settings.rate_limit_per_minute > 0  # placing counts the request
     counts: dict[str, int] = {}
 
     with counted_statements(database) as statements:
@@ -53,11 +54,13 @@ def test_an_order_followed_over_its_own_socket_costs_these_statements(fresh: Sta
     statuses = [m.get("status") for m in fresh.management.messages(connection)]
     assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
     assert fresh.receive("notify") == []
-    # Each step: its order's read, its work's (submit and confirm ask the simulated
-    # chain), the transition (which also reads who lacks its event), and the statement
-    # that closes the batch.
+    # Placing: the key checked and the request counted against its rate limit (one
+    # statement), the order with its outbox row, the outbox row marked sent. Each step:
+    # its order's read, its work's (submit and confirm ask the simulated chain), the
+    # transition (which also reads who lacks its event), and the statement that closes
+    # the batch.
     assert counts == {
-        "place": 4,
+        "place": 3,
         "$connect": 1,
         "subscribe": 2,
         "route": 3,

@@ -61,6 +61,55 @@ def upsert_connection(source: str) -> str:
     )
 
 
+# The live key with the hash %(hash)s (`found`: its prefix, account and account's name),
+# its last use noted at most every LAST_USED_RESOLUTION.
+_FOUND_KEY = (
+    "found AS ("
+    "  SELECT k.prefix, k.account_id, a.name AS account_name FROM api_keys k"
+    "  JOIN accounts a ON a.id = k.account_id"
+    "  WHERE k.key_hash = %(hash)s AND k.revoked_at IS NULL"
+    "), touched AS ("
+    "  UPDATE api_keys SET last_used_at = now()"
+    "  WHERE prefix = (SELECT prefix FROM found)"
+    "   AND (last_used_at IS NULL"
+    f"        OR last_used_at < now() - interval '{LAST_USED_RESOLUTION}'))"
+)
+
+# Counting one request against a key's current fixed window of %(w)s seconds: the
+# INSERT (its row: the key's prefix, the window's start, 1), and the rest of it, which
+# returns the requests in the window including this one and the seconds until it ends.
+# A request whose statement started just before a new window (and commits after a
+# later one) counts in the newer window rather than resetting it.
+_INSERT_RATE_LIMIT = "INSERT INTO rate_limits AS r (key_prefix, window_start, hits)"
+_WINDOW_START = "to_timestamp(floor(extract(epoch FROM now()) / %(w)s) * %(w)s)"
+_COUNTED = (
+    " ON CONFLICT (key_prefix) DO UPDATE SET"
+    "  hits = CASE WHEN EXCLUDED.window_start > r.window_start THEN 1"
+    "         ELSE r.hits + 1 END,"
+    "  window_start = greatest(r.window_start, EXCLUDED.window_start)"
+    " RETURNING hits, extract(epoch FROM"
+    "  window_start + make_interval(secs => %(w)s) - now())::float8 AS remaining"
+)
+
+# `caller_for_key`: the live key's caller; with a %(connection)s, that connection
+# recorded for it.
+_CALLER_FOR_KEY = (
+    f"WITH {_FOUND_KEY}, connecting AS ("
+    "  SELECT account_id, prefix AS key_prefix FROM found"
+    "   WHERE %(connection)s::text IS NOT NULL"
+    f"), connected AS ({upsert_connection('connecting')})"
+    " SELECT * FROM found"
+)
+
+# `caller_for_key_counted`: the live key's caller, and the request counted for it; no
+# row, and nothing counted, for a key that is not live.
+_CALLER_FOR_KEY_COUNTED = (
+    f"WITH {_FOUND_KEY}, counted AS ({_INSERT_RATE_LIMIT}"
+    f" SELECT prefix, {_WINDOW_START}, 1 FROM found{_COUNTED})"
+    " SELECT found.*, counted.hits, counted.remaining FROM found CROSS JOIN counted"
+)
+
+
 @dataclass(frozen=True)
 class ApiKeyInfo:
     """An API key as listed: everything but the key itself, which is not stored."""
@@ -155,20 +204,7 @@ class AccountStore(Repository):
         with self.database.statement() as cur:
             # One round trip: the writable CTEs run even though nothing reads them.
             cur.execute(
-                "WITH found AS ("
-                "  SELECT k.prefix, k.account_id, a.name AS account_name FROM api_keys k"
-                "  JOIN accounts a ON a.id = k.account_id"
-                "  WHERE k.key_hash = %(hash)s AND k.revoked_at IS NULL"
-                "), touched AS ("
-                "  UPDATE api_keys SET last_used_at = now()"
-                "  WHERE prefix = (SELECT prefix FROM found)"
-                "   AND (last_used_at IS NULL"
-                f"        OR last_used_at < now() - interval '{LAST_USED_RESOLUTION}')"
-                "), connecting AS ("
-                "  SELECT account_id, prefix AS key_prefix FROM found"
-                "   WHERE %(connection)s::text IS NOT NULL"
-                f"), connected AS ({upsert_connection('connecting')})"
-                " SELECT * FROM found",
+                _CALLER_FOR_KEY,
                 {
                     "hash": key_hash,
                     "connection": None if connection is None else connection.connection_id,
@@ -177,6 +213,20 @@ class AccountStore(Repository):
             )
             row = cur.fetchone()
         return None if row is None else Caller.from_row(row)
+
+    def caller_for_key_counted(
+        self, key_hash: bytes, window_seconds: int
+    ) -> tuple[Caller, int, float] | None:
+        """`caller_for_key`, and one request counted against the key's current window
+        (`count_request`) in the same statement, for a live key only: (the caller,
+        requests in this window including this one, seconds until it ends); None,
+        with nothing counted, for a key that is not live."""
+        with self.database.statement() as cur:
+            cur.execute(_CALLER_FOR_KEY_COUNTED, {"hash": key_hash, "w": window_seconds})
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return Caller.from_row(row), int(row["hits"]), float(row["remaining"])
 
     def caller_for_connection(self, connection_id: str) -> Caller | None:
         """Who a WebSocket connection authenticated as in $connect, while its key lives."""
@@ -211,18 +261,8 @@ class AccountStore(Repository):
         every Lambda container shares). Returns (requests in this window including
         this one, seconds until the window ends)."""
         with self.database.statement() as cur:
-            # A request whose statement started just before a new window (and commits
-            # after a later one) counts in the newer window rather than resetting it.
             cur.execute(
-                "INSERT INTO rate_limits AS r (key_prefix, window_start, hits)"
-                " VALUES (%(key)s,"
-                "  to_timestamp(floor(extract(epoch FROM now()) / %(w)s) * %(w)s), 1)"
-                " ON CONFLICT (key_prefix) DO UPDATE SET"
-                "  hits = CASE WHEN EXCLUDED.window_start > r.window_start THEN 1"
-                "         ELSE r.hits + 1 END,"
-                "  window_start = greatest(r.window_start, EXCLUDED.window_start)"
-                " RETURNING hits, extract(epoch FROM"
-                "  window_start + make_interval(secs => %(w)s) - now())::float8 AS remaining",
+                f"{_INSERT_RATE_LIMIT} VALUES (%(key)s, {_WINDOW_START}, 1){_COUNTED}",
                 {"key": key_prefix, "w": window_seconds},
             )
             row = cur.fetchone()

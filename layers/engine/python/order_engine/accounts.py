@@ -7,7 +7,9 @@ database keeps only its SHA-256, and nothing in the engine logs it.
     accounts = Accounts(store)
     issued = accounts.create_key("ci", account="acme")   # issued.key: show it once
     caller = accounts.authenticate(issued.key)            # Caller(account "acme", …)
-    RateLimiter(store, per_minute=600).check(caller)      # or RateLimited(retry_after=…)
+    limiter = RateLimiter(store, per_minute=600)
+    limiter.check(caller)                                 # or RateLimited(retry_after=…)
+    accounts.authenticate_counted(issued.key, limiter)    # both, in one statement
 
 Both APIs take the key as a bearer credential (`Authorization: Bearer <key>`); the
 WebSocket API also as `?apiKey=`, since browsers cannot set headers on a WebSocket.
@@ -81,18 +83,34 @@ class Accounts:
         unknown or revoked (one answer for all three: nothing to probe). With
         `connection` (a WebSocket's $connect), the connection is recorded for that
         caller by the statement that checks the key, and only if it is live."""
-        if not key:
-            raise Unauthorized(
-                "an API key is required: send Authorization: Bearer <key>", key_presented=False
-            )
+        key_hash = _presented_hash(key)
         # A malformed key cannot match, so it costs no query.
         caller = (
-            self._store.caller_for_key(hash_key(key), connection=connection)
-            if key_prefix(key)
-            else None
+            None
+            if key_hash is None
+            else self._store.caller_for_key(key_hash, connection=connection)
         )
         if caller is None:
-            raise Unauthorized("the API key is not valid (unknown or revoked)", key_presented=True)
+            raise _not_valid()
+        return caller
+
+    def authenticate_counted(self, key: str | None, limiter: RateLimiter) -> Caller:
+        """`authenticate`, with this request counted against the key's rate limit
+        (`limiter`) by the statement that checks the key: Unauthorized as
+        `authenticate` (a key that is not live counts nothing), then RateLimited as
+        `limiter.check`. One statement where there were two."""
+        if limiter.per_minute <= 0:
+            return self.authenticate(key)
+        key_hash = _presented_hash(key)
+        found = (
+            None
+            if key_hash is None
+            else self._store.caller_for_key_counted(key_hash, RATE_WINDOW_SECONDS)
+        )
+        if found is None:
+            raise _not_valid()
+        caller, hits, remaining = found
+        limiter.enforce(hits, remaining)
         return caller
 
     def authenticate_connection(self, connection_id: str) -> Caller:
@@ -162,14 +180,33 @@ class RateLimiter:
         self.per_minute = per_minute
 
     def check(self, caller: Caller) -> None:
+        """Count this request of `caller`'s; RateLimited when it is over the limit."""
         if self.per_minute <= 0:
             return
-        hits, remaining = self._store.count_request(caller.key_prefix, RATE_WINDOW_SECONDS)
+        self.enforce(*self._store.count_request(caller.key_prefix, RATE_WINDOW_SECONDS))
+
+    def enforce(self, hits: int, remaining: float) -> None:
+        """RateLimited when a request counted as the `hits`th of its window (which ends
+        in `remaining` seconds) is over the limit."""
         if hits > self.per_minute:
             raise RateLimited(
                 f"rate limit of {self.per_minute} orders a minute reached for this key",
                 retry_after=max(1, math.ceil(remaining)),
             )
+
+
+def _presented_hash(key: str | None) -> bytes | None:
+    """The hash of a presented key to look up; None for a malformed one (it cannot
+    match, so it costs no query). Unauthorized when none was presented."""
+    if not key:
+        raise Unauthorized(
+            "an API key is required: send Authorization: Bearer <key>", key_presented=False
+        )
+    return hash_key(key) if key_prefix(key) else None
+
+
+def _not_valid() -> Unauthorized:
+    return Unauthorized("the API key is not valid (unknown or revoked)", key_presented=True)
 
 
 def _check_name(value: str, field_name: str) -> None:
