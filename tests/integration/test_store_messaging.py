@@ -17,7 +17,6 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from order_engine.accounts import Accounts
-from order_engine.database import NO_FLUSH_WAIT, fetch_one
 from order_engine.dex.ledger import PostgresLedger, SecondSwapError
 from order_engine.dex.venue import SubmissionLedger
 from order_engine.notify import Notifier
@@ -110,34 +109,6 @@ def test_the_fast_path_marks_rows_sent_after_commit(
     outbox_store.mark_sent([row.id for row in created.outbox])
 
     assert all(row.sent_at is not None for row in outbox_of(created.order.id))
-
-
-def test_marks_commit_without_waiting_for_the_flush_and_the_setting_stays_with_them(
-    make_database, new_order, outbox_of, open_connection
-):
-    """NO_FLUSH_WAIT turns synchronous_commit off for the transaction of a statement
-    that writes a row, and for nothing after it on the pooled connection."""
-    database = make_database(max_size=1)
-    order = new_order()
-    ids = [row.id for row in outbox_of(order.id)]
-    with database.transaction() as cur:
-        cur.execute(
-            f"UPDATE outbox SET attempts = attempts WHERE id = ANY(%s) AND {NO_FLUSH_WAIT}",
-            (ids,),
-        )
-        cur.execute("SHOW synchronous_commit")
-        assert fetch_one(cur)["synchronous_commit"] == "off"
-
-    OutboxStore(database).mark_sent(ids)
-    connection = open_connection()
-    subscriptions = SubscriptionStore(database)
-    subscriptions.subscribe(connection, order.id)
-    assert subscriptions.advance_cursor(connection, order.id, read=0, sent=1)
-
-    assert all(row.sent_at is not None for row in outbox_of(order.id))
-    with database.statement() as cur:
-        cur.execute("SHOW synchronous_commit")
-        assert fetch_one(cur)["synchronous_commit"] == "on"
 
 
 def test_claim_stuck_takes_old_live_orders_with_nothing_in_the_outbox_once(
