@@ -59,21 +59,6 @@ DictCursor = psycopg.Cursor[DictRow]
 QUIET_CHECK_AFTER = 30.0
 
 
-# A condition for the WHERE of a write whose loss in a crash of the server costs only a
-# repetition: its transaction (the statement, in autocommit) then commits without
-# waiting for its WAL to reach the disk (synchronous_commit off, for that transaction
-# alone; the WAL writer flushes it within wal_writer_delay, and any later commit that
-# waits flushes it too). Evaluated for each row the statement writes, so a statement
-# that writes a row this way commits this way; it holds for every row.
-#
-# Only for the marks that a message was sent and the subscribers' cursors: a server
-# crash may forget the last of them, which sends those messages and events again, as
-# after a process that crashed before writing them (duplicates, which the conditional
-# transitions and the clients' seqs absorb). Orders, events and outbox rows keep
-# waiting for the flush: a committed transition survives a crash.
-NO_FLUSH_WAIT = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")

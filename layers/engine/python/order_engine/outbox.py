@@ -24,14 +24,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from order_engine.database import (
-    NO_FLUSH_WAIT,
-    Database,
-    DictCursor,
-    Repository,
-    fetch_one,
-    jsonb,
-)
+from order_engine.database import Database, DictCursor, Repository, fetch_one, jsonb
 from order_engine.messaging import NOTIFY_TOPIC, NotifyMessage, Publisher, StepMessage
 from order_engine.orders import INITIAL, TERMINAL, Status, Step, step_for
 from order_engine.records import DueDeliveries, Order, OutboxMessage, OutboxRow
@@ -117,12 +110,7 @@ def outbox_param(messages: Iterable[OutboxMessage]) -> Jsonb:
     )
 
 
-# Committed without waiting for the WAL flush (database.NO_FLUSH_WAIT): a mark lost in a
-# server crash has the relay send its row again.
-_MARK_SENT = (
-    "UPDATE outbox SET sent_at = now()"
-    f" WHERE id = ANY(%(ids)s) AND sent_at IS NULL AND {NO_FLUSH_WAIT}"
-)
+_MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%(ids)s) AND sent_at IS NULL"
 
 
 def _mark_sent(

@@ -21,6 +21,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
+
 from order_engine.database import DictCursor, Repository, jsonb
 from order_engine.errors import IdempotencyConflict
 from order_engine.order_request import MAX_LIMIT_WAIT, OrderRequest
@@ -340,18 +342,19 @@ moved AS (
 
 
 @functools.cache
-def _transition_query(columns: frozenset[str]) -> str:
-    """The conditional UPDATE that also sets `columns` (a few shapes, built once each,
-    as plain text: psycopg then neither composes it nor looks it up anew per call)."""
-    assert columns <= CHANGEABLE_COLUMNS  # known names: quoting them is all they need
-    assignments = "".join(f', "{column}" = %(c_{column})s' for column in sorted(columns))
-    return (
+def _transition_query(columns: frozenset[str]) -> sql.Composed:
+    """The conditional UPDATE that also sets `columns` (a few shapes, built once each)."""
+    assignments = sql.SQL("").join(
+        sql.SQL(", {} = {}").format(sql.Identifier(column), sql.Placeholder(f"c_{column}"))
+        for column in sorted(columns)
+    )
+    return sql.SQL(
         "WITH moved AS ("
         " UPDATE orders SET status = %(to)s, version = version + 1, attempts = 0,"
-        f" updated_at = now(){assignments}"
+        " updated_at = now(){assignments}"
         " WHERE id = %(id)s AND status = %(from)s RETURNING *, NULL::text AS previous_status)"
         + _EVENT_AND_OUTBOX
-    )
+    ).format(assignments=assignments)
 
 
 def _move_params(
@@ -370,7 +373,7 @@ def _move_params(
 
 def write_order(
     cur: DictCursor,
-    query: str,
+    query: sql.Composed | str,
     params: Mapping[str, Any],
     outbox: Sequence[OutboxMessage],
 ) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from order_engine.account_store import Caller, upsert_connection
-from order_engine.database import NO_FLUSH_WAIT, Repository, jsonb
+from order_engine.database import Repository, jsonb
 from order_engine.records import Delivery, DueDeliveries, Order, OrderEvent, prefixed
 
 
@@ -65,14 +65,13 @@ class CursorMoves:
 
 # The cursor moves of %(cursors)s (see `cursors_param`), as a CTE another statement puts
 # in front of its own (outbox.py, the statement closing a step batch), each only from
-# where it was read, as `advance_cursor` moves one (and, like it, committed without
-# waiting for the WAL flush).
-MOVED_CURSORS = f"""moved_cursors AS (
+# where it was read, as `advance_cursor` moves one.
+MOVED_CURSORS = """moved_cursors AS (
     UPDATE subscriptions s SET last_seq = m.sent
       FROM jsonb_to_recordset(%(cursors)s)
            AS m (connection_id text, order_id uuid, read integer, sent integer)
      WHERE s.connection_id = m.connection_id AND s.order_id = m.order_id
-       AND s.last_seq >= m.read AND s.last_seq < m.sent AND {NO_FLUSH_WAIT})"""
+       AND s.last_seq >= m.read AND s.last_seq < m.sent)"""
 
 
 def cursors_param(moves: Sequence[CursorMove]) -> Jsonb:
@@ -270,16 +269,12 @@ class SubscriptionStore(Repository):
         Moves only forward, and only from a cursor in [read, sent): one at `read` or
         above means the client had `read` when this pass started, so it now has
         everything to `sent`. One below `read` is a new subscription (resubscribed
-        since), which is due its own snapshot. False when it did not move.
-
-        Committed without waiting for the WAL flush (database.NO_FLUSH_WAIT): a move
-        lost in a crash of the server has those events sent again, with their seqs,
-        which clients drop."""
+        since), which is due its own snapshot. False when it did not move."""
         with self.database.statement() as cur:
             cur.execute(
                 "UPDATE subscriptions SET last_seq = %(sent)s"
                 " WHERE connection_id = %(connection)s AND order_id = %(order)s"
-                f" AND last_seq >= %(read)s AND last_seq < %(sent)s AND {NO_FLUSH_WAIT}",
+                " AND last_seq >= %(read)s AND last_seq < %(sent)s",
                 {"connection": connection_id, "order": order_id, "read": read, "sent": sent},
             )
             return cur.rowcount == 1
