@@ -59,7 +59,7 @@ def execute_order() -> Response:
         if too_large is not None:
             raise too_large
         placed = engine().orders.place_order_json(
-            caller, body, idempotency_key=request.headers.get(IDEMPOTENCY_KEY), counted=True
+            caller, body, idempotency_key=request.headers.get(IDEMPOTENCY_KEY)
         )
         ws_url = engine().settings.websocket_url
         answer = {

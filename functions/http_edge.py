@@ -118,15 +118,9 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
-def check_body_size(body: str | bytes, limit: int = MAX_BODY_BYTES) -> None:
-    """Refuse (413) a body over `limit` bytes, before anything parses it."""
-    refusal = oversized(body, limit)
-    if refusal is not None:
-        raise refusal
-
-
 def oversized(body: str | bytes, limit: int = MAX_BODY_BYTES) -> PayloadTooLarge | None:
-    """The refusal (413) of a body over `limit` bytes; None for one within it."""
+    """The refusal (413) of a body over `limit` bytes, found before anything parses it;
+    None for one within it."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > limit:
         return PayloadTooLarge(f"body of {size} bytes exceeds the limit of {limit}")

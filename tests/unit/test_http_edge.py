@@ -74,9 +74,9 @@ def test_the_answer_headers_say_how_to_retry_or_authenticate() -> None:
 
 def test_a_body_over_the_limit_is_refused_before_parsing() -> None:
     edge = http_edge()
-    edge.check_body_size(b"x" * edge.MAX_BODY_BYTES)
-    with pytest.raises(errors.PayloadTooLarge):
-        edge.check_body_size("é" * (edge.MAX_BODY_BYTES // 2 + 1))  # counted in bytes
+    assert edge.oversized(b"x" * edge.MAX_BODY_BYTES) is None
+    refusal = edge.oversized("é" * (edge.MAX_BODY_BYTES // 2 + 1))  # counted in bytes
+    assert isinstance(refusal, errors.PayloadTooLarge)
 
 
 def test_an_error_about_a_header_borne_input_names_the_header() -> None:

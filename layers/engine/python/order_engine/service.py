@@ -87,26 +87,18 @@ class OrderService:
     def admit(self, key: str | None, *, count: bool = True) -> Caller:
         """The caller `key` speaks for, come to place an order: Unauthorized as
         `Accounts.authenticate`; with `count`, this request is counted against the
-        key's rate limit (then RateLimited) by the statement that checks the key, for
-        `place_order_json(…, counted=True)`. A key that is not live counts nothing."""
+        key's rate limit (then RateLimited) by the statement that checks the key. A key
+        that is not live counts nothing. Counted before any parsing: bad requests spend
+        the budget too, so a client cannot make the service parse for free."""
         if not count:
             return self._accounts.authenticate(key)
         return self._accounts.authenticate_counted(key, self._rate_limiter)
 
     def place_order_json(
-        self,
-        caller: Caller,
-        body: str | bytes,
-        *,
-        idempotency_key: str | None,
-        counted: bool = False,
+        self, caller: Caller, body: str | bytes, *, idempotency_key: str | None
     ) -> PlacedOrder:
-        """Place an order from a raw request body (its size checked by the caller).
-        `counted`: `admit` has counted this request already."""
-        # Counted before any parsing: bad requests spend the budget too, so a client
-        # cannot make the service parse for free.
-        if not counted:
-            self._rate_limiter.check(caller)
+        """Place an order from a raw request body (its size checked, and the request
+        counted against the rate limit, by `admit`)."""
         return self._place(caller, parse_json(body), idempotency_key)
 
     def place_order(self, caller: Caller, data: Any, *, idempotency_key: str | None) -> PlacedOrder:
