@@ -278,6 +278,11 @@ function track(id, wsUrl, isNew) {
     else list.append(state.row);
     remember();
     updateCount();
+  } else if (wsUrl && !state.wsUrl) {
+    // The key's list can answer after the order is written and before the POST does:
+    // its row knew no WebSocket URL, and the POST's answer brings one.
+    state.wsUrl = wsUrl;
+    remember();
   }
   return state;
 }
@@ -389,6 +394,7 @@ async function resync(state) {
 }
 
 function poll(state) {
+  if (state.wsUrl) return follow(state); // a URL arrived since: go live
   resync(state).then(() => {
     if (!state.forgotten && !state.stalled && !TERMINAL.has(status(state))) {
       state.timer = setTimeout(() => poll(state), 1000);

@@ -21,6 +21,7 @@ from playwright.sync_api import (
     BrowserContext,
     Page,
     Request,
+    Route,
     WebSocketRoute,
     expect,
     sync_playwright,
@@ -245,6 +246,34 @@ def test_an_order_placed_through_the_form_shows_every_state_then_its_quotes_and_
     }
     assert dashboard.traffic.sockets
     assert all(f"apiKey={api_key}" in url for url in dashboard.traffic.sockets)
+    assert dashboard.traffic.errors == []
+
+
+def test_an_order_the_list_shows_before_its_post_answers_is_still_followed_live(
+    dashboard: Dashboard, api_key: str
+) -> None:
+    """Entering the key asks for the key's orders; a slow list answer can arrive after
+    the new order was written and before the POST's answer. The row it makes knows no
+    WebSocket URL, but the POST's answer brings one, and the row follows it live."""
+    held: dict[str, Route] = {}
+    dashboard.page.route("**/api/orders?limit=*", lambda route: held.setdefault("list", route))
+    dashboard.page.route("**/api/orders/execute", lambda route: held.setdefault("post", route))
+    dashboard.open(api_key)
+    dashboard.page.fill("#amount", "1.5")
+    dashboard.page.click("#place")
+    dashboard.page.wait_for_function("() => document.querySelector('form[aria-busy=true]')")
+    while "post" not in held:
+        dashboard.page.wait_for_timeout(20)
+
+    placed = held["post"].fetch()  # the order now exists; the page does not know it yet
+    held["list"].continue_()
+    expect(dashboard.page.locator("li.order")).to_have_count(1)
+    held["post"].fulfill(response=placed)
+
+    (order_id,) = dashboard.order_ids()
+    assert dashboard.wait_terminal(order_id) == "confirmed"
+    assert dashboard.status_log(order_id) == HAPPY
+    assert dashboard.traffic.sockets
     assert dashboard.traffic.errors == []
 
 
