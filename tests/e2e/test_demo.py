@@ -25,6 +25,7 @@ def test_the_demo_follows_five_orders_at_once_through_every_state(
     rows = asyncio.run(run_demo(runtime.http_url, fresh_api_key, count=5, timeout=60))
 
     assert len({row.order_id for row in rows}) == 5
+    firsts = []
     for row in rows:
         assert row.status in ("confirmed", "failed"), (row.status, row.outcome)
         # One arrival time per state, in the pipeline's order (a failure may end early).
@@ -32,10 +33,13 @@ def test_the_demo_follows_five_orders_at_once_through_every_state(
         assert reached == len(HAPPY_PATH) if row.status == "confirmed" else reached >= 2
         arrivals = [float(t) for t in row.timeline]
         assert arrivals == sorted(arrivals)
-        # Subscribed by message, the first states show at once, not after the second a
-        # handshake subscription waits.
-        assert arrivals[0] < 1.0, row.timeline
+        firsts.append(arrivals[0])
         assert row.venue in ("raydium", "meteora")
+    # Subscribed by message, the first states show at once, not after the second a
+    # handshake subscription waits. That second would delay every order; a sandbox
+    # started for one of the five (a busy machine can take a second to start one, as
+    # Lambda does) delays only the orders that meet it, so the median tells them apart.
+    assert sorted(firsts)[len(firsts) // 2] < 1.0, [row.timeline for row in rows]
 
 
 def test_the_limit_demo_shows_orders_waiting_then_firing_or_expiring(
