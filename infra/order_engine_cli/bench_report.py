@@ -126,7 +126,7 @@ def render(report: dict[str, Any]) -> Table:
         table.add_row(
             "machine speed",
             f"the reference work took {machine['reference_cpu_ms_before']} ms of CPU before "
-            f"the run, {machine['reference_cpu_ms_after']} after (more: a slower hour)",
+            f"the run, {machine['reference_cpu_ms_after']} after (more: a slower machine)",
         )
     return table
 

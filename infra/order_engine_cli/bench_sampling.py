@@ -177,7 +177,8 @@ def _reference_work() -> None:
 
 def reference_cpu_ms(rounds: int = 5) -> float:
     """The CPU ms this process spends on the reference work (the median of `rounds`, so
-    one preempted round does not count): about 50 ms a round on an idle 2.2 GHz core."""
+    one preempted round does not count): 20-60 ms a round on the hosts this project's
+    figures come from (docs/benchmarks.md, "The machine")."""
     times = []
     for _ in range(rounds):
         started = time.thread_time()
